@@ -1,0 +1,378 @@
+//! Configuration: a TOML file, `MCP_<SECTION>_<KEY>` environment overrides, and defaults that run out of the box.
+//!
+//! A service's file has a `[server]` table (this module's [`ServerConfig`]) and one table of its own
+//! (for example `[cmdb]`). Environment variables override single keys: `MCP_SERVER_PORT=9000`,
+//! `MCP_CMDB_CSV_PATH=/data/hosts.csv`. Values are read as TOML literals when they parse as one
+//! (`9000`, `true`, `["a","b"]`) and as plain strings otherwise.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const ENV_CONFIG: &str = "MCP_CONFIG";
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "MCP_";
+
+/// Errors from loading or validating configuration. Each names the key and where it came from.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config in {origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("invalid value for `{key}` (from {origin}): {message}")]
+    Invalid {
+        key: String,
+        origin: String,
+        message: String,
+    },
+}
+
+/// Where environment variables come from; tests pass a map instead of touching the process env.
+pub trait Env {
+    /// All variables whose name starts with `prefix`.
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        std::env::vars().filter(|(k, _)| k.starts_with(prefix)).collect()
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        self.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (the default; what Loki and the tests read).
+    #[default]
+    Json,
+    /// Human-readable lines for a terminal.
+    Pretty,
+}
+
+/// The runtime part of every service's configuration: the `[server]` table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind. Loopback by default; anything else needs auth (or `allow_insecure`).
+    pub host: IpAddr,
+    /// TCP port; 0 picks a free one.
+    pub port: u16,
+    /// Serve `/mcp` without sessions (every request stands alone), for multi-replica deployments.
+    pub stateless: bool,
+    /// TOML file with bearer tokens (hashed), identities and roles. No file: auth is off.
+    pub auth_tokens_file: Option<PathBuf>,
+    /// Allow binding a non-loopback address with auth off. Dangerous; for trusted networks only.
+    pub allow_insecure: bool,
+    /// Extra host names accepted in the `Host` header, besides loopback and the compose service names.
+    pub allowed_hosts: Vec<String>,
+    /// Extra browser origins (`scheme://host[:port]`) accepted in the `Origin` header, besides loopback ones.
+    pub allowed_origins: Vec<String>,
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Time limit for producing a response to one HTTP request, in seconds.
+    pub request_timeout_secs: u64,
+    /// Time limit for one tool call, in seconds.
+    pub tool_timeout_secs: u64,
+    /// Largest tool result (text bytes) before it is cut with a visible truncation marker.
+    pub max_output_bytes: usize,
+    /// Default log filter (`RUST_LOG` syntax), for example `info` or `mcp_cmdb=debug,info`.
+    pub log_level: String,
+    /// Log format: `json` or `pretty`.
+    pub log_format: LogFormat,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 0,
+            stateless: false,
+            auth_tokens_file: None,
+            allow_insecure: false,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 4 * 1024 * 1024,
+            request_timeout_secs: 60,
+            tool_timeout_secs: 120,
+            max_output_bytes: 256 * 1024,
+            log_level: "info".to_owned(),
+            log_format: LogFormat::Json,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The socket address to bind.
+    pub fn bind_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+
+    /// Checks that need no IO. The auth-on-public-address rule is checked at bind time, once
+    /// the tokens file has been read.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: format!("server.{key}"),
+            origin: origin.to_owned(),
+            message: message.to_owned(),
+        };
+        if self.max_body_bytes < 1024 {
+            return Err(invalid("max_body_bytes", "must be at least 1024"));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(invalid("request_timeout_secs", "must be at least 1"));
+        }
+        if self.tool_timeout_secs == 0 {
+            return Err(invalid("tool_timeout_secs", "must be at least 1"));
+        }
+        if self.max_output_bytes < 256 {
+            return Err(invalid("max_output_bytes", "must be at least 256"));
+        }
+        for o in &self.allowed_origins {
+            if !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(invalid(
+                    "allowed_origins",
+                    &format!("`{o}` must start with http:// or https://"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A loaded configuration document: the TOML table after environment overrides, plus where it came from.
+#[derive(Debug, Clone)]
+pub struct ConfigDoc {
+    table: toml::Table,
+    origin: String,
+}
+
+impl ConfigDoc {
+    /// Reads `path` (if any), then applies `MCP_<SECTION>_<KEY>` overrides for the given sections.
+    pub fn load(path: Option<&Path>, env: &dyn Env, sections: &[&str]) -> Result<Self, ConfigError> {
+        let (table, origin) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                let origin = p.display().to_string();
+                let table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+                    origin: origin.clone(),
+                    message: e.to_string(),
+                })?;
+                (table, origin)
+            }
+            None => (toml::Table::new(), "defaults".to_owned()),
+        };
+        let mut doc = Self { table, origin };
+        doc.apply_env(env, sections)?;
+        Ok(doc)
+    }
+
+    /// Builds a document from TOML text (used for embedded defaults and tests).
+    pub fn from_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            table,
+            origin: origin.to_owned(),
+        })
+    }
+
+    /// Where the document came from, for error messages.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Applies environment overrides for `sections`. Longer section names are tried first so that
+    /// `MCP_AI_MODELS_X` belongs to `ai_models`, not to a section called `ai`.
+    pub fn apply_env(&mut self, env: &dyn Env, sections: &[&str]) -> Result<(), ConfigError> {
+        let mut sections: Vec<&str> = sections.to_vec();
+        sections.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let mut vars = env.vars_with_prefix(ENV_PREFIX);
+        vars.sort();
+        for (name, raw) in vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let Some((section, key)) = sections.iter().find_map(|s| {
+                let upper = s.to_ascii_uppercase();
+                rest.strip_prefix(&upper)
+                    .and_then(|k| k.strip_prefix('_'))
+                    .filter(|k| !k.is_empty())
+                    .map(|k| (*s, k.to_ascii_lowercase()))
+            }) else {
+                continue;
+            };
+            let value = parse_env_value(&raw);
+            let entry = self
+                .table
+                .entry(section.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else {
+                return Err(ConfigError::Invalid {
+                    key: section.to_owned(),
+                    origin: format!("environment variable {name}"),
+                    message: "is not a table in the config file".to_owned(),
+                });
+            };
+            t.insert(key, value);
+            if !self.origin.contains("environment") {
+                self.origin.push_str(" + environment");
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets `section.key` to `value` unless the file or the environment already set it.
+    pub fn set_default(&mut self, section: &str, key: &str, value: toml::Value) {
+        let entry = self
+            .table
+            .entry(section.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = entry {
+            t.entry(key.to_owned()).or_insert(value);
+        }
+    }
+
+    /// Deserializes one section (missing section: the type's defaults). Errors name the section and origin.
+    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, ConfigError> {
+        match self.table.get(name) {
+            None => Ok(T::default()),
+            Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| ConfigError::Invalid {
+                key: name.to_owned(),
+                origin: self.origin.clone(),
+                message: e.message().to_owned(),
+            }),
+        }
+    }
+
+    /// The `[server]` section, validated.
+    pub fn server(&self) -> Result<ServerConfig, ConfigError> {
+        let cfg: ServerConfig = self.section("server")?;
+        cfg.validate(&self.origin)?;
+        Ok(cfg)
+    }
+
+    /// Rejects top-level tables other than `known`, so a typo in a section name is not silently ignored.
+    pub fn deny_unknown_sections(&self, known: &[&str]) -> Result<(), ConfigError> {
+        for key in self.table.keys() {
+            if !known.contains(&key.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: key.clone(),
+                    origin: self.origin.clone(),
+                    message: format!("unknown section; expected one of: {}", known.join(", ")),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    // A TOML literal when the text is one (numbers, booleans, arrays); a plain string otherwise,
+    // so paths and names need no quoting.
+    match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_parse_and_bind_loopback() {
+        let doc = ConfigDoc::load(None, &env(&[]), &["server"]).unwrap();
+        let s = doc.server().unwrap();
+        assert!(s.host.is_loopback());
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn env_overrides_file_with_typed_values() {
+        let mut doc = ConfigDoc::from_str("[server]\nport = 1\n[cmdb]\ncsv_path = \"a.csv\"", "t.toml").unwrap();
+        doc.apply_env(
+            &env(&[
+                ("MCP_SERVER_PORT", "9000"),
+                ("MCP_SERVER_ALLOWED_HOSTS", "[\"a\", \"b\"]"),
+                ("MCP_CMDB_CSV_PATH", "/x/y.csv"),
+                ("MCP_OTHER_THING", "ignored"),
+            ]),
+            &["server", "cmdb"],
+        )
+        .unwrap();
+        let s = doc.server().unwrap();
+        assert_eq!(s.port, 9000);
+        assert_eq!(s.allowed_hosts, vec!["a", "b"]);
+        let t: toml::Table = doc.section("cmdb").unwrap();
+        assert_eq!(t["csv_path"].as_str(), Some("/x/y.csv"));
+    }
+
+    #[test]
+    fn longest_section_wins() {
+        let mut doc = ConfigDoc::from_str("", "t").unwrap();
+        doc.apply_env(&env(&[("MCP_AI_MODELS_TIMEOUT", "5")]), &["ai", "ai_models"])
+            .unwrap();
+        let t: toml::Table = doc.section("ai_models").unwrap();
+        assert_eq!(t["timeout"].as_integer(), Some(5));
+    }
+
+    #[test]
+    fn bad_value_names_key_and_origin() {
+        let doc = ConfigDoc::from_str("[server]\nport = \"abc\"", "svc.toml").unwrap();
+        let err = doc.server().unwrap_err().to_string();
+        assert!(err.contains("server"), "{err}");
+        assert!(err.contains("svc.toml"), "{err}");
+        let doc = ConfigDoc::from_str("[server]\nprot = 1", "svc.toml").unwrap();
+        let err = doc.server().unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn validation_rejects_zero_timeouts() {
+        let doc = ConfigDoc::from_str("[server]\ntool_timeout_secs = 0", "f.toml").unwrap();
+        let err = doc.server().unwrap_err().to_string();
+        assert!(err.contains("server.tool_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let doc = ConfigDoc::from_str("[servr]\nport = 1", "f.toml").unwrap();
+        let err = doc.deny_unknown_sections(&["server", "cmdb"]).unwrap_err().to_string();
+        assert!(err.contains("servr") && err.contains("f.toml"), "{err}");
+    }
+}

@@ -1,0 +1,325 @@
+//! Security and hygiene at the HTTP edge: correlation ids, Host/Origin validation, bearer auth,
+//! body limits with JSON-RPC parse errors, and per-request metrics. Everything here runs before a
+//! request reaches rmcp or the SSE shim.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::auth::{Identity, TokenStore};
+use crate::instrument::TraceId;
+use crate::metrics::Metrics;
+use crate::telemetry::{CORRELATION_HEADER, CorrelationId, trace_id_from_traceparent};
+
+/// Host names that are always accepted: loopback and the docker-compose service names of the suite.
+pub const DEFAULT_ALLOWED_HOSTS: &[&str] = &[
+    "localhost",
+    "127.0.0.1",
+    "::1",
+    "master",
+    "linux-cli",
+    "k8s",
+    "cmdb",
+    "secrets",
+    "freqtrade-knowledge",
+    "ai-models",
+    "mcp-master",
+    "mcp-linux-cli",
+    "mcp-k8s",
+    "mcp-cmdb",
+    "mcp-secrets",
+    "mcp-freqtrade-knowledge",
+    "mcp-ai-models",
+    "host.docker.internal",
+];
+
+/// Shared state of the edge middleware.
+#[derive(Debug)]
+pub(crate) struct Edge {
+    pub(crate) service: String,
+    pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) tokens: Option<TokenStore>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) metrics: Metrics,
+}
+
+/// A JSON-RPC error body with a null id, for errors found before a message could be read.
+pub(crate) fn jsonrpc_error_response(status: StatusCode, code: i64, message: &str) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": code, "message": message },
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn plain_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({ "error": message });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Outermost layer: correlation id in, span around the request, correlation id out, HTTP metrics.
+pub(crate) async fn correlate(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -> Response {
+    let cid = CorrelationId::from_header(
+        req.headers()
+            .get(CORRELATION_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let trace_id = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace_id_from_traceparent)
+        .map(str::to_owned);
+    if let Ok(v) = HeaderValue::from_str(&cid.id) {
+        req.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "other".to_owned());
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "http",
+        service = %edge.service,
+        correlation_id = %cid.id,
+        trace_id = trace_id.as_deref().unwrap_or(""),
+        method = %method,
+        route = %route,
+        identity = tracing::field::Empty,
+    );
+    req.extensions_mut().insert(cid.clone());
+    if let Some(t) = trace_id {
+        req.extensions_mut().insert(TraceId(t));
+    }
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let code = resp.status().as_u16();
+    edge.metrics.record_http(method.as_str(), &route, code);
+    if code >= 400 {
+        span.in_scope(|| {
+            tracing::info!(message = "Request refused.", status = code);
+        });
+    }
+    if let Ok(v) = HeaderValue::from_str(&cid.id) {
+        resp.headers_mut().insert(CORRELATION_HEADER, v);
+    }
+    resp
+}
+
+fn host_of_authority(authority: &str) -> String {
+    let a = authority.trim().to_ascii_lowercase();
+    if let Some(rest) = a.strip_prefix('[') {
+        // IPv6 literal: [::1]:8000
+        return rest.split(']').next().unwrap_or_default().to_owned();
+    }
+    a.rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(h, _)| h.to_owned())
+        .unwrap_or(a)
+}
+
+impl Edge {
+    fn host_allowed(&self, host: &str) -> bool {
+        self.allowed_hosts.iter().any(|h| h == "*" || h == host)
+            || DEFAULT_ALLOWED_HOSTS.contains(&host)
+    }
+
+    fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim().to_ascii_lowercase();
+        if self
+            .allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(&origin))
+        {
+            return true;
+        }
+        let Some((scheme, authority)) = origin.split_once("://") else {
+            return false;
+        };
+        if scheme != "http" && scheme != "https" {
+            return false;
+        }
+        let host = host_of_authority(authority);
+        // Loopback pages (an Inspector on localhost) are allowed on any port; so are origins whose
+        // host was allowed explicitly (without a port) in `allowed_origins`.
+        matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1")
+            || self.allowed_origins.iter().any(|o| {
+                o.split_once("://")
+                    .is_some_and(|(s, a)| s == scheme && !a.contains(':') && a == host)
+            })
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// DNS-rebinding protection for the MCP endpoints: the Host must be known, and a browser Origin must be allowed.
+pub(crate) async fn check_host_origin(
+    State(edge): State<Arc<Edge>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let host = header_str(req.headers(), header::HOST)
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
+    let Some(host) = host else {
+        return plain_error(StatusCode::FORBIDDEN, "forbidden: missing Host header");
+    };
+    let host_name = host_of_authority(&host);
+    if !edge.host_allowed(&host_name) {
+        return plain_error(
+            StatusCode::FORBIDDEN,
+            &format!("forbidden: host `{host_name}` is not in server.allowed_hosts"),
+        );
+    }
+    if let Some(origin) = header_str(req.headers(), header::ORIGIN)
+        && !edge.origin_allowed(origin)
+    {
+        return plain_error(
+            StatusCode::FORBIDDEN,
+            &format!("forbidden: origin `{origin}` is not in server.allowed_origins"),
+        );
+    }
+    next.run(req).await
+}
+
+/// Bearer authentication. With no tokens configured every caller is `anonymous`.
+pub(crate) async fn authenticate(
+    State(edge): State<Arc<Edge>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let identity = match &edge.tokens {
+        None => Identity::anonymous(),
+        Some(store) => {
+            let token = header_str(req.headers(), header::AUTHORIZATION).and_then(|v| {
+                let (scheme, rest) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            });
+            match token.and_then(|t| store.authenticate(t)) {
+                Some(id) => id.clone(),
+                None => {
+                    let msg = if token.is_some() {
+                        "unauthorized: bearer token not recognised"
+                    } else {
+                        "unauthorized: send Authorization: Bearer <token>"
+                    };
+                    let mut resp = plain_error(StatusCode::UNAUTHORIZED, msg);
+                    resp.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"mcp\""),
+                    );
+                    return resp;
+                }
+            }
+        }
+    };
+    tracing::Span::current().record("identity", identity.name.as_str());
+    req.extensions_mut().insert(identity);
+    next.run(req).await
+}
+
+/// Bounds request bodies (413) and answers a JSON-RPC parse error (-32700) for a POST that is not JSON,
+/// so neither reaches a session and the service keeps serving.
+pub(crate) async fn limit_body(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let declared = header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        jsonrpc_error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+            &format!(
+                "request body larger than {} bytes (server.max_body_bytes)",
+                edge.max_body_bytes
+            ),
+        )
+    };
+    if declared.is_some_and(|n| n > edge.max_body_bytes) {
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, edge.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
+    };
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        return jsonrpc_error_response(
+            StatusCode::BAD_REQUEST,
+            -32700,
+            &format!("Parse error: request body is not valid JSON ({e})"),
+        );
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edge(hosts: &[&str], origins: &[&str]) -> Edge {
+        Edge {
+            service: "t".into(),
+            allowed_hosts: hosts.iter().map(|s| (*s).to_owned()).collect(),
+            allowed_origins: origins.iter().map(|s| (*s).to_owned()).collect(),
+            tokens: None,
+            max_body_bytes: 1024,
+            metrics: Metrics::new("t", &prometheus::Registry::new()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn hosts() {
+        let e = edge(&["mcp.example.com"], &[]);
+        for (authority, ok) in [
+            ("localhost:8000", true),
+            ("127.0.0.1", true),
+            ("[::1]:8012", true),
+            ("cmdb:8012", true),
+            ("mcp.example.com:443", true),
+            ("evil.example.com", false),
+            ("127.0.0.1.nip.io:8000", false),
+        ] {
+            assert_eq!(e.host_allowed(&host_of_authority(authority)), ok, "{authority}");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        let e = edge(&[], &["https://app.example.com", "http://ui.example.com:3000"]);
+        for (origin, ok) in [
+            ("http://localhost:6274", true),
+            ("http://127.0.0.1", true),
+            ("http://[::1]:3000", true),
+            ("https://app.example.com", true),
+            ("https://app.example.com:8443", true),
+            ("http://app.example.com", false),
+            ("http://ui.example.com:3000", true),
+            ("http://ui.example.com:3001", false),
+            ("https://evil.example.com", false),
+            ("null", false),
+            ("file://", false),
+        ] {
+            assert_eq!(e.origin_allowed(origin), ok, "{origin}");
+        }
+    }
+}

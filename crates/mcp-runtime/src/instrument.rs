@@ -1,0 +1,407 @@
+//! The wrapper every service handler runs inside: it records tool metrics, logs each call with the
+//! request's correlation id, enforces the tool timeout and bounds tool output. Services never do this
+//! themselves, so no tool can forget it.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::model::*;
+use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use tracing::Instrument;
+
+use crate::auth::Identity;
+use crate::metrics::{CallStatus, Metrics, SessionGuard, UNKNOWN_TOOL};
+use crate::output::bound_result;
+use crate::telemetry::{CORRELATION_META_KEY, CorrelationId, is_valid_correlation_id};
+
+/// Limits and sinks shared by every session of one service.
+#[derive(Debug)]
+pub(crate) struct CallPolicy {
+    pub(crate) metrics: Metrics,
+    pub(crate) tool_timeout: Duration,
+    pub(crate) max_output_bytes: usize,
+}
+
+/// Who called and under which correlation id, as established at the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct CallerContext {
+    pub correlation_id: String,
+    pub identity: Identity,
+    pub trace_id: Option<String>,
+}
+
+impl CallerContext {
+    /// Reads the caller context from a request context: the HTTP parts the transport attached
+    /// (identity, correlation id, trace id), with a `_meta.correlationId` used when the HTTP request
+    /// carried none.
+    pub fn from_request(ctx: &RequestContext<RoleServer>) -> Self {
+        let parts = ctx.extensions.get::<http::request::Parts>();
+        let header_cid = parts.and_then(|p| p.extensions.get::<CorrelationId>()).cloned();
+        let meta_cid = ctx
+            .meta
+            .get(CORRELATION_META_KEY)
+            .and_then(|v| v.as_str())
+            .filter(|v| is_valid_correlation_id(v))
+            .map(str::to_owned);
+        let correlation_id = match (header_cid, meta_cid) {
+            (Some(h), _) if !h.generated => h.id,
+            (_, Some(m)) => m,
+            (Some(h), None) => h.id,
+            (None, None) => CorrelationId::from_header(None).id,
+        };
+        let identity = parts
+            .and_then(|p| p.extensions.get::<Identity>())
+            .cloned()
+            .unwrap_or_else(Identity::anonymous);
+        let trace_id = parts.and_then(|p| p.extensions.get::<TraceId>()).map(|t| t.0.clone());
+        Self {
+            correlation_id,
+            identity,
+            trace_id,
+        }
+    }
+}
+
+/// W3C trace id of a request, stored in its extensions by the edge middleware.
+#[derive(Debug, Clone)]
+pub(crate) struct TraceId(pub(crate) String);
+
+/// A service handler plus the runtime's instrumentation. One per session.
+pub(crate) struct Instrumented<H> {
+    inner: H,
+    policy: Arc<CallPolicy>,
+    _session: SessionGuard,
+}
+
+impl<H> Instrumented<H> {
+    pub(crate) fn new(inner: H, policy: Arc<CallPolicy>, transport: &'static str) -> Self {
+        let session = SessionGuard::new(&policy.metrics, transport);
+        Self {
+            inner,
+            policy,
+            _session: session,
+        }
+    }
+}
+
+impl<H: ServerHandler> Instrumented<H> {
+    async fn instrumented_call(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let caller = CallerContext::from_request(&context);
+        let tool = request.name.to_string();
+        let label = if self.inner.get_tool(&tool).is_some() {
+            tool.clone()
+        } else {
+            UNKNOWN_TOOL.to_owned()
+        };
+        let span = tracing::info_span!(
+            "tool_call",
+            correlation_id = %caller.correlation_id,
+            identity = %caller.identity.name,
+            tool = %label,
+            trace_id = caller.trace_id.as_deref().unwrap_or(""),
+        );
+        let policy = &self.policy;
+        async move {
+            let started = Instant::now();
+            let outcome =
+                tokio::time::timeout(policy.tool_timeout, self.inner.call_tool(request, context)).await;
+            let (result, status) = match outcome {
+                Ok(Ok(CallToolResponse::Complete(mut r))) => {
+                    if bound_result(&mut r, policy.max_output_bytes) {
+                        tracing::info!(message = "Tool output truncated.", limit = policy.max_output_bytes);
+                    }
+                    let status = if r.is_error == Some(true) {
+                        CallStatus::Error
+                    } else {
+                        CallStatus::Success
+                    };
+                    (Ok(CallToolResponse::Complete(r)), status)
+                }
+                Ok(Ok(other)) => (Ok(other), CallStatus::Success),
+                Ok(Err(e)) => (Err(e), CallStatus::Error),
+                Err(_) => (
+                    Ok(CallToolResponse::Complete(CallToolResult::error(vec![
+                        ContentBlock::text(format!(
+                            "tool `{tool}` timed out after {} s and was stopped; retry with a narrower request or raise server.tool_timeout_secs",
+                            policy.tool_timeout.as_secs()
+                        )),
+                    ]))),
+                    CallStatus::Error,
+                ),
+            };
+            let seconds = started.elapsed().as_secs_f64();
+            policy.metrics.record_tool_call(&label, status, seconds);
+            match (&result, status) {
+                (Err(e), _) => tracing::warn!(
+                    message = "Tool call failed.",
+                    status = "error",
+                    error = %e.message,
+                    duration_ms = seconds * 1000.0
+                ),
+                (_, CallStatus::Error) => tracing::info!(
+                    message = "Tool call finished with a tool error.",
+                    status = "error",
+                    duration_ms = seconds * 1000.0
+                ),
+                _ => tracing::info!(
+                    message = "Tool call finished.",
+                    status = "success",
+                    duration_ms = seconds * 1000.0
+                ),
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+// Every method must be forwarded, including the ones rmcp marks deprecated (logging and legacy
+// subscriptions), or clients on older protocol versions would lose them.
+#[allow(deprecated)]
+impl<H: ServerHandler> ServerHandler for Instrumented<H> {
+    fn ping(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        self.inner.ping(context)
+    }
+
+    fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<InitializeResult, McpError>> + MaybeSendFuture + '_ {
+        self.inner.initialize(request, context)
+    }
+
+    fn negotiate_initialize(
+        &self,
+        request: &InitializeRequestParams,
+    ) -> Result<InitializeResult, McpError> {
+        self.inner.negotiate_initialize(request)
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        self.inner.supported_protocol_versions()
+    }
+
+    fn discover(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<DiscoverResult, McpError>> + MaybeSendFuture + '_ {
+        self.inner.discover(context)
+    }
+
+    fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<CompleteResult, McpError>> + MaybeSendFuture + '_ {
+        self.inner.complete(request, context)
+    }
+
+    fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        self.inner.set_level(request, context)
+    }
+
+    fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetPromptResponse, McpError>> + MaybeSendFuture + '_ {
+        self.inner.get_prompt(request, context)
+    }
+
+    fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListPromptsResult, McpError>> + MaybeSendFuture + '_ {
+        self.inner.list_prompts(request, context)
+    }
+
+    fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListResourcesResult, McpError>> + MaybeSendFuture + '_ {
+        self.inner.list_resources(request, context)
+    }
+
+    fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListResourceTemplatesResult, McpError>> + MaybeSendFuture + '_
+    {
+        self.inner.list_resource_templates(request, context)
+    }
+
+    fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ReadResourceResponse, McpError>> + MaybeSendFuture + '_ {
+        self.inner.read_resource(request, context)
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        self.inner.accepted_subscription_filter(requested)
+    }
+
+    fn listen(
+        &self,
+        context: SubscriptionContext,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        self.inner.listen(context)
+    }
+
+    fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        self.inner.subscribe(request, context)
+    }
+
+    fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        self.inner.unsubscribe(request, context)
+    }
+
+    fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<CallToolResponse, McpError>> + MaybeSendFuture + '_ {
+        self.instrumented_call(request, context)
+    }
+
+    fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListToolsResult, McpError>> + MaybeSendFuture + '_ {
+        self.inner.list_tools(request, context)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.inner.get_tool(name)
+    }
+
+    fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<CustomResult, McpError>> + MaybeSendFuture + '_ {
+        self.inner.on_custom_request(request, context)
+    }
+
+    fn on_cancelled(
+        &self,
+        notification: CancelledNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.inner.on_cancelled(notification, context)
+    }
+
+    fn on_progress(
+        &self,
+        notification: ProgressNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.inner.on_progress(notification, context)
+    }
+
+    fn on_initialized(
+        &self,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.inner.on_initialized(context)
+    }
+
+    fn on_roots_list_changed(
+        &self,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.inner.on_roots_list_changed(context)
+    }
+
+    fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + MaybeSendFuture + '_ {
+        self.inner.on_custom_notification(notification, context)
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        self.inner.get_info()
+    }
+
+    fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetTaskResult, McpError>> + MaybeSendFuture + '_ {
+        self.inner.get_task(request, context)
+    }
+
+    fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        self.inner.update_task(request, context)
+    }
+
+    fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), McpError>> + MaybeSendFuture + '_ {
+        self.inner.cancel_task(request, context)
+    }
+
+    fn list_skills(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListSkillsResult, McpError>> + MaybeSendFuture + '_ {
+        self.inner.list_skills(request, context)
+    }
+
+    fn get_skill(
+        &self,
+        request: GetSkillRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetSkillResult, McpError>> + MaybeSendFuture + '_ {
+        self.inner.get_skill(request, context)
+    }
+
+    fn read_resource_directory(
+        &self,
+        request: ReadResourceDirectoryRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ReadResourceDirectoryResult, McpError>> + MaybeSendFuture + '_
+    {
+        self.inner.read_resource_directory(request, context)
+    }
+}

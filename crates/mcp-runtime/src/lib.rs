@@ -1,0 +1,365 @@
+//! Everything a service needs to be an MCP server: streamable HTTP at `/mcp`, legacy SSE at `/sse`
+//! and `/message`, `/health`, `/ready`, `/metrics`, JSON logs with correlation ids, config, bearer
+//! auth, Host/Origin checks, body and time limits, graceful shutdown.
+//!
+//! A service implements [`McpService`]; its binary is `fn main() -> ExitCode { mcp_runtime::main_for::<S>() }`.
+//! Tests and the stack use [`start`] or the lower-level [`Runtime`] to serve on a chosen address.
+
+pub mod auth;
+pub mod config;
+mod edge;
+pub mod health;
+mod instrument;
+pub mod metrics;
+pub mod output;
+mod service;
+mod sse;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rmcp::ServerHandler;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{ConfigDoc, ConfigError, ServerConfig};
+pub use edge::DEFAULT_ALLOWED_HOSTS;
+pub use health::{Check, HealthProbe, HealthStatus};
+pub use instrument::CallerContext;
+pub use metrics::Metrics;
+pub use service::{BoxError, BuildContext, McpService, main_for, start};
+pub use tokio_util::sync::CancellationToken as ShutdownToken;
+
+use crate::auth::TokenStore;
+use crate::edge::Edge;
+use crate::health::{AlwaysHealthy, HealthReport};
+use crate::instrument::{CallPolicy, Instrumented};
+use crate::sse::SseSessions;
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors starting a server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error(
+        "refusing to serve {service} on non-loopback address {addr} without auth: set server.auth_tokens_file, or server.allow_insecure = true (MCP_SERVER_ALLOW_INSECURE=true) on a trusted network"
+    )]
+    InsecureBind { service: String, addr: SocketAddr },
+    #[error("cannot bind {addr} for {service}: {source}")]
+    Bind {
+        service: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics registration failed: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("service {service} failed to start: {source}")]
+    Build { service: String, source: BoxError },
+}
+
+/// One service's HTTP surface, ready to be turned into a router or bound to a socket.
+pub struct Runtime<F> {
+    name: String,
+    version: String,
+    factory: F,
+    health: Arc<dyn HealthProbe>,
+    server: ServerConfig,
+    metrics: Option<Metrics>,
+    shutdown: CancellationToken,
+}
+
+impl<F, H> Runtime<F>
+where
+    F: Fn() -> H + Send + Sync + Clone + 'static,
+    H: ServerHandler,
+{
+    /// A runtime for service `name` whose sessions each get a handler from `factory`.
+    pub fn new(name: &str, version: &str, factory: F) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            factory,
+            health: Arc::new(AlwaysHealthy),
+            server: ServerConfig::default(),
+            metrics: None,
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// The `[server]` settings (address, auth, limits).
+    pub fn with_config(mut self, server: ServerConfig) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// The probe behind `/health` and `/ready`.
+    pub fn with_health(mut self, probe: Arc<dyn HealthProbe>) -> Self {
+        self.health = probe;
+        self
+    }
+
+    /// Metrics to record into (their registry is what `/metrics` serves). Default: a fresh registry.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Token that stops the server (and every session) when cancelled.
+    pub fn with_shutdown(mut self, token: CancellationToken) -> Self {
+        self.shutdown = token;
+        self
+    }
+
+    /// Builds the axum router with every endpoint and edge layer.
+    pub fn router(&self) -> Result<Router, RuntimeError> {
+        let metrics = match &self.metrics {
+            Some(m) => m.clone(),
+            None => Metrics::new(&self.name, &prometheus::Registry::new())?,
+        };
+        let tokens = match &self.server.auth_tokens_file {
+            Some(path) => Some(TokenStore::load(path)?),
+            None => None,
+        };
+        let edge = Arc::new(Edge {
+            service: self.name.clone(),
+            allowed_hosts: self
+                .server
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            allowed_origins: self.server.allowed_origins.clone(),
+            tokens,
+            max_body_bytes: self.server.max_body_bytes,
+            metrics: metrics.clone(),
+        });
+        let policy = Arc::new(CallPolicy {
+            metrics: metrics.clone(),
+            tool_timeout: Duration::from_secs(self.server.tool_timeout_secs),
+            max_output_bytes: self.server.max_output_bytes,
+        });
+
+        let http_factory = {
+            let factory = self.factory.clone();
+            let policy = policy.clone();
+            move || Ok(Instrumented::new(factory(), policy.clone(), "streamable_http"))
+        };
+        let mut http_cfg = StreamableHttpServerConfig::default()
+            .with_cancellation_token(self.shutdown.child_token())
+            .disable_allowed_hosts()
+            .disable_allowed_origins()
+            .with_max_request_body_bytes(self.server.max_body_bytes)
+            .with_legacy_session_mode(!self.server.stateless);
+        if self.server.stateless {
+            http_cfg = http_cfg.with_json_response(true);
+        }
+        let streamable =
+            StreamableHttpService::new(http_factory, LocalSessionManager::default().into(), http_cfg);
+
+        let sse_factory = {
+            let factory = self.factory.clone();
+            let policy = policy.clone();
+            move || Instrumented::new(factory(), policy.clone(), "sse")
+        };
+        let sessions = Arc::new(SseSessions::new(
+            sse_factory,
+            self.shutdown.child_token(),
+            Duration::from_secs(15),
+        ));
+
+        let mcp = Router::new()
+            .route("/sse", get(sse::open))
+            .route("/message", post(sse::post))
+            .route("/messages", post(sse::post))
+            .with_state(sessions)
+            .nest_service("/mcp", streamable)
+            .layer(from_fn_with_state(edge.clone(), edge::limit_body))
+            .layer(from_fn_with_state(edge.clone(), edge::authenticate))
+            .layer(from_fn_with_state(edge.clone(), edge::check_host_origin));
+
+        let ops = OpsState {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            health: self.health.clone(),
+            metrics,
+            shutdown: self.shutdown.clone(),
+        };
+        let ops = Router::new()
+            .route("/health", get(health_handler))
+            .route("/ready", get(ready_handler))
+            .route("/metrics", get(metrics_handler))
+            .with_state(Arc::new(ops));
+
+        Ok(ops
+            .merge(mcp)
+            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(self.server.request_timeout_secs),
+            ))
+            .layer(from_fn_with_state(edge, edge::correlate)))
+    }
+
+    /// Binds the configured address and serves until the shutdown token is cancelled.
+    pub async fn bind(self) -> Result<Running, RuntimeError> {
+        let addr = self.server.bind_addr();
+        if !addr.ip().is_loopback()
+            && self.server.auth_tokens_file.is_none()
+            && !self.server.allow_insecure
+        {
+            return Err(RuntimeError::InsecureBind {
+                service: self.name.clone(),
+                addr,
+            });
+        }
+        let router = self.router()?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| RuntimeError::Bind {
+                service: self.name.clone(),
+                addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| RuntimeError::Bind {
+            service: self.name.clone(),
+            addr,
+            source,
+        })?;
+        tracing::info!(
+            message = "Listening.",
+            service = %self.name,
+            addr = %local_addr,
+            auth = self.server.auth_tokens_file.is_some(),
+            stateless = self.server.stateless,
+        );
+        let shutdown = self.shutdown.clone();
+        let name = self.name.clone();
+        let task = tokio::spawn(async move {
+            let graceful = shutdown.clone().cancelled_owned();
+            let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
+            let server = std::pin::pin!(server.into_future());
+            // After the signal, give in-flight requests DRAIN_TIMEOUT to finish, then stop anyway.
+            tokio::select! {
+                r = server => r,
+                () = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(DRAIN_TIMEOUT).await;
+                } => {
+                    tracing::warn!(message = "Drain timeout reached; closing remaining connections.", service = %name);
+                    Ok(())
+                }
+            }
+        });
+        Ok(Running {
+            local_addr,
+            shutdown: self.shutdown,
+            task,
+        })
+    }
+}
+
+/// A bound, serving server.
+#[derive(Debug)]
+pub struct Running {
+    local_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.local_addr)
+    }
+
+    /// Asks the server to stop and waits for it to drain.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the server stops (after its shutdown token is cancelled).
+    pub async fn wait(self) -> std::io::Result<()> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+struct OpsState {
+    name: String,
+    version: String,
+    health: Arc<dyn HealthProbe>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+async fn health_handler(axum::extract::State(s): axum::extract::State<Arc<OpsState>>) -> Response {
+    let report = HealthReport::collect(&s.name, &s.version, s.health.as_ref());
+    let code = if report.status == HealthStatus::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, axum::Json(report)).into_response()
+}
+
+async fn ready_handler(axum::extract::State(s): axum::extract::State<Arc<OpsState>>) -> Response {
+    let ready = !s.shutdown.is_cancelled() && s.health.ready();
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(serde_json::json!({ "ready": ready, "service": s.name }))).into_response()
+}
+
+async fn metrics_handler(axum::extract::State(s): axum::extract::State<Arc<OpsState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,159 @@
+//! The service contract ([`McpService`]) and the bootstrap shared by every binary: command line,
+//! config loading, logging, serving, shutdown. Bad config exits with code 64 before any port is bound.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use rmcp::ServerHandler;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigDoc, ENV_CONFIG, ProcessEnv, ServerConfig};
+use crate::health::HealthProbe;
+use crate::metrics::Metrics;
+use crate::{Runtime, RuntimeError, Running};
+
+/// Error type services return from [`McpService::build`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a service gets while building: where to register metrics and when to stop background work.
+#[derive(Clone, Debug)]
+pub struct BuildContext {
+    /// Runtime metrics of this service; register service-specific metrics in `metrics.registry()`.
+    pub metrics: Metrics,
+    /// Cancelled when the service shuts down; background tasks must end then.
+    pub shutdown: CancellationToken,
+}
+
+/// An MCP service: its config section, how to build it, and the handler each session gets.
+pub trait McpService: Send + Sync + Sized + 'static {
+    /// Service name (`cmdb`), used in logs, metrics and `/health`.
+    const NAME: &'static str;
+    /// Version reported in `/health` and `initialize`.
+    const VERSION: &'static str;
+    /// The config table of this service (`[cmdb]`) and the `MCP_<SECTION>_` env prefix.
+    const SECTION: &'static str;
+    /// Port used when config sets none (see ports.md).
+    const DEFAULT_PORT: u16;
+    /// The service's own config section.
+    type Config: DeserializeOwned + Default + Send;
+    /// The handler each session gets.
+    type Handler: ServerHandler;
+
+    /// Builds the service from its config. May spawn background tasks bound to `ctx.shutdown`.
+    fn build(
+        config: Self::Config,
+        ctx: BuildContext,
+    ) -> impl Future<Output = Result<Self, BoxError>> + Send;
+
+    /// A handler for one new session.
+    fn handler(self: &Arc<Self>) -> Self::Handler;
+
+    /// The probe behind `/health` and `/ready`.
+    fn health(self: &Arc<Self>) -> Arc<dyn HealthProbe>;
+}
+
+/// Builds service `S` from the `[S::SECTION]` table of `doc` and serves it with `server` settings.
+pub async fn start<S: McpService>(
+    doc: &ConfigDoc,
+    server: ServerConfig,
+    shutdown: CancellationToken,
+) -> Result<Running, RuntimeError> {
+    let config: S::Config = doc.section(S::SECTION)?;
+    let metrics = Metrics::new(S::NAME, &prometheus::Registry::new())?;
+    let ctx = BuildContext {
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let svc = Arc::new(
+        S::build(config, ctx)
+            .await
+            .map_err(|source| RuntimeError::Build {
+                service: S::NAME.to_owned(),
+                source,
+            })?,
+    );
+    let health = svc.health();
+    let factory = move || svc.handler();
+    Runtime::new(S::NAME, S::VERSION, factory)
+        .with_config(server)
+        .with_health(health)
+        .with_metrics(metrics)
+        .with_shutdown(shutdown)
+        .bind()
+        .await
+}
+
+#[derive(Parser, Debug)]
+struct Cli {
+    /// TOML config file (also MCP_CONFIG). Without one, defaults plus MCP_* environment overrides apply.
+    #[arg(long, short = 'c', env = ENV_CONFIG)]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (server and service sections) and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// The whole `main` of a service binary: parse the command line, load config, log, serve until SIGTERM.
+pub fn main_for<S: McpService>() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = ConfigDoc::load(cli.config.as_deref(), &ProcessEnv, &["server", S::SECTION])
+        .and_then(|mut doc| {
+            doc.deny_unknown_sections(&["server", S::SECTION])?;
+            doc.set_default("server", "port", toml::Value::Integer(i64::from(S::DEFAULT_PORT)));
+            let server = doc.server()?;
+            // Parse the service section now so a bad value exits 64 before anything starts.
+            let _: S::Config = doc.section(S::SECTION)?;
+            Ok((doc, server))
+        });
+    let (doc, server) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{}: configuration error: {e}", S::NAME);
+            return ExitCode::from(64);
+        }
+    };
+    if cli.check_config {
+        println!("configuration from {} is valid", doc.origin());
+        return ExitCode::SUCCESS;
+    }
+    crate::telemetry::init(S::NAME, server.log_format, &server.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{}: cannot start the async runtime: {e}", S::NAME);
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let running = match start::<S>(&doc, server, shutdown.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(message = "Startup failed.", error = %e);
+                eprintln!("{}: {e}", S::NAME);
+                return ExitCode::from(match e {
+                    RuntimeError::Config(_) | RuntimeError::Auth(_) | RuntimeError::InsecureBind { .. } => 64,
+                    _ => 1,
+                });
+            }
+        };
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                crate::shutdown_signal().await;
+                tracing::info!(message = "Shutdown signal received; draining.");
+                shutdown.cancel();
+            }
+        });
+        match running.wait().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(message = "Server failed.", error = %e);
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

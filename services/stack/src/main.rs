@@ -1,0 +1,135 @@
+//! The `mcp-stack` binary: every service of the suite in one process, each on its standard port.
+//! Run with `cargo run --release --bin mcp-stack`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mcp_runtime::config::ProcessEnv;
+use mcp_runtime::{ConfigDoc, McpService, Running, ServerConfig, ShutdownToken};
+use serde::Deserialize;
+
+/// Every config section the stack reads.
+const SECTIONS: &[&str] = &["server", "ports", "cmdb"];
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Run every MCP service of the suite in one process")]
+struct Cli {
+    /// TOML config file (also MCP_CONFIG): `[server]` applies to every service, `[ports]` moves them,
+    /// and each service has its own section (`[cmdb]`, ...).
+    #[arg(long, short = 'c', env = "MCP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the SHA-256 of a bearer token read from standard input, for the tokens file.
+    HashToken,
+    /// Check the configuration and exit.
+    CheckConfig,
+}
+
+/// `[ports]`: the port of each service (ports.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Ports {
+    cmdb: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self {
+            cmdb: mcp_cmdb::Cmdb::DEFAULT_PORT,
+        }
+    }
+}
+
+fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
+    let mut doc = ConfigDoc::load(cli.config.as_deref(), &ProcessEnv, SECTIONS)?;
+    doc.deny_unknown_sections(SECTIONS)?;
+    // From a fresh clone the stack must work anywhere: fall back to the built-in sample inventory.
+    doc.set_default("cmdb", "sample_if_missing", toml::Value::Boolean(true));
+    let server = doc.server()?;
+    let ports: Ports = doc.section("ports")?;
+    let _: mcp_cmdb::CmdbConfig = doc.section("cmdb")?;
+    Ok((doc, server, ports))
+}
+
+async fn start<S: McpService>(
+    doc: &ConfigDoc,
+    server: &ServerConfig,
+    port: u16,
+    shutdown: &ShutdownToken,
+) -> anyhow::Result<Running> {
+    let cfg = ServerConfig {
+        port,
+        ..server.clone()
+    };
+    mcp_runtime::start::<S>(doc, cfg, shutdown.clone())
+        .await
+        .with_context(|| format!("starting {}", S::NAME))
+}
+
+async fn run(doc: ConfigDoc, server: ServerConfig, ports: Ports) -> anyhow::Result<()> {
+    let shutdown = ShutdownToken::new();
+    let running = vec![start::<mcp_cmdb::Cmdb>(&doc, &server, ports.cmdb, &shutdown).await?];
+    for r in &running {
+        tracing::info!(message = "Service up.", url = %r.url("/mcp"));
+    }
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            mcp_runtime::shutdown_signal().await;
+            tracing::info!(message = "Shutdown signal received; draining.");
+            shutdown.cancel();
+        }
+    });
+    for r in running {
+        r.wait().await?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::HashToken) = cli.command {
+        let mut token = String::new();
+        if std::io::stdin().read_to_string(&mut token).is_err() || token.trim().is_empty() {
+            eprintln!("mcp-stack: pipe the token on standard input, e.g. `printf %s \"$TOKEN\" | mcp-stack hash-token`");
+            return ExitCode::from(64);
+        }
+        println!("{}", mcp_runtime::auth::hash_token(&token));
+        return ExitCode::SUCCESS;
+    }
+    let (doc, server, ports) = match load(&cli) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("mcp-stack: configuration error: {e:#}");
+            return ExitCode::from(64);
+        }
+    };
+    if let Some(Command::CheckConfig) = cli.command {
+        println!("configuration from {} is valid", doc.origin());
+        return ExitCode::SUCCESS;
+    }
+    mcp_runtime::telemetry::init("mcp-stack", server.log_format, &server.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-stack: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(doc, server, ports)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(message = "mcp-stack failed.", error = %format!("{e:#}"));
+            eprintln!("mcp-stack: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
