@@ -118,7 +118,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 60,
             tool_timeout_secs: 120,
             max_output_bytes: 256 * 1024,
-            log_level: "info".to_owned(),
+            log_level: "info,rmcp=warn".to_owned(),
             log_format: LogFormat::Json,
         }
     }

@@ -201,6 +201,17 @@ pub(crate) async fn check_host_origin(
     next.run(req).await
 }
 
+/// rmcp answers a session `DELETE` with 202; clients such as the Python SDK expect 200 or 204 and
+/// log a failure otherwise. The session is gone either way, so say 204.
+pub(crate) async fn delete_compat(req: Request, next: Next) -> Response {
+    let is_delete = req.method() == Method::DELETE;
+    let mut resp = next.run(req).await;
+    if is_delete && resp.status() == StatusCode::ACCEPTED {
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+    }
+    resp
+}
+
 /// Bearer authentication. With no tokens configured every caller is `anonymous`.
 pub(crate) async fn authenticate(
     State(edge): State<Arc<Edge>>,

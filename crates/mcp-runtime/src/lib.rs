@@ -188,6 +188,7 @@ where
             .route("/messages", post(sse::post))
             .with_state(sessions)
             .nest_service("/mcp", streamable)
+            .layer(axum::middleware::from_fn(edge::delete_compat))
             .layer(from_fn_with_state(edge.clone(), edge::limit_body))
             .layer(from_fn_with_state(edge.clone(), edge::authenticate))
             .layer(from_fn_with_state(edge.clone(), edge::check_host_origin));

@@ -395,6 +395,8 @@ async fn python_sdk_clients_over_sse_and_streamable_http() {
         "python client failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("termination failed"), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     for transport in ["sse", "streamable_http"] {
