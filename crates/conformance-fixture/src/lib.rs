@@ -19,7 +19,8 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 /// A 1×1 PNG.
-const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+const PNG_1X1: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
 /// A tiny WAV header with no samples.
 const WAV_EMPTY: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA=";
 
@@ -70,13 +71,31 @@ fn tools() -> Vec<Tool> {
         ("test_simple_text", "Returns one text block"),
         ("test_image_content", "Returns one PNG image block"),
         ("test_audio_content", "Returns one WAV audio block"),
-        ("test_embedded_resource", "Returns an embedded text resource"),
-        ("test_multiple_content_types", "Returns text, image and resource blocks"),
-        ("test_tool_with_logging", "Sends three log notifications while running"),
-        ("test_tool_with_progress", "Sends progress notifications 0, 50, 100 of 100"),
+        (
+            "test_embedded_resource",
+            "Returns an embedded text resource",
+        ),
+        (
+            "test_multiple_content_types",
+            "Returns text, image and resource blocks",
+        ),
+        (
+            "test_tool_with_logging",
+            "Sends three log notifications while running",
+        ),
+        (
+            "test_tool_with_progress",
+            "Sends progress notifications 0, 50, 100 of 100",
+        ),
         ("test_error_handling", "Always fails with a tool error"),
-        ("test_elicitation_sep1034_defaults", "Asks the client for input whose fields all have defaults"),
-        ("test_elicitation_sep1330_enums", "Asks the client to pick from titled and untitled enums"),
+        (
+            "test_elicitation_sep1034_defaults",
+            "Asks the client for input whose fields all have defaults",
+        ),
+        (
+            "test_elicitation_sep1330_enums",
+            "Asks the client to pick from titled and untitled enums",
+        ),
         ("test_reconnection", "Completes after a short pause"),
     ];
     let mut tools: Vec<Tool> = plain
@@ -174,7 +193,8 @@ impl ServerHandler for FixtureHandler {
             .enable_completions()
             .build();
         let mut info = ServerConfig::new(caps);
-        info.server_info = Implementation::new("mcp-conformance-fixture", env!("CARGO_PKG_VERSION"));
+        info.server_info =
+            Implementation::new("mcp-conformance-fixture", env!("CARGO_PKG_VERSION"));
         info.instructions = Some("Fixture for the MCP conformance suite".to_owned());
         info
     }
@@ -450,7 +470,11 @@ impl ServerHandler for FixtureHandler {
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         Ok(ListPromptsResult::with_all_items(vec![
-            Prompt::new("test_simple_prompt", Some("A prompt without arguments"), None),
+            Prompt::new(
+                "test_simple_prompt",
+                Some("A prompt without arguments"),
+                None,
+            ),
             Prompt::new(
                 "test_prompt_with_arguments",
                 Some("A prompt with two arguments"),
@@ -466,11 +490,17 @@ impl ServerHandler for FixtureHandler {
             Prompt::new(
                 "test_prompt_with_embedded_resource",
                 Some("A prompt that embeds a resource"),
-                Some(vec![PromptArgument::new("resourceUri")
-                    .with_description("URI of the resource to embed")
-                    .with_required(false)]),
+                Some(vec![
+                    PromptArgument::new("resourceUri")
+                        .with_description("URI of the resource to embed")
+                        .with_required(false),
+                ]),
             ),
-            Prompt::new("test_prompt_with_image", Some("A prompt with an image"), None),
+            Prompt::new(
+                "test_prompt_with_image",
+                Some("A prompt with an image"),
+                None,
+            ),
         ]))
     }
 
@@ -488,7 +518,11 @@ impl ServerHandler for FixtureHandler {
             )]),
             "test_prompt_with_arguments" => GetPromptResult::new(vec![PromptMessage::new_text(
                 Role::User,
-                format!("Prompt with arguments: arg1='{}', arg2='{}'", arg("arg1"), arg("arg2")),
+                format!(
+                    "Prompt with arguments: arg1='{}', arg2='{}'",
+                    arg("arg1"),
+                    arg("arg2")
+                ),
             )]),
             "test_prompt_with_embedded_resource" => {
                 let uri = Some(arg("resourceUri"))
@@ -504,7 +538,10 @@ impl ServerHandler for FixtureHandler {
                         None,
                         None,
                     ),
-                    PromptMessage::new_text(Role::User, "Please process the embedded resource above."),
+                    PromptMessage::new_text(
+                        Role::User,
+                        "Please process the embedded resource above.",
+                    ),
                 ])
             }
             "test_prompt_with_image" => GetPromptResult::new(vec![
@@ -512,7 +549,10 @@ impl ServerHandler for FixtureHandler {
                 PromptMessage::new_text(Role::User, "Please analyze the image above."),
             ]),
             other => {
-                return Err(ErrorData::invalid_params(format!("unknown prompt: {other}"), None));
+                return Err(ErrorData::invalid_params(
+                    format!("unknown prompt: {other}"),
+                    None,
+                ));
             }
         };
         Ok(result.into())

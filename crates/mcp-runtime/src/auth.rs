@@ -102,7 +102,9 @@ impl TokenStore {
         for (i, t) in file.token.into_iter().enumerate() {
             let mut hash = [0u8; 32];
             hex::decode_to_slice(t.sha256.trim(), &mut hash).map_err(|_| {
-                invalid(format!("token[{i}].sha256 must be 64 hex digits (sha256 of the token)"))
+                invalid(format!(
+                    "token[{i}].sha256 must be 64 hex digits (sha256 of the token)"
+                ))
             })?;
             if t.identity.trim().is_empty() {
                 return Err(invalid(format!("token[{i}].identity is empty")));
@@ -112,7 +114,9 @@ impl TokenStore {
                 roles: t.roles,
             };
             if by_hash.insert(hash, identity).is_some() {
-                return Err(invalid(format!("token[{i}] repeats the hash of an earlier token")));
+                return Err(invalid(format!(
+                    "token[{i}] repeats the hash of an earlier token"
+                )));
             }
         }
         Ok(Self {

@@ -48,7 +48,9 @@ pub struct ProcessEnv;
 
 impl Env for ProcessEnv {
     fn vars_with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
-        std::env::vars().filter(|(k, _)| k.starts_with(prefix)).collect()
+        std::env::vars()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .collect()
     }
 }
 
@@ -171,7 +173,11 @@ pub struct ConfigDoc {
 
 impl ConfigDoc {
     /// Reads `path` (if any), then applies `MCP_<SECTION>_<KEY>` overrides for the given sections.
-    pub fn load(path: Option<&Path>, env: &dyn Env, sections: &[&str]) -> Result<Self, ConfigError> {
+    pub fn load(
+        path: Option<&Path>,
+        env: &dyn Env,
+        sections: &[&str],
+    ) -> Result<Self, ConfigError> {
         let (table, origin) = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
@@ -179,10 +185,12 @@ impl ConfigDoc {
                     source,
                 })?;
                 let origin = p.display().to_string();
-                let table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-                    origin: origin.clone(),
-                    message: e.to_string(),
-                })?;
+                let table = text
+                    .parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        origin: origin.clone(),
+                        message: e.to_string(),
+                    })?;
                 (table, origin)
             }
             None => (toml::Table::new(), "defaults".to_owned()),
@@ -194,10 +202,12 @@ impl ConfigDoc {
 
     /// Builds a document from TOML text (used for embedded defaults and tests).
     pub fn from_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let table = text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
-            origin: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Parse {
+                origin: origin.to_owned(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             table,
             origin: origin.to_owned(),
@@ -264,11 +274,14 @@ impl ConfigDoc {
     pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, ConfigError> {
         match self.table.get(name) {
             None => Ok(T::default()),
-            Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| ConfigError::Invalid {
-                key: name.to_owned(),
-                origin: self.origin.clone(),
-                message: e.message().to_owned(),
-            }),
+            Some(v) => v
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    key: name.to_owned(),
+                    origin: self.origin.clone(),
+                    message: e.message().to_owned(),
+                }),
         }
     }
 
@@ -298,7 +311,9 @@ fn parse_env_value(raw: &str) -> toml::Value {
     // A TOML literal when the text is one (numbers, booleans, arrays); a plain string otherwise,
     // so paths and names need no quoting.
     match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
         Err(_) => toml::Value::String(raw.to_owned()),
     }
 }
@@ -324,7 +339,9 @@ mod tests {
 
     #[test]
     fn env_overrides_file_with_typed_values() {
-        let mut doc = ConfigDoc::from_str("[server]\nport = 1\n[cmdb]\ncsv_path = \"a.csv\"", "t.toml").unwrap();
+        let mut doc =
+            ConfigDoc::from_str("[server]\nport = 1\n[cmdb]\ncsv_path = \"a.csv\"", "t.toml")
+                .unwrap();
         doc.apply_env(
             &env(&[
                 ("MCP_SERVER_PORT", "9000"),
@@ -345,8 +362,11 @@ mod tests {
     #[test]
     fn longest_section_wins() {
         let mut doc = ConfigDoc::from_str("", "t").unwrap();
-        doc.apply_env(&env(&[("MCP_AI_MODELS_TIMEOUT", "5")]), &["ai", "ai_models"])
-            .unwrap();
+        doc.apply_env(
+            &env(&[("MCP_AI_MODELS_TIMEOUT", "5")]),
+            &["ai", "ai_models"],
+        )
+        .unwrap();
         let t: toml::Table = doc.section("ai_models").unwrap();
         assert_eq!(t["timeout"].as_integer(), Some(5));
     }
@@ -372,7 +392,10 @@ mod tests {
     #[test]
     fn unknown_section_is_an_error() {
         let doc = ConfigDoc::from_str("[servr]\nport = 1", "f.toml").unwrap();
-        let err = doc.deny_unknown_sections(&["server", "cmdb"]).unwrap_err().to_string();
+        let err = doc
+            .deny_unknown_sections(&["server", "cmdb"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("servr") && err.contains("f.toml"), "{err}");
     }
 }

@@ -75,7 +75,11 @@ fn plain_error(status: StatusCode, message: &str) -> Response {
 }
 
 /// Outermost layer: correlation id in, span around the request, correlation id out, HTTP metrics.
-pub(crate) async fn correlate(State(edge): State<Arc<Edge>>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn correlate(
+    State(edge): State<Arc<Edge>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let cid = CorrelationId::from_header(
         req.headers()
             .get(CORRELATION_HEADER)
@@ -167,7 +171,7 @@ impl Edge {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -250,11 +254,16 @@ pub(crate) async fn authenticate(
 
 /// Bounds request bodies (413) and answers a JSON-RPC parse error (-32700) for a POST that is not JSON,
 /// so neither reaches a session and the service keeps serving.
-pub(crate) async fn limit_body(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Response {
+pub(crate) async fn limit_body(
+    State(edge): State<Arc<Edge>>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
     }
-    let declared = header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     let too_large = || {
         jsonrpc_error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -280,7 +289,8 @@ pub(crate) async fn limit_body(State(edge): State<Arc<Edge>>, req: Request, next
             &format!("Parse error: request body is not valid JSON ({e})"),
         );
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 #[cfg(test)]
@@ -310,13 +320,20 @@ mod tests {
             ("evil.example.com", false),
             ("127.0.0.1.nip.io:8000", false),
         ] {
-            assert_eq!(e.host_allowed(&host_of_authority(authority)), ok, "{authority}");
+            assert_eq!(
+                e.host_allowed(&host_of_authority(authority)),
+                ok,
+                "{authority}"
+            );
         }
     }
 
     #[test]
     fn origins() {
-        let e = edge(&[], &["https://app.example.com", "http://ui.example.com:3000"]);
+        let e = edge(
+            &[],
+            &["https://app.example.com", "http://ui.example.com:3000"],
+        );
         for (origin, ok) in [
             ("http://localhost:6274", true),
             ("http://127.0.0.1", true),

@@ -38,7 +38,9 @@ impl CallerContext {
     /// carried none.
     pub fn from_request(ctx: &RequestContext<RoleServer>) -> Self {
         let parts = ctx.extensions.get::<http::request::Parts>();
-        let header_cid = parts.and_then(|p| p.extensions.get::<CorrelationId>()).cloned();
+        let header_cid = parts
+            .and_then(|p| p.extensions.get::<CorrelationId>())
+            .cloned();
         let meta_cid = ctx
             .meta
             .get(CORRELATION_META_KEY)
@@ -55,7 +57,9 @@ impl CallerContext {
             .and_then(|p| p.extensions.get::<Identity>())
             .cloned()
             .unwrap_or_else(Identity::anonymous);
-        let trace_id = parts.and_then(|p| p.extensions.get::<TraceId>()).map(|t| t.0.clone());
+        let trace_id = parts
+            .and_then(|p| p.extensions.get::<TraceId>())
+            .map(|t| t.0.clone());
         Self {
             correlation_id,
             identity,

@@ -157,7 +157,13 @@ where
         let http_factory = {
             let factory = self.factory.clone();
             let policy = policy.clone();
-            move || Ok(Instrumented::new(factory(), policy.clone(), "streamable_http"))
+            move || {
+                Ok(Instrumented::new(
+                    factory(),
+                    policy.clone(),
+                    "streamable_http",
+                ))
+            }
         };
         let mut http_cfg = StreamableHttpServerConfig::default()
             .with_cancellation_token(self.shutdown.child_token())
@@ -168,8 +174,11 @@ where
         if self.server.stateless {
             http_cfg = http_cfg.with_json_response(true);
         }
-        let streamable =
-            StreamableHttpService::new(http_factory, LocalSessionManager::default().into(), http_cfg);
+        let streamable = StreamableHttpService::new(
+            http_factory,
+            LocalSessionManager::default().into(),
+            http_cfg,
+        );
 
         let sse_factory = {
             let factory = self.factory.clone();
@@ -332,12 +341,19 @@ async fn ready_handler(axum::extract::State(s): axum::extract::State<Arc<OpsStat
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, axum::Json(serde_json::json!({ "ready": ready, "service": s.name }))).into_response()
+    (
+        code,
+        axum::Json(serde_json::json!({ "ready": ready, "service": s.name })),
+    )
+        .into_response()
 }
 
 async fn metrics_handler(axum::extract::State(s): axum::extract::State<Arc<OpsState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(),
     )
         .into_response()

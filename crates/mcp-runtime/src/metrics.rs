@@ -39,7 +39,10 @@ impl Metrics {
     /// Creates and registers the runtime metrics for `service` in `registry`.
     pub fn new(service: &str, registry: &Registry) -> Result<Self, prometheus::Error> {
         let tool_calls = IntCounterVec::new(
-            Opts::new("mcp_tool_calls_total", "Tool calls by service, tool and outcome."),
+            Opts::new(
+                "mcp_tool_calls_total",
+                "Tool calls by service, tool and outcome.",
+            ),
             &["service", "tool", "status"],
         )?;
         let tool_duration = HistogramVec::new(
@@ -54,7 +57,10 @@ impl Metrics {
             &["service", "tool"],
         )?;
         let http_requests = IntCounterVec::new(
-            Opts::new("mcp_http_requests_total", "HTTP requests by route and status code."),
+            Opts::new(
+                "mcp_http_requests_total",
+                "HTTP requests by route and status code.",
+            ),
             &["service", "method", "route", "code"],
         )?;
         let sessions = IntGaugeVec::new(
@@ -161,14 +167,23 @@ mod tests {
         m.record_tool_call("getHost", CallStatus::Error, 0.02);
         {
             let _g = SessionGuard::new(&m, "sse");
-            assert!(m.render().contains("mcp_sessions_active{service=\"cmdb\",transport=\"sse\"} 1"));
+            assert!(
+                m.render()
+                    .contains("mcp_sessions_active{service=\"cmdb\",transport=\"sse\"} 1")
+            );
         }
         let text = m.render();
         assert!(text.contains(
             "mcp_tool_calls_total{service=\"cmdb\",status=\"success\",tool=\"getHost\"} 1"
         ));
-        assert!(text.contains("mcp_tool_calls_total{service=\"cmdb\",status=\"error\",tool=\"getHost\"} 1"));
-        assert!(text.contains("mcp_tool_call_duration_seconds_count{service=\"cmdb\",tool=\"getHost\"} 2"));
+        assert!(text.contains(
+            "mcp_tool_calls_total{service=\"cmdb\",status=\"error\",tool=\"getHost\"} 1"
+        ));
+        assert!(
+            text.contains(
+                "mcp_tool_call_duration_seconds_count{service=\"cmdb\",tool=\"getHost\"} 2"
+            )
+        );
         assert!(text.contains("mcp_sessions_active{service=\"cmdb\",transport=\"sse\"} 0"));
     }
 }

@@ -60,7 +60,8 @@ mod tests {
 
     #[test]
     fn results_share_one_budget() {
-        let mut r = CallToolResult::success(vec![ContentBlock::text("aaaa"), ContentBlock::text("bbbb")]);
+        let mut r =
+            CallToolResult::success(vec![ContentBlock::text("aaaa"), ContentBlock::text("bbbb")]);
         assert!(bound_result(&mut r, 6));
         let texts: Vec<_> = r
             .content

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConfigDoc, ENV_CONFIG, ProcessEnv, ServerConfig};
 use crate::health::HealthProbe;
 use crate::metrics::Metrics;
-use crate::{Runtime, RuntimeError, Running};
+use crate::{Running, Runtime, RuntimeError};
 
 /// Error type services return from [`McpService::build`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -102,7 +102,11 @@ pub fn main_for<S: McpService>() -> ExitCode {
     let loaded = ConfigDoc::load(cli.config.as_deref(), &ProcessEnv, &["server", S::SECTION])
         .and_then(|mut doc| {
             doc.deny_unknown_sections(&["server", S::SECTION])?;
-            doc.set_default("server", "port", toml::Value::Integer(i64::from(S::DEFAULT_PORT)));
+            doc.set_default(
+                "server",
+                "port",
+                toml::Value::Integer(i64::from(S::DEFAULT_PORT)),
+            );
             let server = doc.server()?;
             // Parse the service section now so a bad value exits 64 before anything starts.
             let _: S::Config = doc.section(S::SECTION)?;
@@ -120,7 +124,10 @@ pub fn main_for<S: McpService>() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     crate::telemetry::init(S::NAME, server.log_format, &server.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{}: cannot start the async runtime: {e}", S::NAME);
@@ -135,7 +142,9 @@ pub fn main_for<S: McpService>() -> ExitCode {
                 tracing::error!(message = "Startup failed.", error = %e);
                 eprintln!("{}: {e}", S::NAME);
                 return ExitCode::from(match e {
-                    RuntimeError::Config(_) | RuntimeError::Auth(_) | RuntimeError::InsecureBind { .. } => 64,
+                    RuntimeError::Config(_)
+                    | RuntimeError::Auth(_)
+                    | RuntimeError::InsecureBind { .. } => 64,
                     _ => 1,
                 });
             }

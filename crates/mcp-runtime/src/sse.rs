@@ -176,23 +176,26 @@ fn event_stream<F: Send + Sync + 'static>(
     let first = futures::stream::once(async move {
         Ok::<_, Infallible>(Event::default().event("endpoint").data(endpoint))
     });
-    let rest = futures::stream::unfold((guard, ct, outbound), |(guard, ct, mut outbound)| async move {
-        let msg = tokio::select! {
-            m = outbound.recv() => m?,
-            () = ct.cancelled() => return None,
-        };
-        let data = match serde_json::to_string(&msg) {
-            Ok(d) => d,
-            Err(error) => {
-                tracing::warn!(message = "Could not serialize an outgoing message.", %error);
-                return None;
-            }
-        };
-        Some((
-            Ok(Event::default().event("message").data(data)),
-            (guard, ct, outbound),
-        ))
-    });
+    let rest = futures::stream::unfold(
+        (guard, ct, outbound),
+        |(guard, ct, mut outbound)| async move {
+            let msg = tokio::select! {
+                m = outbound.recv() => m?,
+                () = ct.cancelled() => return None,
+            };
+            let data = match serde_json::to_string(&msg) {
+                Ok(d) => d,
+                Err(error) => {
+                    tracing::warn!(message = "Could not serialize an outgoing message.", %error);
+                    return None;
+                }
+            };
+            Some((
+                Ok(Event::default().event("message").data(data)),
+                (guard, ct, outbound),
+            ))
+        },
+    );
     futures::StreamExt::chain(first, rest)
 }
 
@@ -248,7 +251,11 @@ where
         _ => {}
     }
     if tx.send(message).await.is_err() {
-        return (StatusCode::GONE, "session has ended; open a new one with GET /sse").into_response();
+        return (
+            StatusCode::GONE,
+            "session has ended; open a new one with GET /sse",
+        )
+            .into_response();
     }
     (StatusCode::ACCEPTED, "Accepted").into_response()
 }

@@ -218,7 +218,8 @@ mod tests {
     #[test]
     fn events_inherit_span_fields_as_flat_json() {
         let buf = Buf::default();
-        let sub = tracing_subscriber::registry().with(JsonLayer::new("cmdb", Box::new(buf.clone())));
+        let sub =
+            tracing_subscriber::registry().with(JsonLayer::new("cmdb", Box::new(buf.clone())));
         tracing::subscriber::with_default(sub, || {
             let span = tracing::info_span!("request", correlation_id = "abc-123", service = "cmdb");
             let _e = span.enter();
@@ -250,7 +251,10 @@ mod tests {
             trace_id_from_traceparent(tp),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
-        assert_eq!(trace_id_from_traceparent("00-xyz-00f067aa0ba902b7-01"), None);
+        assert_eq!(
+            trace_id_from_traceparent("00-xyz-00f067aa0ba902b7-01"),
+            None
+        );
         assert_eq!(
             trace_id_from_traceparent("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
             None

@@ -79,7 +79,10 @@ impl McpService for Cmdb {
                 message = "CMDB file not found; serving the built-in sample inventory.",
                 path = %config.csv_path.display()
             );
-            (Store::from_text(SAMPLE_CSV, "built-in sample (data/cmdb.csv)")?, true)
+            (
+                Store::from_text(SAMPLE_CSV, "built-in sample (data/cmdb.csv)")?,
+                true,
+            )
         } else {
             (Store::open(&config.csv_path)?, false)
         };
@@ -252,7 +255,9 @@ pub struct CmdbHandler {
 fn page_bounds(limit: Option<u32>, offset: Option<u32>) -> Result<(usize, usize), String> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(format!("limit must be between 1 and {MAX_LIMIT}, got {limit}"));
+        return Err(format!(
+            "limit must be between 1 and {MAX_LIMIT}, got {limit}"
+        ));
     }
     Ok((limit as usize, offset.unwrap_or(0) as usize))
 }
@@ -274,9 +279,17 @@ impl CmdbHandler {
     #[tool(
         name = "listHosts",
         description = "List hosts in the CMDB, ordered by name, a page at a time (limit/offset). Use `fields` to return only some columns, e.g. [\"name\",\"ip\",\"environment\"].",
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
-    async fn list_hosts(&self, Parameters(args): Parameters<ListHostsArgs>) -> Result<Json<HostPage>, String> {
+    async fn list_hosts(
+        &self,
+        Parameters(args): Parameters<ListHostsArgs>,
+    ) -> Result<Json<HostPage>, String> {
         let (limit, offset) = page_bounds(args.limit, args.offset)?;
         if let Some(f) = &args.fields {
             self.store.check_fields(f).map_err(hint)?;
@@ -305,9 +318,17 @@ impl CmdbHandler {
     #[tool(
         name = "getHost",
         description = "Get one host from the CMDB by name, FQDN or IP address (case-insensitive): address, environment, role, OS, owner, SSH user and port, tags.",
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
-    async fn get_host(&self, Parameters(args): Parameters<GetHostArgs>) -> Result<Json<HostRecord>, String> {
+    async fn get_host(
+        &self,
+        Parameters(args): Parameters<GetHostArgs>,
+    ) -> Result<Json<HostRecord>, String> {
         let key = args.name.trim();
         if key.is_empty() {
             return Err("`name` must not be empty".to_owned());
@@ -335,7 +356,12 @@ impl CmdbHandler {
     #[tool(
         name = "searchHosts",
         description = "Search hosts by exact column filters (environment, role, ci_type, owner, os, location, ssh_user, tag, or any column via `filters`) and/or free text (`query`), with field projection and paging.",
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn search_hosts(
         &self,
@@ -387,7 +413,12 @@ impl CmdbHandler {
     #[tool(
         name = "listCiTypes",
         description = "List the configuration-item types in the CMDB (server, vm, container, network, storage, ...) with host counts, plus counts per environment and role and the fields usable in filters.",
-        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn list_ci_types(&self) -> Result<Json<CiTypes>, String> {
         let to_counts = |v: Vec<(String, usize)>| {

@@ -169,7 +169,10 @@ impl Store {
         let now = fingerprint(&self.path);
         if now.is_none() {
             self.record_error(
-                format!("{} is missing; serving the last good data", self.path.display()),
+                format!(
+                    "{} is missing; serving the last good data",
+                    self.path.display()
+                ),
                 None,
             );
             return false;
@@ -247,7 +250,10 @@ impl Store {
     }
 
     /// Checks projection/filter field names against the known columns.
-    pub fn check_fields<'a>(&self, names: impl IntoIterator<Item = &'a String>) -> Result<(), StoreError> {
+    pub fn check_fields<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), StoreError> {
         let valid = self.fields();
         for n in names {
             if !valid.iter().any(|v| v == n) {
@@ -284,7 +290,9 @@ impl Store {
             let ors: Vec<String> = TEXT_COLUMNS
                 .iter()
                 .map(|c| format!("lower({c}) LIKE ? ESCAPE '\\'"))
-                .chain(std::iter::once("lower(extra) LIKE ? ESCAPE '\\'".to_owned()))
+                .chain(std::iter::once(
+                    "lower(extra) LIKE ? ESCAPE '\\'".to_owned(),
+                ))
                 .collect();
             clauses.push(format!("({})", ors.join(" OR ")));
             for _ in 0..=TEXT_COLUMNS.len() {
@@ -343,7 +351,10 @@ impl Store {
         )?;
         let like = format!("%{}%", escape_like(&key.to_lowercase()));
         let names = stmt
-            .query_map(rusqlite::params![like, i64::try_from(limit).unwrap_or(5)], |r| r.get(0))?
+            .query_map(
+                rusqlite::params![like, i64::try_from(limit).unwrap_or(5)],
+                |r| r.get(0),
+            )?
             .collect::<Result<Vec<String>, _>>()?;
         Ok(names)
     }
@@ -363,7 +374,10 @@ impl Store {
         ))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, usize::try_from(r.get::<_, i64>(1)?).unwrap_or_default()))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    usize::try_from(r.get::<_, i64>(1)?).unwrap_or_default(),
+                ))
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
@@ -371,7 +385,9 @@ impl Store {
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn row_to_host(row: &rusqlite::Row<'_>) -> rusqlite::Result<Map<String, Value>> {
@@ -525,7 +541,9 @@ fn load_text(
                     if let Some(first) = seen.get(&name.to_lowercase()) {
                         issues.push(RowIssue {
                             line,
-                            reason: format!("duplicate host name `{name}` (first defined on line {first})"),
+                            reason: format!(
+                                "duplicate host name `{name}` (first defined on line {first})"
+                            ),
                         });
                         continue;
                     }

@@ -25,9 +25,17 @@ fn bad_config_exits_64_naming_the_key() {
     for (args, env, needle) in [
         (vec!["--config", cfg.to_str().unwrap()], vec![], "log_levle"),
         (vec![], vec![("MCP_SERVER_PORT", "notaport")], "port"),
-        (vec![], vec![("MCP_CMDB_RELOAD_INTERVAL_MS", "\"soon\"")], "cmdb"),
+        (
+            vec![],
+            vec![("MCP_CMDB_RELOAD_INTERVAL_MS", "\"soon\"")],
+            "cmdb",
+        ),
     ] {
-        let out = Command::new(BIN).args(&args).envs(env.clone()).output().unwrap();
+        let out = Command::new(BIN)
+            .args(&args)
+            .envs(env.clone())
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(64), "{args:?} {env:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "{stderr}");
@@ -102,7 +110,14 @@ fn logs_carry_the_correlation_id_and_sigterm_drains() {
         .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
         .collect();
     for l in &lines {
-        for key in ["timestamp", "level", "service", "message", "correlation_id", "target"] {
+        for key in [
+            "timestamp",
+            "level",
+            "service",
+            "message",
+            "correlation_id",
+            "target",
+        ] {
             assert!(l.get(key).is_some(), "{key} missing in {l}");
         }
     }
@@ -113,5 +128,9 @@ fn logs_carry_the_correlation_id_and_sigterm_drains() {
     assert_eq!(call["correlation_id"], "corr-test-42");
     assert_eq!(call["tool"], "getHost");
     assert_eq!(call["service"], "cmdb");
-    assert!(lines.iter().any(|l| l["message"] == "Shutdown signal received; draining."));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "Shutdown signal received; draining.")
+    );
 }

@@ -99,7 +99,9 @@ fn main() -> ExitCode {
     if let Some(Command::HashToken) = cli.command {
         let mut token = String::new();
         if std::io::stdin().read_to_string(&mut token).is_err() || token.trim().is_empty() {
-            eprintln!("mcp-stack: pipe the token on standard input, e.g. `printf %s \"$TOKEN\" | mcp-stack hash-token`");
+            eprintln!(
+                "mcp-stack: pipe the token on standard input, e.g. `printf %s \"$TOKEN\" | mcp-stack hash-token`"
+            );
             return ExitCode::from(64);
         }
         println!("{}", mcp_runtime::auth::hash_token(&token));
@@ -117,7 +119,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     mcp_runtime::telemetry::init("mcp-stack", server.log_format, &server.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mcp-stack: cannot start the async runtime: {e}");

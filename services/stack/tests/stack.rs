@@ -33,10 +33,8 @@ fn required() -> bool {
 fn wait_ready(url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = raw_http::get_status(url) {
-            if r == 200 {
-                return;
-            }
+        if raw_http::get_status(url).is_ok_and(|code| code == 200) {
+            return;
         }
         assert!(Instant::now() < deadline, "{url} not ready");
         std::thread::sleep(Duration::from_millis(100));
@@ -49,12 +47,22 @@ mod raw_http {
 
     pub(crate) fn get_status(url: &str) -> std::io::Result<u16> {
         let rest = url.strip_prefix("http://").unwrap_or(url);
-        let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/".into()));
+        let (authority, path) = rest
+            .split_once('/')
+            .map(|(a, p)| (a, format!("/{p}")))
+            .unwrap_or((rest, "/".into()));
         let mut s = std::net::TcpStream::connect(authority)?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )?;
         let mut buf = String::new();
         s.read_to_string(&mut buf)?;
-        Ok(buf.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0))
+        Ok(buf
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0))
     }
 }
 
@@ -74,7 +82,10 @@ fn stack_serves_cmdb_from_a_fresh_directory_and_inspector_lists_its_tools() {
     );
     wait_ready(&format!("http://127.0.0.1:{port}/ready"));
 
-    let has_npx = Command::new("npx").arg("--version").output().is_ok_and(|o| o.status.success());
+    let has_npx = Command::new("npx")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !has_npx {
         if required() {
             panic!("MCP_E2E_REQUIRED=1 but npx is not installed");
@@ -85,7 +96,15 @@ fn stack_serves_cmdb_from_a_fresh_directory_and_inspector_lists_its_tools() {
     }
     let inspector = |extra: &[&str]| -> Value {
         let out = Command::new("npx")
-            .args(["-y", "-p", "node@22", "-p", "@modelcontextprotocol/inspector@2.12.0", "mcp-inspector", "--cli"])
+            .args([
+                "-y",
+                "-p",
+                "node@22",
+                "-p",
+                "@modelcontextprotocol/inspector@2.12.0",
+                "mcp-inspector",
+                "--cli",
+            ])
             .arg(format!("http://127.0.0.1:{port}/mcp"))
             .args(["--transport", "http"])
             .args(extra)
@@ -93,15 +112,38 @@ fn stack_serves_cmdb_from_a_fresh_directory_and_inspector_lists_its_tools() {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "inspector failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("inspector output is not JSON ({e}): {stdout}"))
+        assert!(
+            out.status.success(),
+            "inspector failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("inspector output is not JSON ({e}): {stdout}"))
     };
     let list = inspector(&["--method", "tools/list"]);
-    let mut names: Vec<&str> = list["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> = list["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     names.sort_unstable();
-    assert_eq!(names, ["getHost", "listCiTypes", "listHosts", "searchHosts"]);
-    let call = inspector(&["--method", "tools/call", "--tool-name", "getHost", "--tool-arg", "name=aicrusher"]);
-    assert_eq!(call["structuredContent"]["host"]["name"], "aicrusher", "{call}");
+    assert_eq!(
+        names,
+        ["getHost", "listCiTypes", "listHosts", "searchHosts"]
+    );
+    let call = inspector(&[
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "getHost",
+        "--tool-arg",
+        "name=aicrusher",
+    ]);
+    assert_eq!(
+        call["structuredContent"]["host"]["name"], "aicrusher",
+        "{call}"
+    );
     drop(stack);
 }
 
@@ -127,7 +169,11 @@ fn unknown_config_section_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("stack.toml");
     std::fs::write(&cfg, "[cmbd]\ncsv_path = \"x\"\n").unwrap();
-    let out = Command::new(BIN).arg("--config").arg(&cfg).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cmbd"));
 }

@@ -18,7 +18,16 @@ async fn official_conformance_suite_passes_against_the_runtime() {
     let work = tempfile::tempdir().unwrap();
     let baseline = crate_dir().join("conformance/expected-failures.yaml");
     let out = tokio::process::Command::new("npx")
-        .args(["-y", "-p", "node@22", "-p", SUITE, "conformance", "server", "--url"])
+        .args([
+            "-y",
+            "-p",
+            "node@22",
+            "-p",
+            SUITE,
+            "conformance",
+            "server",
+            "--url",
+        ])
         .arg(svc.url("/mcp"))
         .args(["--suite", "all", "--expected-failures"])
         .arg(&baseline)

@@ -31,7 +31,8 @@ impl Slow {
     #[tool(description = "Sleeps for a minute")]
     async fn sleepy(&self) -> String {
         tokio::time::sleep(Duration::from_secs(60)).await;
-        self.finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.finished
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         "done".to_owned()
     }
 
@@ -79,7 +80,11 @@ async fn tool_timeout_and_output_cap_apply_to_every_tool() {
     p.arguments = json!({"bytes": 5000}).as_object().cloned();
     let r = client.call_tool(p).await.unwrap();
     let text = &r.content[0].as_text().unwrap().text;
-    assert!(text.contains("[truncated: showing 1000 of 5000 bytes"), "{}", &text[text.len() - 200..]);
+    assert!(
+        text.contains("[truncated: showing 1000 of 5000 bytes"),
+        "{}",
+        &text[text.len() - 200..]
+    );
     assert!(text.len() < 1200);
 
     let mut p = CallToolRequestParams::new("big");
@@ -87,8 +92,17 @@ async fn tool_timeout_and_output_cap_apply_to_every_tool() {
     let r = client.call_tool(p).await.unwrap();
     assert!(!r.content[0].as_text().unwrap().text.contains("truncated"));
 
-    let metrics = reqwest::get(running.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("mcp_tool_calls_total{service=\"limits\",status=\"error\",tool=\"sleepy\"} 1"));
+    let metrics = reqwest::get(running.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "mcp_tool_calls_total{service=\"limits\",status=\"error\",tool=\"sleepy\"} 1"
+        )
+    );
     client.cancel().await.unwrap();
     running.stop().await.unwrap();
 }

@@ -38,12 +38,18 @@ async fn streamable_http_initialize_list_and_call() {
     let svc = start_cmdb(server_config()).await;
     let client = mcp_client(&svc.url("/mcp")).await;
     let info = client.peer_info().expect("server info");
-    assert_eq!(info.server_info.as_ref().map(|s| s.name.as_str()), Some("cmdb"));
+    assert_eq!(
+        info.server_info.as_ref().map(|s| s.name.as_str()),
+        Some("cmdb")
+    );
 
     let tools = client.list_all_tools().await.unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     names.sort_unstable();
-    assert_eq!(names, ["getHost", "listCiTypes", "listHosts", "searchHosts"]);
+    assert_eq!(
+        names,
+        ["getHost", "listCiTypes", "listHosts", "searchHosts"]
+    );
     for t in &tools {
         let a = t.annotations.as_ref().expect("annotations");
         assert_eq!(a.read_only_hint, Some(true), "{}", t.name);
@@ -66,15 +72,24 @@ async fn streamable_http_initialize_list_and_call() {
         .unwrap();
     assert_eq!(r.is_error, Some(true));
     let text = &r.content[0].as_text().unwrap().text;
-    assert!(text.contains("not in the CMDB") && text.contains("k8s-cp-01"), "{text}");
+    assert!(
+        text.contains("not in the CMDB") && text.contains("k8s-cp-01"),
+        "{text}"
+    );
 
     let r = client
-        .call_tool(call("searchHosts", json!({"environment": "production", "role": "database", "fields": ["name", "ip"]})))
+        .call_tool(call(
+            "searchHosts",
+            json!({"environment": "production", "role": "database", "fields": ["name", "ip"]}),
+        ))
         .await
         .unwrap();
     let page = r.structured_content.unwrap();
     assert_eq!(page["total"], 2);
-    assert_eq!(page["hosts"][0], json!({"name": "db-primary", "ip": "10.10.3.41"}));
+    assert_eq!(
+        page["hosts"][0],
+        json!({"name": "db-primary", "ip": "10.10.3.41"})
+    );
 
     let r = client
         .call_tool(call("listHosts", json!({"limit": 0})))
@@ -114,29 +129,69 @@ async fn health_ready_and_metrics() {
     let ready = http.get(svc.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 
-    let before = http.get(svc.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let before = http
+        .get(svc.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let ok_key = "mcp_tool_calls_total{service=\"cmdb\",status=\"success\",tool=\"getHost\"}";
     let err_key = "mcp_tool_calls_total{service=\"cmdb\",status=\"error\",tool=\"getHost\"}";
     let client = mcp_client(&svc.url("/mcp")).await;
     for name in ["aicrusher", "web-01", "missing-host"] {
-        client.call_tool(call("getHost", json!({"name": name}))).await.unwrap();
+        client
+            .call_tool(call("getHost", json!({"name": name})))
+            .await
+            .unwrap();
     }
-    let after = http.get(svc.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert_eq!(sample(&after, ok_key) - sample(&before, ok_key), 2.0, "{after}");
-    assert_eq!(sample(&after, err_key) - sample(&before, err_key), 1.0, "{after}");
+    let after = http
+        .get(svc.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(
-        sample(&after, "mcp_tool_call_duration_seconds_count{service=\"cmdb\",tool=\"getHost\"}"),
+        sample(&after, ok_key) - sample(&before, ok_key),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, err_key) - sample(&before, err_key),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "mcp_tool_call_duration_seconds_count{service=\"cmdb\",tool=\"getHost\"}"
+        ),
         3.0
     );
     assert_eq!(
-        sample(&after, "mcp_sessions_active{service=\"cmdb\",transport=\"streamable_http\"}"),
+        sample(
+            &after,
+            "mcp_sessions_active{service=\"cmdb\",transport=\"streamable_http\"}"
+        ),
         1.0
     );
-    assert!(after.contains("mcp_http_requests_total{code=\"200\",method=\"POST\",route=\"/mcp\",service=\"cmdb\"}"));
+    assert!(after.contains(
+        "mcp_http_requests_total{code=\"200\",method=\"POST\",route=\"/mcp\",service=\"cmdb\"}"
+    ));
     assert!(after.contains("process_cpu_seconds_total"));
     // Unknown tool names share one label value, so callers cannot grow the metric without bound.
     let _ = client.call_tool(call("no-such-tool-x1", json!({}))).await;
-    let m = http.get(svc.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let m = http
+        .get(svc.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(!m.contains("no-such-tool-x1"));
     assert!(m.contains("tool=\"unknown\""));
     client.cancel().await.unwrap();
@@ -174,7 +229,11 @@ async fn host_and_origin_are_checked() {
         (None, None, 200),
     ] {
         let r = post(origin, host).await.unwrap();
-        assert_eq!(r.status().as_u16(), expect, "origin={origin:?} host={host:?}");
+        assert_eq!(
+            r.status().as_u16(),
+            expect,
+            "origin={origin:?} host={host:?}"
+        );
     }
     // The legacy SSE endpoint is protected the same way.
     let r = http
@@ -230,8 +289,14 @@ async fn bearer_auth_when_tokens_are_configured() {
     let r = http.get(svc.url("/sse")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     // Probes and scrapes need no token.
-    assert_eq!(http.get(svc.url("/health")).send().await.unwrap().status(), 200);
-    assert_eq!(http.get(svc.url("/metrics")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(svc.url("/health")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        http.get(svc.url("/metrics")).send().await.unwrap().status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -268,7 +333,10 @@ async fn oversized_and_malformed_bodies_do_not_hurt_the_service() {
     }
     // Still serving.
     let client = mcp_client(&svc.url("/mcp")).await;
-    let r = client.call_tool(call("listCiTypes", json!({}))).await.unwrap();
+    let r = client
+        .call_tool(call("listCiTypes", json!({})))
+        .await
+        .unwrap();
     assert_ne!(r.is_error, Some(true));
     client.cancel().await.unwrap();
 }
@@ -314,7 +382,12 @@ async fn legacy_sse_transport_round_trip() {
     let http = reqwest::Client::new();
     let resp = http.get(svc.url("/sse")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let mut sse = SseReader {
         resp,
         buf: String::new(),
@@ -330,14 +403,19 @@ async fn legacy_sse_transport_round_trip() {
     let init: Value = serde_json::from_str(&data).unwrap();
     assert_eq!(init["id"], 1);
     assert_eq!(init["result"]["serverInfo"]["name"], "cmdb");
-    post(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await.unwrap();
+    post(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await
+        .unwrap();
     post(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"getHost","arguments":{"name":"aicrusher"}}}))
         .await
         .unwrap();
     let (_, data) = sse.next_event().await;
     let r: Value = serde_json::from_str(&data).unwrap();
     assert_eq!(r["id"], 2);
-    assert_eq!(r["result"]["structuredContent"]["host"]["name"], "aicrusher");
+    assert_eq!(
+        r["result"]["structuredContent"]["host"]["name"],
+        "aicrusher"
+    );
 
     // The `/messages` alias reaches the same session.
     let alias = endpoint.replacen("/message?", "/messages?", 1);
@@ -366,11 +444,16 @@ async fn legacy_sse_transport_round_trip() {
     drop(sse);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let r = post(json!({"jsonrpc":"2.0","id":4,"method":"ping"})).await.unwrap();
+        let r = post(json!({"jsonrpc":"2.0","id":4,"method":"ping"}))
+            .await
+            .unwrap();
         if r.status() == 404 || r.status() == 410 {
             break;
         }
-        assert!(Instant::now() < deadline, "session still open after the client left");
+        assert!(
+            Instant::now() < deadline,
+            "session still open after the client left"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -411,7 +494,12 @@ async fn python_sdk_clients_over_sse_and_streamable_http() {
         assert_eq!(r["host"], "aicrusher", "{transport}");
         assert_eq!(r["host_is_error"], false);
         assert_eq!(r["missing_is_error"], true);
-        assert!(r["missing_text"].as_str().unwrap().contains("not in the CMDB"));
+        assert!(
+            r["missing_text"]
+                .as_str()
+                .unwrap()
+                .contains("not in the CMDB")
+        );
     }
 }
 
@@ -439,21 +527,39 @@ async fn hot_reload_picks_up_an_edit_within_two_seconds() {
         assert!(Instant::now() < deadline, "reload not seen within 2 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let health: Value = reqwest::get(svc.url("/health")).await.unwrap().json().await.unwrap();
+    let health: Value = reqwest::get(svc.url("/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "degraded");
     let invalid = &health["checks"]["inventory"]["details"]["invalid_rows"];
     assert_eq!(invalid[0]["line"], 24, "{invalid}");
-    assert!(invalid[0]["reason"].as_str().unwrap().contains("expected 13 fields"));
+    assert!(
+        invalid[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected 13 fields")
+    );
 
     // A broken file keeps the last good data.
     std::fs::write(&csv, "garbage without a name column\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        let health: Value = reqwest::get(svc.url("/health")).await.unwrap().json().await.unwrap();
+        let health: Value = reqwest::get(svc.url("/health"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if health["checks"]["inventory"]["details"]["last_reload_error"].is_string() {
             break;
         }
-        assert!(Instant::now() < deadline, "failed reload not reported within 2 s");
+        assert!(
+            Instant::now() < deadline,
+            "failed reload not reported within 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let r = client
@@ -466,14 +572,19 @@ async fn hot_reload_picks_up_an_edit_within_two_seconds() {
 
 #[tokio::test]
 async fn non_loopback_bind_without_auth_is_refused() {
-    let err = mcp_runtime::Runtime::new("t", "0", || mcp_conformance_fixture::FixtureHandler::default())
-        .with_config(ServerConfig {
-            host: "0.0.0.0".parse().unwrap(),
-            ..server_config()
-        })
-        .bind()
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("allow_insecure") && err.contains("auth_tokens_file"), "{err}");
+    let err = mcp_runtime::Runtime::new("t", "0", || {
+        mcp_conformance_fixture::FixtureHandler::default()
+    })
+    .with_config(ServerConfig {
+        host: "0.0.0.0".parse().unwrap(),
+        ..server_config()
+    })
+    .bind()
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("allow_insecure") && err.contains("auth_tokens_file"),
+        "{err}"
+    );
 }

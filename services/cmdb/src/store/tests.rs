@@ -3,14 +3,18 @@
 use super::*;
 use std::io::Write;
 
-const HEADER: &str = "name,fqdn,ip,environment,role,ci_type,os,owner,ssh_user,ssh_port,location,tags,description\n";
+const HEADER: &str =
+    "name,fqdn,ip,environment,role,ci_type,os,owner,ssh_user,ssh_port,location,tags,description\n";
 
 fn store(rows: &str) -> Store {
     Store::from_text(&format!("{HEADER}{rows}"), "test.csv").unwrap()
 }
 
 fn names(page: &Page) -> Vec<String> {
-    page.hosts.iter().map(|h| h["name"].as_str().unwrap().to_owned()).collect()
+    page.hosts
+        .iter()
+        .map(|h| h["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn sample() -> Store {
@@ -43,20 +47,40 @@ fn get_matches_name_fqdn_ip_case_insensitively() {
 fn filters_text_and_paging() {
     let s = sample();
     let q = |filters: &[(&str, &str)], text: Option<&str>, limit, offset| Query {
-        filters: filters.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        filters: filters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         text: text.map(str::to_owned),
         limit,
         offset,
     };
     let cases: Vec<(Query, usize, Option<&str>)> = vec![
         (q(&[("environment", "production")], None, 100, 0), 15, None),
-        (q(&[("environment", "PRODUCTION"), ("role", "database")], None, 100, 0), 2, Some("db-primary")),
+        (
+            q(
+                &[("environment", "PRODUCTION"), ("role", "database")],
+                None,
+                100,
+                0,
+            ),
+            2,
+            Some("db-primary"),
+        ),
         (q(&[("tags", "gpu")], None, 100, 0), 2, Some("aicrusher")),
         (q(&[("tags", "gp")], None, 100, 0), 0, None),
         (q(&[], Some("postgres"), 100, 0), 3, Some("db-primary")),
-        (q(&[], Some("GPU workstation"), 100, 0), 1, Some("aicrusher")),
+        (
+            q(&[], Some("GPU workstation"), 100, 0),
+            1,
+            Some("aicrusher"),
+        ),
         (q(&[], Some("100%"), 100, 0), 0, None),
-        (q(&[("ci_type", "vm")], Some("staging"), 100, 0), 3, Some("ci-runner-01")),
+        (
+            q(&[("ci_type", "vm")], Some("staging"), 100, 0),
+            3,
+            Some("ci-runner-01"),
+        ),
     ];
     for (query, total, first) in cases {
         let page = s.search(&query).unwrap();
@@ -73,8 +97,14 @@ fn filters_text_and_paging() {
     assert_eq!(names(&p2), names(&all)[5..10]);
     let past = s.search(&q(&[], None, 5, 1000)).unwrap();
     assert_eq!(past.count, 0);
-    let err = s.search(&q(&[("colour", "red")], None, 5, 0)).unwrap_err().to_string();
-    assert!(err.contains("colour") && err.contains("environment"), "{err}");
+    let err = s
+        .search(&q(&[("colour", "red")], None, 5, 0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("colour") && err.contains("environment"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -91,7 +121,11 @@ fn malformed_rows_are_reported_with_line_numbers() {
     );
     let st = s.status();
     assert_eq!(st.hosts, 2);
-    let lines: Vec<(u64, &str)> = st.invalid_rows.iter().map(|i| (i.line, i.reason.as_str())).collect();
+    let lines: Vec<(u64, &str)> = st
+        .invalid_rows
+        .iter()
+        .map(|i| (i.line, i.reason.as_str()))
+        .collect();
     let expect = [
         (3, "empty `name`"),
         (4, "invalid `ip`"),
@@ -105,7 +139,10 @@ fn malformed_rows_are_reported_with_line_numbers() {
         assert_eq!(*line, eline);
         assert!(reason.contains(ereason), "{reason} vs {ereason}");
     }
-    assert_eq!(s.get("noport").unwrap().unwrap()["ssh_port"], serde_json::Value::Null);
+    assert_eq!(
+        s.get("noport").unwrap().unwrap()["ssh_port"],
+        serde_json::Value::Null
+    );
 }
 
 #[test]
@@ -121,7 +158,11 @@ fn header_problems_are_errors() {
 
 #[test]
 fn extra_columns_are_kept_filterable_and_searchable() {
-    let s = Store::from_text("name,rack_unit,ip\nsrv1,U42,10.0.0.1\nsrv2,U7,10.0.0.2\n", "x").unwrap();
+    let s = Store::from_text(
+        "name,rack_unit,ip\nsrv1,U42,10.0.0.1\nsrv2,U7,10.0.0.2\n",
+        "x",
+    )
+    .unwrap();
     assert!(s.fields().contains(&"rack_unit".to_owned()));
     let h = s.get("srv1").unwrap().unwrap();
     assert_eq!(h["rack_unit"], "U42");
@@ -133,7 +174,13 @@ fn extra_columns_are_kept_filterable_and_searchable() {
         })
         .unwrap();
     assert_eq!(names(&page), vec!["srv2"]);
-    let page = s.search(&Query { text: Some("u42".into()), limit: 10, ..Default::default() }).unwrap();
+    let page = s
+        .search(&Query {
+            text: Some("u42".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(names(&page), vec!["srv1"]);
 }
 
@@ -141,12 +188,19 @@ fn extra_columns_are_kept_filterable_and_searchable() {
 fn reload_replaces_data_and_failed_reload_keeps_last_good() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cmdb.csv");
-    std::fs::write(&path, format!("{HEADER}a,a.x,10.0.0.1,prod,web,vm,l,o,u,22,x,,\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("{HEADER}a,a.x,10.0.0.1,prod,web,vm,l,o,u,22,x,,\n"),
+    )
+    .unwrap();
     let s = Store::open(&path).unwrap();
     assert_eq!(s.status().hosts, 1);
     assert!(!s.reload_if_changed());
     // Append a row: size changes, so the reload happens even within one mtime tick.
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     writeln!(f, "b,b.x,10.0.0.2,prod,web,vm,l,o,u,22,x,,").unwrap();
     drop(f);
     assert!(s.reload_if_changed());

@@ -74,9 +74,13 @@ pub async fn start_cmdb_with(
 pub async fn start_fixture() -> TestService {
     let doc = ConfigDoc::from_str("", "test").expect("config");
     let shutdown = ShutdownToken::new();
-    let running = mcp_runtime::start::<mcp_conformance_fixture::Fixture>(&doc, server_config(), shutdown.clone())
-        .await
-        .expect("start fixture");
+    let running = mcp_runtime::start::<mcp_conformance_fixture::Fixture>(
+        &doc,
+        server_config(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("start fixture");
     TestService {
         running: Some(running),
         shutdown,
@@ -100,7 +104,9 @@ pub fn skip(why: &str) {
     if required() {
         panic!("MCP_E2E_REQUIRED=1 but {why}");
     }
-    eprintln!("\n!!!!! SKIPPED: {why} (set MCP_E2E_REQUIRED=1 to make this a failure; .ci/run installs it) !!!!!\n");
+    eprintln!(
+        "\n!!!!! SKIPPED: {why} (set MCP_E2E_REQUIRED=1 to make this a failure; .ci/run installs it) !!!!!\n"
+    );
 }
 
 /// Whether `python3 -c "import mcp"` works.
