@@ -12,7 +12,7 @@ use mcp_runtime::{ConfigDoc, McpService, Running, ServerConfig, ShutdownToken};
 use serde::Deserialize;
 
 /// Every config section the stack reads.
-const SECTIONS: &[&str] = &["server", "ports", "cmdb"];
+const SECTIONS: &[&str] = &["server", "ports", "master", "cmdb"];
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Run every MCP service of the suite in one process")]
@@ -37,12 +37,14 @@ enum Command {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct Ports {
+    master: u16,
     cmdb: u16,
 }
 
 impl Default for Ports {
     fn default() -> Self {
         Self {
+            master: mcp_master::Master::DEFAULT_PORT,
             cmdb: mcp_cmdb::Cmdb::DEFAULT_PORT,
         }
     }
@@ -55,7 +57,20 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     doc.set_default("cmdb", "sample_if_missing", toml::Value::Boolean(true));
     let server = doc.server()?;
     let ports: Ports = doc.section("ports")?;
+    // Master fronts every service of the stack unless the config lists its own downstreams.
+    let mut downstreams = toml::value::Array::new();
+    for (name, port) in [("cmdb", ports.cmdb)] {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), name.into());
+        t.insert("url".into(), format!("http://127.0.0.1:{port}/mcp").into());
+        downstreams.push(toml::Value::Table(t));
+    }
+    doc.set_default("master", "downstream", toml::Value::Array(downstreams));
     let _: mcp_cmdb::CmdbConfig = doc.section("cmdb")?;
+    let master: mcp_master::MasterConfig = doc.section("master")?;
+    master
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e} (in {})", doc.origin()))?;
     Ok((doc, server, ports))
 }
 
@@ -76,7 +91,9 @@ async fn start<S: McpService>(
 
 async fn run(doc: ConfigDoc, server: ServerConfig, ports: Ports) -> anyhow::Result<()> {
     let shutdown = ShutdownToken::new();
-    let running = vec![start::<mcp_cmdb::Cmdb>(&doc, &server, ports.cmdb, &shutdown).await?];
+    // Services first, master last, so that master finds them up.
+    let mut running = vec![start::<mcp_cmdb::Cmdb>(&doc, &server, ports.cmdb, &shutdown).await?];
+    running.push(start::<mcp_master::Master>(&doc, &server, ports.master, &shutdown).await?);
     for r in &running {
         tracing::info!(message = "Service up.", url = %r.url("/mcp"));
     }

@@ -1,0 +1,280 @@
+//! The audit log: one record per `tools/call`, allowed or not, in SQLite (WAL) and as a JSON log line.
+//! Records are written by one background thread in batches, so a call never waits on the disk.
+//! Argument values under secret-looking keys are redacted before anything is stored or logged.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Longest redacted-arguments JSON stored per record.
+const MAX_ARGS_CHARS: usize = 4096;
+/// Replacement for redacted values.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// One audited call.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub identity: String,
+    pub tool: String,
+    /// Arguments with secret-looking fields redacted, as JSON (bounded).
+    pub arguments: String,
+    /// `allow`, `deny`, `approve`, `rate_limited`, `unavailable`, `unknown_tool`.
+    pub decision: String,
+    /// `success`, `error`, `refused`.
+    pub status: String,
+    pub duration_ms: f64,
+    pub correlation_id: String,
+    /// Short error text for failed or refused calls.
+    pub error: Option<String>,
+}
+
+/// Errors opening the audit store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    #[error("cannot open audit database {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("cannot create directory for audit database {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Handle to the audit writer.
+#[derive(Clone)]
+pub struct Audit {
+    tx: mpsc::Sender<AuditRecord>,
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "api-key",
+        "credential",
+        "private",
+        "authorization",
+        "auth",
+        "cookie",
+        "session",
+        "key_file",
+        "passphrase",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+        || k == "key"
+        || k == "value"
+}
+
+/// Copies `v` with values under secret-looking keys replaced by [`REDACTED`].
+pub fn redact(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) {
+                        Value::String(REDACTED.to_owned())
+                    } else {
+                        redact(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Redacted, size-bounded JSON text of tool arguments.
+pub fn redacted_args(args: Option<&Map<String, Value>>) -> String {
+    let v = args.map_or(Value::Null, |m| redact(&Value::Object(m.clone())));
+    let mut s = v.to_string();
+    if s.len() > MAX_ARGS_CHARS {
+        let mut cut = MAX_ARGS_CHARS;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("…[truncated]");
+    }
+    s
+}
+
+impl Audit {
+    /// Opens (or creates) the database and starts the writer thread.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| AuditError::Dir {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let shown = path.display().to_string();
+        let open_err = |source| AuditError::Open {
+            path: shown.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS audit (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                ts REAL NOT NULL,
+                identity TEXT NOT NULL,
+                tool TEXT NOT NULL,
+                arguments TEXT NOT NULL,
+                decision TEXT NOT NULL,
+                status TEXT NOT NULL,
+                duration_ms REAL NOT NULL,
+                correlation_id TEXT NOT NULL,
+                error TEXT
+             );
+             CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
+             CREATE INDEX IF NOT EXISTS audit_identity ON audit(identity);
+             CREATE INDEX IF NOT EXISTS audit_correlation ON audit(correlation_id);",
+        )
+        .map_err(open_err)?;
+        let (tx, rx) = mpsc::channel::<AuditRecord>();
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(|source| AuditError::Dir {
+                path: shown.clone(),
+                source,
+            })?;
+        Ok(Self { tx })
+    }
+
+    /// Records one call: a JSON log line now, a database row within milliseconds.
+    pub fn record(&self, r: AuditRecord) {
+        tracing::info!(
+            message = "Audit.",
+            audit = true,
+            identity = %r.identity,
+            tool = %r.tool,
+            arguments = %r.arguments,
+            decision = %r.decision,
+            status = %r.status,
+            duration_ms = r.duration_ms,
+            error = r.error.as_deref().unwrap_or(""),
+        );
+        if self.tx.send(r).is_err() {
+            tracing::error!(message = "Audit writer is gone; record lost.");
+        }
+    }
+}
+
+fn writer(mut conn: Connection, rx: mpsc::Receiver<AuditRecord>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        // Gather what else is already queued (bounded), then write it in one transaction.
+        while batch.len() < 512 {
+            match rx.recv_timeout(Duration::from_millis(2)) {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO audit (ts, identity, tool, arguments, decision, status, duration_ms, correlation_id, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or_default();
+                for r in &batch {
+                    stmt.execute(rusqlite::params![
+                        now,
+                        r.identity,
+                        r.tool,
+                        r.arguments,
+                        r.decision,
+                        r.status,
+                        r.duration_ms,
+                        r.correlation_id,
+                        r.error
+                    ])?;
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(error) = result {
+            tracing::error!(message = "Audit write failed.", %error, records = batch.len());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redaction_is_recursive_and_keeps_shape() {
+        let v = json!({"host": "a", "password": "hunter2", "nested": {"apiKey": "k", "list": [{"token": "t", "n": 1}]}});
+        let r = redact(&v);
+        assert_eq!(r["host"], "a");
+        assert_eq!(r["password"], REDACTED);
+        assert_eq!(r["nested"]["apiKey"], REDACTED);
+        assert_eq!(r["nested"]["list"][0]["token"], REDACTED);
+        assert_eq!(r["nested"]["list"][0]["n"], 1);
+        assert!(!r.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn records_reach_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/audit.sqlite");
+        let audit = Audit::open(&path).unwrap();
+        for i in 0..10 {
+            audit.record(AuditRecord {
+                identity: "alice".into(),
+                tool: format!("cmdb_t{i}"),
+                arguments: redacted_args(json!({"secret": "canary-123"}).as_object()),
+                decision: "allow".into(),
+                status: "success".into(),
+                duration_ms: 1.0,
+                correlation_id: "c".into(),
+                error: None,
+            });
+        }
+        let conn = Connection::open(&path).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let n: i64 = conn
+                .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+                .unwrap();
+            if n == 10 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "only {n} rows");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let leaked: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM audit WHERE arguments LIKE '%canary-123%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(leaked, 0);
+    }
+}

@@ -1,0 +1,372 @@
+//! The `[master]` config section: downstreams, naming, resilience, policy, rate limits, audit.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How master reaches a downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// MCP streamable HTTP (`url` ends in `/mcp`).
+    #[default]
+    Http,
+    /// Legacy HTTP+SSE (`url` ends in `/sse`).
+    Sse,
+    /// A child process speaking MCP over stdin/stdout (`command` + `args`).
+    Stdio,
+}
+
+/// One `[[master.downstream]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamConfig {
+    /// Name used in logs, metrics and status (`linux`, `cmdb`, ...).
+    pub name: String,
+    /// Prefix of its tools at master; defaults to `name`. Empty: tools exposed unprefixed.
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub transport: TransportKind,
+    /// URL for `http` and `sse`.
+    pub url: Option<String>,
+    /// Program for `stdio`.
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Extra environment for a `stdio` child.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Time limit of one call to this downstream, in seconds.
+    #[serde(default = "default_call_timeout")]
+    pub timeout_secs: u64,
+    /// File of `Header-Name: value` lines sent with every HTTP request (for tokens; a Docker secret).
+    pub headers_from_file: Option<PathBuf>,
+}
+
+fn default_call_timeout() -> u64 {
+    60
+}
+
+impl DownstreamConfig {
+    /// The namespace at master.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Circuit breaker thresholds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitConfig {
+    /// Consecutive failures that open the circuit.
+    pub failure_threshold: u32,
+    /// Seconds the circuit stays open before one probe call is let through.
+    pub open_secs: u64,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_secs: 10,
+        }
+    }
+}
+
+/// Retry of calls that failed to reach a downstream.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts in total (1 = no retry). Only connection failures of read-only or idempotent tools retry.
+    pub max_attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base_delay_ms: 100,
+            max_delay_ms: 2000,
+        }
+    }
+}
+
+/// What a policy rule decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Deny,
+    /// Needs a human approval (completed by the approvals issue; until then a clear refusal).
+    Approve,
+}
+
+/// One `[[master.policy.rule]]`; the first rule matching tool and caller decides.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Wire-name globs (`linux_*`, `secrets_getSecret`).
+    pub tools: Vec<String>,
+    /// Roles the rule applies to; empty: everybody.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Identities the rule applies to; empty: everybody.
+    #[serde(default)]
+    pub identities: Vec<String>,
+    pub action: Action,
+}
+
+/// `[master.policy]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Decision when no rule matches.
+    pub default_action: Action,
+    pub rule: Vec<Rule>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            default_action: Action::Allow,
+            rule: Vec::new(),
+        }
+    }
+}
+
+/// A per-tool rate limit.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRate {
+    /// Wire-name globs.
+    pub tools: Vec<String>,
+    /// Calls per minute per identity.
+    pub per_minute: u32,
+}
+
+/// `[master.rate_limit]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Calls per minute per identity, over all tools.
+    pub per_identity_per_minute: Option<u32>,
+    pub tool: Vec<ToolRate>,
+}
+
+/// The `[master]` section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MasterConfig {
+    /// Separator between namespace and tool name.
+    pub separator: String,
+    /// Longest wire name accepted (hard limit 64).
+    pub max_name_length: usize,
+    pub downstream: Vec<DownstreamConfig>,
+    /// Also read the seed's `MCP_PORT_01`, `MCP_PORT_08_K8S`, ... variables (values are URLs).
+    pub seed_env: bool,
+    /// How often each downstream is pinged, in milliseconds.
+    pub health_interval_ms: u64,
+    /// Longest wait between reconnect attempts, in milliseconds.
+    pub reconnect_max_ms: u64,
+    pub circuit: CircuitConfig,
+    pub retry: RetryConfig,
+    pub policy: PolicyConfig,
+    pub rate_limit: RateLimitConfig,
+    /// SQLite file of the audit log.
+    pub audit_db: PathBuf,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        Self {
+            separator: "_".to_owned(),
+            max_name_length: 64,
+            downstream: Vec::new(),
+            seed_env: true,
+            health_interval_ms: 5000,
+            reconnect_max_ms: 5000,
+            circuit: CircuitConfig::default(),
+            retry: RetryConfig::default(),
+            policy: PolicyConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            audit_db: PathBuf::from("data/master/audit.sqlite"),
+        }
+    }
+}
+
+/// The seed's environment variables naming downstream URLs, with the namespace each stands for.
+pub const SEED_ENV: &[(&str, &str)] = &[
+    ("MCP_PORT_01", "linux"),
+    ("MCP_PORT_08_K8S", "k8s"),
+    ("MCP_PORT_12", "cmdb"),
+    ("MCP_PORT_13", "secrets"),
+    ("MCP_PORT_15", "freqtrade"),
+    ("MCP_PORT_16", "ai_models"),
+];
+
+impl MasterConfig {
+    /// Checks that need no IO.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.separator.is_empty() || !crate::namespace::is_valid_wire_name(&self.separator) {
+            return Err("master.separator must be one or more of A-Z a-z 0-9 _ -".to_owned());
+        }
+        if !(8..=64).contains(&self.max_name_length) {
+            return Err("master.max_name_length must be between 8 and 64".to_owned());
+        }
+        if self.health_interval_ms < 100 {
+            return Err("master.health_interval_ms must be at least 100".to_owned());
+        }
+        if self.retry.max_attempts == 0 {
+            return Err("master.retry.max_attempts must be at least 1".to_owned());
+        }
+        if self.circuit.failure_threshold == 0 {
+            return Err("master.circuit.failure_threshold must be at least 1".to_owned());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut namespaces = std::collections::BTreeMap::new();
+        for d in &self.downstream {
+            let what = format!("master.downstream `{}`", d.name);
+            if !names.insert(d.name.clone()) {
+                return Err(format!("{what} is defined twice"));
+            }
+            let ns = d.namespace();
+            if !ns.is_empty() && !crate::namespace::is_valid_wire_name(ns) {
+                return Err(format!(
+                    "{what}: namespace `{ns}` may use only A-Z a-z 0-9 _ -"
+                ));
+            }
+            if ns == "master" {
+                return Err(format!(
+                    "{what}: namespace `master` is reserved for master's own tools"
+                ));
+            }
+            if let Some(other) = namespaces.insert(ns.to_owned(), d.name.clone()) {
+                if !ns.is_empty() {
+                    return Err(format!(
+                        "{what}: namespace `{ns}` is already used by `{other}`"
+                    ));
+                }
+            }
+            match d.transport {
+                TransportKind::Http | TransportKind::Sse => match &d.url {
+                    Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                    Some(u) => {
+                        return Err(format!(
+                            "{what}: url `{u}` must start with http:// or https://"
+                        ));
+                    }
+                    None => return Err(format!("{what}: transport {:?} needs `url`", d.transport)),
+                },
+                TransportKind::Stdio => {
+                    if d.command.as_deref().is_none_or(str::is_empty) {
+                        return Err(format!("{what}: transport stdio needs `command`"));
+                    }
+                }
+            }
+            if d.timeout_secs == 0 {
+                return Err(format!("{what}: timeout_secs must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds downstreams from the seed's environment variables, unless one with that namespace exists.
+    pub fn add_seed_env(&mut self, get: &dyn Fn(&str) -> Option<String>) {
+        if !self.seed_env {
+            return;
+        }
+        for (var, ns) in SEED_ENV {
+            let Some(url) = get(var).filter(|u| !u.trim().is_empty()) else {
+                continue;
+            };
+            if self.downstream.iter().any(|d| d.namespace() == *ns) {
+                continue;
+            }
+            let url = url.trim().to_owned();
+            let transport = if url.trim_end_matches('/').ends_with("/sse") {
+                TransportKind::Sse
+            } else {
+                TransportKind::Http
+            };
+            self.downstream.push(DownstreamConfig {
+                name: (*ns).to_owned(),
+                namespace: None,
+                transport,
+                url: Some(url),
+                command: None,
+                args: Vec::new(),
+                env: BTreeMap::new(),
+                timeout_secs: default_call_timeout(),
+                headers_from_file: None,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(toml_text: &str) -> MasterConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        MasterConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        for (text, needle) in [
+            ("[[downstream]]\nname='a'\n", "needs `url`"),
+            (
+                "[[downstream]]\nname='a'\ntransport='stdio'\n",
+                "needs `command`",
+            ),
+            (
+                "[[downstream]]\nname='a'\nurl='ftp://x'\n",
+                "must start with http",
+            ),
+            (
+                "[[downstream]]\nname='a'\nurl='http://x'\n[[downstream]]\nname='a'\nurl='http://y'\n",
+                "defined twice",
+            ),
+            (
+                "[[downstream]]\nname='a'\nnamespace='x'\nurl='http://x'\n[[downstream]]\nname='b'\nnamespace='x'\nurl='http://y'\n",
+                "already used",
+            ),
+            (
+                "[[downstream]]\nname='a'\nnamespace='a.b'\nurl='http://x'\n",
+                "namespace `a.b`",
+            ),
+            (
+                "[[downstream]]\nname='master'\nurl='http://x'\n",
+                "reserved",
+            ),
+            ("separator='.'\n", "separator"),
+        ] {
+            let err = ds(text).validate().unwrap_err();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn seed_env_adds_missing_namespaces() {
+        let mut c = ds("[[downstream]]\nname='cmdb'\nurl='http://cmdb:8012/mcp'\n");
+        let env = |k: &str| match k {
+            "MCP_PORT_12" => Some("http://other/mcp".to_owned()),
+            "MCP_PORT_01" => Some("http://linux-cli:8001/sse".to_owned()),
+            _ => None,
+        };
+        c.add_seed_env(&env);
+        assert_eq!(c.downstream.len(), 2);
+        assert_eq!(c.downstream[0].url.as_deref(), Some("http://cmdb:8012/mcp"));
+        assert_eq!(c.downstream[1].name, "linux");
+        assert_eq!(c.downstream[1].transport, TransportKind::Sse);
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,712 @@
+//! One downstream MCP server: its connection (HTTP, SSE or stdio), a supervisor that connects,
+//! pings, reconnects with backoff and refreshes the catalog, and a circuit breaker that makes calls
+//! to a failing service fail fast.
+
+pub mod sse_client;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use rmcp::model::*;
+use rmcp::service::{NotificationContext, RequestContext, RunningService, ServiceError};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ClientHandler, ErrorData, RoleClient, ServiceExt};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{CircuitConfig, DownstreamConfig, TransportKind};
+use crate::gateway::Gateway;
+
+/// What a downstream offers, with its own (un-namespaced) names.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    pub tools: Vec<Tool>,
+    pub prompts: Vec<Prompt>,
+    pub resources: Vec<Resource>,
+    pub templates: Vec<ResourceTemplate>,
+}
+
+/// Circuit breaker state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Debug)]
+struct Breaker {
+    state: CircuitState,
+    failures: u32,
+    opened_at: Option<Instant>,
+    probe_in_flight: bool,
+}
+
+/// Why a call could not be sent.
+#[derive(Debug, Clone)]
+pub enum Unavailable {
+    Disconnected { reason: String, retry_in: Duration },
+    CircuitOpen { retry_in: Duration },
+}
+
+/// The outcome of forwarding one request.
+#[derive(Debug)]
+pub enum CallError {
+    /// Not sent: the service is down or its circuit is open.
+    Unavailable(Unavailable),
+    /// The connection failed while sending or waiting (safe to retry only for idempotent tools).
+    Connection(String),
+    /// No answer within the downstream's timeout.
+    Timeout(Duration),
+    /// The caller cancelled; the downstream was told.
+    Cancelled,
+    /// The downstream answered with a JSON-RPC error.
+    Remote(ErrorData),
+}
+
+type Client = RunningService<RoleClient, DownstreamClient>;
+
+/// Mutable status, for `master_getSystemStatus` and health.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub connected: bool,
+    pub last_error: Option<String>,
+    /// Exponentially weighted mean latency of calls, in milliseconds.
+    pub latency_ms: Option<f64>,
+    pub connects: u64,
+    #[serde(skip)]
+    pub next_attempt: Option<Instant>,
+}
+
+/// One downstream and its supervisor state.
+pub struct Downstream {
+    pub cfg: DownstreamConfig,
+    pub index: usize,
+    client: RwLock<Option<Arc<Client>>>,
+    catalog: RwLock<Arc<Catalog>>,
+    status: Mutex<Status>,
+    breaker: Mutex<Breaker>,
+    circuit: CircuitConfig,
+    wake: Notify,
+    check_requested: AtomicBool,
+    refresh_requested: AtomicBool,
+    headers: HeaderMap,
+}
+
+fn load_headers(cfg: &DownstreamConfig) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    let Some(path) = &cfg.headers_from_file else {
+        return Ok(map);
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "downstream `{}`: cannot read headers_from_file {}: {e}",
+            cfg.name,
+            path.display()
+        )
+    })?;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line.split_once(':').ok_or_else(|| {
+            format!(
+                "downstream `{}`: {} line {}: expected `Name: value`",
+                cfg.name,
+                path.display(),
+                i + 1
+            )
+        })?;
+        // Never echo the value: it is usually a token.
+        let bad = || {
+            format!(
+                "downstream `{}`: {} line {}: invalid header",
+                cfg.name,
+                path.display(),
+                i + 1
+            )
+        };
+        let name = HeaderName::try_from(name.trim()).map_err(|_| bad())?;
+        let mut value = HeaderValue::try_from(value.trim()).map_err(|_| bad())?;
+        value.set_sensitive(true);
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+impl Downstream {
+    pub fn new(
+        cfg: DownstreamConfig,
+        index: usize,
+        circuit: CircuitConfig,
+    ) -> Result<Self, String> {
+        let headers = load_headers(&cfg)?;
+        Ok(Self {
+            cfg,
+            index,
+            client: RwLock::new(None),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            status: Mutex::new(Status {
+                connected: false,
+                last_error: Some("not connected yet".to_owned()),
+                latency_ms: None,
+                connects: 0,
+                next_attempt: None,
+            }),
+            breaker: Mutex::new(Breaker {
+                state: CircuitState::Closed,
+                failures: 0,
+                opened_at: None,
+                probe_in_flight: false,
+            }),
+            circuit,
+            wake: Notify::new(),
+            check_requested: AtomicBool::new(false),
+            refresh_requested: AtomicBool::new(false),
+            headers,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.cfg.namespace()
+    }
+
+    /// The catalog as last fetched (empty while down).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    pub fn circuit_state(&self) -> CircuitState {
+        self.breaker
+            .lock()
+            .map(|b| b.state)
+            .unwrap_or(CircuitState::Closed)
+    }
+
+    fn current(&self) -> Option<Arc<Client>> {
+        self.client.read().ok().and_then(|c| c.clone())
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.current().is_some_and(|c| !c.is_closed())
+    }
+
+    /// Asks the supervisor to re-check the connection now (a call saw it fail).
+    pub fn request_check(&self) {
+        self.check_requested.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    /// Asks the supervisor to re-fetch the catalog (the downstream said its lists changed).
+    pub fn request_refresh(&self) {
+        self.refresh_requested.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut Status)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// Reserves a call slot: fails fast when down or when the circuit is open.
+    pub fn admit(&self) -> Result<Arc<Client>, Unavailable> {
+        let Some(client) = self.current().filter(|c| !c.is_closed()) else {
+            let st = self.status();
+            let retry_in = st
+                .next_attempt
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or_default();
+            return Err(Unavailable::Disconnected {
+                reason: st.last_error.unwrap_or_else(|| "not connected".to_owned()),
+                retry_in,
+            });
+        };
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        if b.state == CircuitState::Open {
+            let open_for = Duration::from_secs(self.circuit.open_secs);
+            let since = b.opened_at.map(|t| t.elapsed()).unwrap_or(open_for);
+            if since < open_for {
+                return Err(Unavailable::CircuitOpen {
+                    retry_in: open_for - since,
+                });
+            }
+            b.state = CircuitState::HalfOpen;
+            b.probe_in_flight = false;
+        }
+        if b.state == CircuitState::HalfOpen {
+            if b.probe_in_flight {
+                return Err(Unavailable::CircuitOpen {
+                    retry_in: Duration::from_secs(1),
+                });
+            }
+            b.probe_in_flight = true;
+        }
+        Ok(client)
+    }
+
+    fn record(&self, ok: bool, latency: Option<Duration>) {
+        let mut b = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        b.probe_in_flight = false;
+        if ok {
+            b.state = CircuitState::Closed;
+            b.failures = 0;
+            b.opened_at = None;
+        } else {
+            b.failures += 1;
+            if b.state == CircuitState::HalfOpen || b.failures >= self.circuit.failure_threshold {
+                if b.state != CircuitState::Open {
+                    tracing::warn!(message = "Circuit opened.", downstream = %self.cfg.name, failures = b.failures);
+                }
+                b.state = CircuitState::Open;
+                b.opened_at = Some(Instant::now());
+            }
+        }
+        drop(b);
+        if let Some(l) = latency {
+            let ms = l.as_secs_f64() * 1000.0;
+            self.set_status(|s| {
+                s.latency_ms = Some(s.latency_ms.map_or(ms, |old| old * 0.8 + ms * 0.2));
+            });
+        }
+    }
+
+    /// Sends one request through an admitted client, bounded by the downstream's timeout and the
+    /// caller's cancellation. Dropping the request future makes rmcp send `notifications/cancelled`.
+    pub async fn request<T>(
+        &self,
+        fut: impl Future<Output = Result<T, ServiceError>>,
+        ct: &CancellationToken,
+    ) -> Result<T, CallError> {
+        let timeout = Duration::from_secs(self.cfg.timeout_secs);
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(timeout, fut) => r,
+            () = ct.cancelled() => {
+                // Not the downstream's fault: release a half-open probe without judging.
+                if let Ok(mut b) = self.breaker.lock() { b.probe_in_flight = false; }
+                return Err(CallError::Cancelled);
+            }
+        };
+        match outcome {
+            Err(_) => {
+                self.record(false, None);
+                Err(CallError::Timeout(timeout))
+            }
+            Ok(Ok(v)) => {
+                self.record(true, Some(started.elapsed()));
+                Ok(v)
+            }
+            Ok(Err(ServiceError::McpError(e))) => {
+                // The downstream answered; it is alive.
+                self.record(true, Some(started.elapsed()));
+                Err(CallError::Remote(e))
+            }
+            Ok(Err(ServiceError::Cancelled { .. })) => {
+                if let Ok(mut b) = self.breaker.lock() {
+                    b.probe_in_flight = false;
+                }
+                Err(CallError::Cancelled)
+            }
+            Ok(Err(ServiceError::Timeout { timeout })) => {
+                self.record(false, None);
+                Err(CallError::Timeout(timeout))
+            }
+            Ok(Err(e)) => {
+                self.record(false, None);
+                self.request_check();
+                Err(CallError::Connection(e.to_string()))
+            }
+        }
+    }
+
+    async fn connect(self: &Arc<Self>, gateway: Weak<Gateway>) -> Result<Client, String> {
+        let handler = DownstreamClient {
+            gateway,
+            index: self.index,
+        };
+        let connect_timeout = Duration::from_secs(15);
+        let fut = async {
+            match self.cfg.transport {
+                TransportKind::Http => {
+                    let url = self.cfg.url.clone().unwrap_or_default();
+                    let http = reqwest::Client::builder()
+                        .default_headers(self.headers.clone())
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    let transport = StreamableHttpClientTransport::with_client(
+                        http,
+                        StreamableHttpClientTransportConfig::with_uri(url),
+                    );
+                    handler.serve(transport).await.map_err(|e| e.to_string())
+                }
+                TransportKind::Sse => {
+                    let url = self.cfg.url.clone().unwrap_or_default();
+                    let transport =
+                        sse_client::SseClientTransport::connect(&url, self.headers.clone())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    handler.serve(transport).await.map_err(|e| e.to_string())
+                }
+                TransportKind::Stdio => {
+                    let mut cmd =
+                        tokio::process::Command::new(self.cfg.command.clone().unwrap_or_default());
+                    cmd.args(&self.cfg.args)
+                        .envs(&self.cfg.env)
+                        .kill_on_drop(true);
+                    let (transport, _stderr) = TokioChildProcess::builder(cmd)
+                        .stderr(std::process::Stdio::inherit())
+                        .spawn()
+                        .map_err(|e| {
+                            format!(
+                                "cannot start `{}`: {e}",
+                                self.cfg.command.as_deref().unwrap_or("")
+                            )
+                        })?;
+                    handler.serve(transport).await.map_err(|e| e.to_string())
+                }
+            }
+        };
+        tokio::time::timeout(connect_timeout, fut)
+            .await
+            .map_err(|_| {
+                format!(
+                    "no answer to initialize within {} s",
+                    connect_timeout.as_secs()
+                )
+            })?
+    }
+
+    async fn fetch_catalog(&self, client: &Client) -> Result<Catalog, String> {
+        let caps = client
+            .peer_info()
+            .map(|i| i.capabilities.clone())
+            .unwrap_or_default();
+        let peer = client.peer();
+        let mut cat = Catalog::default();
+        let t = Duration::from_secs(self.cfg.timeout_secs.min(30));
+        let err = |what: &str, e: String| format!("{what}: {e}");
+        if caps.tools.is_some() {
+            cat.tools = tokio::time::timeout(t, peer.list_all_tools())
+                .await
+                .map_err(|_| "tools/list timed out".to_owned())?
+                .map_err(|e| err("tools/list", e.to_string()))?;
+        }
+        if caps.prompts.is_some() {
+            cat.prompts = tokio::time::timeout(t, peer.list_all_prompts())
+                .await
+                .map_err(|_| "prompts/list timed out".to_owned())?
+                .map_err(|e| err("prompts/list", e.to_string()))?;
+        }
+        if caps.resources.is_some() {
+            cat.resources = tokio::time::timeout(t, peer.list_all_resources())
+                .await
+                .map_err(|_| "resources/list timed out".to_owned())?
+                .map_err(|e| err("resources/list", e.to_string()))?;
+            cat.templates = tokio::time::timeout(t, peer.list_all_resource_templates())
+                .await
+                .map_err(|_| "resources/templates/list timed out".to_owned())?
+                .unwrap_or_default();
+        }
+        Ok(cat)
+    }
+
+    fn set_client(&self, client: Option<Arc<Client>>, catalog: Catalog) {
+        if let Ok(mut c) = self.client.write() {
+            *c = client;
+        }
+        if let Ok(mut c) = self.catalog.write() {
+            *c = Arc::new(catalog);
+        }
+    }
+
+    /// Connects, watches and reconnects until `shutdown`.
+    pub async fn supervise(
+        self: Arc<Self>,
+        gateway: Weak<Gateway>,
+        health_interval: Duration,
+        reconnect_max: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match self.connect(gateway.clone()).await {
+                Ok(client) => {
+                    let catalog = match self.fetch_catalog(&client).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            self.mark_down(&gateway, format!("connected but {e}"), backoff);
+                            let _ = client.cancel().await;
+                            if wait_or_stop(&self.wake, backoff, &shutdown).await {
+                                return;
+                            }
+                            backoff = (backoff * 2).min(reconnect_max);
+                            continue;
+                        }
+                    };
+                    backoff = Duration::from_millis(200);
+                    let client = Arc::new(client);
+                    tracing::info!(
+                        message = "Downstream connected.",
+                        downstream = %self.cfg.name,
+                        tools = catalog.tools.len(),
+                        prompts = catalog.prompts.len(),
+                        resources = catalog.resources.len()
+                    );
+                    if let Ok(mut b) = self.breaker.lock() {
+                        b.state = CircuitState::Closed;
+                        b.failures = 0;
+                    }
+                    self.set_client(Some(client.clone()), catalog);
+                    self.set_status(|s| {
+                        s.connected = true;
+                        s.last_error = None;
+                        s.connects += 1;
+                        s.next_attempt = None;
+                    });
+                    if let Some(g) = gateway.upgrade() {
+                        g.catalog_changed();
+                    }
+                    let reason = self
+                        .watch(&client, &gateway, health_interval, &shutdown)
+                        .await;
+                    let Some(reason) = reason else {
+                        let _ = self.take_and_close().await;
+                        return;
+                    };
+                    let _ = self.take_and_close().await;
+                    self.mark_down(&gateway, reason, backoff);
+                }
+                Err(e) => {
+                    self.mark_down(&gateway, e, backoff);
+                    if wait_or_stop(&self.wake, backoff, &shutdown).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(reconnect_max);
+                }
+            }
+        }
+    }
+
+    async fn take_and_close(&self) -> Option<()> {
+        let client = self.client.write().ok().and_then(|mut c| c.take())?;
+        if let Ok(client) = Arc::try_unwrap(client) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.cancel()).await;
+        }
+        Some(())
+    }
+
+    fn mark_down(&self, gateway: &Weak<Gateway>, reason: String, retry_in: Duration) {
+        let was_up = self.status().connected;
+        self.set_client(None, Catalog::default());
+        self.set_status(|s| {
+            s.connected = false;
+            s.last_error = Some(reason.clone());
+            s.next_attempt = Some(Instant::now() + retry_in);
+        });
+        if was_up {
+            tracing::warn!(message = "Downstream down.", downstream = %self.cfg.name, reason = %reason);
+            if let Some(g) = gateway.upgrade() {
+                g.catalog_changed();
+            }
+        }
+    }
+
+    /// Watches a live connection; returns why it ended, or `None` on shutdown.
+    async fn watch(
+        &self,
+        client: &Client,
+        gateway: &Weak<Gateway>,
+        health_interval: Duration,
+        shutdown: &CancellationToken,
+    ) -> Option<String> {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(health_interval) => {}
+                () = self.wake.notified() => {}
+                () = shutdown.cancelled() => return None,
+            }
+            if client.is_closed() {
+                return Some("connection closed".to_owned());
+            }
+            let check = self.check_requested.swap(false, Ordering::SeqCst);
+            let refresh = self.refresh_requested.swap(false, Ordering::SeqCst);
+            if refresh {
+                match self.fetch_catalog(client).await {
+                    Ok(cat) => {
+                        if let Ok(mut c) = self.catalog.write() {
+                            *c = Arc::new(cat);
+                        }
+                        if let Some(g) = gateway.upgrade() {
+                            g.catalog_changed();
+                        }
+                    }
+                    Err(e) => return Some(e),
+                }
+                if !check {
+                    continue;
+                }
+            }
+            let ping = tokio::time::timeout(
+                Duration::from_secs(5),
+                client
+                    .peer()
+                    .send_request(ClientRequest::PingRequest(Default::default())),
+            )
+            .await;
+            match ping {
+                Ok(Ok(_)) | Ok(Err(ServiceError::McpError(_))) => {}
+                Ok(Err(e)) => return Some(format!("ping failed: {e}")),
+                Err(_) => return Some("ping timed out after 5 s".to_owned()),
+            }
+        }
+    }
+}
+
+/// Sleeps `d` or until woken; true when shutting down.
+async fn wait_or_stop(wake: &Notify, d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => false,
+        () = wake.notified() => false,
+        () = shutdown.cancelled() => true,
+    }
+}
+
+/// Master's client side of one downstream connection: relays what the downstream sends back
+/// (progress, logs, sampling and elicitation requests, list changes) to master's clients.
+#[derive(Clone)]
+pub struct DownstreamClient {
+    gateway: Weak<Gateway>,
+    index: usize,
+}
+
+impl DownstreamClient {
+    fn gateway(&self) -> Result<Arc<Gateway>, ErrorData> {
+        self.gateway
+            .upgrade()
+            .ok_or_else(|| ErrorData::internal_error("gateway is shutting down", None))
+    }
+}
+
+#[allow(deprecated)] // Sampling and logging still matter to clients on 2025-era protocol versions.
+impl ClientHandler for DownstreamClient {
+    fn get_info(&self) -> ClientConfig {
+        let caps = ClientCapabilities::builder()
+            .enable_sampling()
+            .enable_elicitation()
+            .build();
+        ClientConfig::new(
+            caps,
+            Implementation::new("mcp-master", env!("CARGO_PKG_VERSION")),
+        )
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let g = self.gateway()?;
+        let peer = g.client_for(self.index).ok_or_else(|| {
+            ErrorData::invalid_request("no client call in flight to relay sampling to", None)
+        })?;
+        peer.create_message(params)
+            .await
+            .map_err(|e| ErrorData::internal_error(format!("client sampling failed: {e}"), None))
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let g = self.gateway()?;
+        let peer = g.client_for(self.index).ok_or_else(|| {
+            ErrorData::invalid_request("no client call in flight to relay elicitation to", None)
+        })?;
+        peer.create_elicitation(request)
+            .await
+            .map_err(|e| ErrorData::internal_error(format!("client elicitation failed: {e}"), None))
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(g) = self.gateway() {
+            g.relay_progress(params).await;
+        }
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        if let Ok(g) = self.gateway()
+            && let Some(peer) = g.client_for(self.index)
+        {
+            let _ = peer.notify_logging_message(params).await;
+        }
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        if let Ok(g) = self.gateway() {
+            g.downstream(self.index).request_refresh();
+        }
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        if let Ok(g) = self.gateway() {
+            g.downstream(self.index).request_refresh();
+        }
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        if let Ok(g) = self.gateway() {
+            g.downstream(self.index).request_refresh();
+        }
+    }
+}
+
+/// Status summary used by `master_getSystemStatus`.
+pub fn summary(d: &Downstream) -> BTreeMap<&'static str, serde_json::Value> {
+    let st = d.status();
+    let cat = d.catalog();
+    BTreeMap::from([
+        ("name", serde_json::json!(d.cfg.name)),
+        ("namespace", serde_json::json!(d.namespace())),
+        ("transport", serde_json::json!(d.cfg.transport)),
+        (
+            "state",
+            serde_json::json!(if st.connected { "up" } else { "down" }),
+        ),
+        ("circuit", serde_json::json!(d.circuit_state())),
+        ("tools", serde_json::json!(cat.tools.len())),
+        ("latency_ms", serde_json::json!(st.latency_ms)),
+        ("last_error", serde_json::json!(st.last_error)),
+        ("connects", serde_json::json!(st.connects)),
+    ])
+}

@@ -1,0 +1,708 @@
+//! The gateway's shared state: downstreams, the merged namespaced index, connected clients, and the
+//! call path every `tools/call` takes (alias → route → policy → rate limit → circuit → forward with
+//! retry → metrics → audit).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use mcp_runtime::CallerContext;
+use rand::Rng;
+use rmcp::model::*;
+use rmcp::{ErrorData, Peer, RoleServer};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::{Audit, AuditRecord, redacted_args};
+use crate::config::{Action, MasterConfig};
+use crate::downstream::{CallError, Downstream, Unavailable};
+use crate::metrics::MasterMetrics;
+use crate::namespace::{check_wire_name, resolve_alias, split_wire_uri, wire_name, wire_uri};
+use crate::policy::{Policy, RateLimits};
+
+/// Where a wire name leads.
+#[derive(Debug, Clone)]
+pub enum Route {
+    Local(String),
+    Downstream { index: usize, name: String },
+}
+
+/// The merged, namespaced view of every connected downstream plus master's own tools.
+#[derive(Debug, Default)]
+pub struct Index {
+    pub tools: Vec<Tool>,
+    pub tool_routes: HashMap<String, (Route, Tool)>,
+    pub prompts: Vec<Prompt>,
+    pub prompt_routes: HashMap<String, Route>,
+    pub resources: Vec<Resource>,
+    pub templates: Vec<ResourceTemplate>,
+    /// Names that could not be exposed (collision, too long, bad characters), with the reason.
+    pub problems: Vec<String>,
+}
+
+impl Index {
+    fn fingerprint(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+        (
+            self.tools.iter().map(|t| t.name.to_string()).collect(),
+            self.prompts.iter().map(|p| p.name.clone()).collect(),
+            self.resources
+                .iter()
+                .map(|r| r.uri.clone())
+                .chain(self.templates.iter().map(|t| t.uri_template.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// Master's own tools, in namespace `master`.
+pub fn local_tools(sep: &str) -> Vec<Tool> {
+    let empty = Arc::new(
+        json!({"type": "object", "properties": {}, "additionalProperties": false})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let ro = ToolAnnotations::new()
+        .read_only(true)
+        .destructive(false)
+        .idempotent(true)
+        .open_world(false);
+    vec![
+        Tool::new(
+            wire_name("master", sep, "hello_world"),
+            "Say hello: a quick check that the gateway answers.",
+            empty.clone(),
+        )
+        .annotate(ro.clone()),
+        Tool::new(
+            wire_name("master", sep, "getSystemStatus"),
+            "State of the gateway and of every downstream service: up/down, circuit, tool count, latency, last error.",
+            empty,
+        )
+        .annotate(ro),
+    ]
+}
+
+struct InFlight {
+    id: u64,
+    peer: Peer<RoleServer>,
+}
+
+/// Shared state of one master.
+pub struct Gateway {
+    pub cfg: MasterConfig,
+    downstreams: Vec<Arc<Downstream>>,
+    index: RwLock<Arc<Index>>,
+    peers: Mutex<Vec<Peer<RoleServer>>>,
+    progress: Mutex<HashMap<String, (Peer<RoleServer>, ProgressToken)>>,
+    inflight: Mutex<HashMap<usize, Vec<InFlight>>>,
+    next_id: AtomicU64,
+    policy: Policy,
+    limits: Arc<RateLimits>,
+    audit: Audit,
+    pub metrics: MasterMetrics,
+    started: Instant,
+}
+
+/// Removes an in-flight entry when a forwarded call ends, however it ends.
+struct InFlightGuard<'a> {
+    gateway: &'a Gateway,
+    index: usize,
+    id: u64,
+    progress_key: Option<String>,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.gateway.inflight.lock()
+            && let Some(v) = m.get_mut(&self.index)
+        {
+            v.retain(|f| f.id != self.id);
+        }
+        if let Some(k) = &self.progress_key
+            && let Ok(mut p) = self.gateway.progress.lock()
+        {
+            p.remove(k);
+        }
+    }
+}
+
+fn tool_error(text: impl Into<String>) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(text)]).into()
+}
+
+fn fmt_secs(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64().ceil().max(1.0) as u64)
+}
+
+impl Gateway {
+    pub fn new(
+        cfg: MasterConfig,
+        downstreams: Vec<Arc<Downstream>>,
+        policy: Policy,
+        limits: Arc<RateLimits>,
+        audit: Audit,
+        metrics: MasterMetrics,
+    ) -> Self {
+        let g = Self {
+            cfg,
+            downstreams,
+            index: RwLock::new(Arc::new(Index::default())),
+            peers: Mutex::new(Vec::new()),
+            progress: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            policy,
+            limits,
+            audit,
+            metrics,
+            started: Instant::now(),
+        };
+        let idx = g.build_index();
+        if let Ok(mut i) = g.index.write() {
+            *i = Arc::new(idx);
+        }
+        g
+    }
+
+    pub fn downstreams(&self) -> &[Arc<Downstream>] {
+        &self.downstreams
+    }
+
+    pub fn downstream(&self, index: usize) -> &Arc<Downstream> {
+        &self.downstreams[index]
+    }
+
+    pub fn index(&self) -> Arc<Index> {
+        self.index.read().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    pub fn limits(&self) -> &Arc<RateLimits> {
+        &self.limits
+    }
+
+    /// Builds the merged index from every downstream's catalog. Names that collide or break the
+    /// naming rules are left out and reported in `problems`.
+    pub fn build_index(&self) -> Index {
+        let sep = self.cfg.separator.as_str();
+        let max = self.cfg.max_name_length;
+        let mut idx = Index::default();
+        let mut owner: HashMap<String, String> = HashMap::new();
+        for t in local_tools(sep) {
+            owner.insert(t.name.to_string(), "master".to_owned());
+            idx.tool_routes.insert(
+                t.name.to_string(),
+                (Route::Local(t.name.to_string()), t.clone()),
+            );
+            idx.tools.push(t);
+        }
+        let mut prompt_owner: HashMap<String, String> = HashMap::new();
+        for d in &self.downstreams {
+            let cat = d.catalog();
+            let ns = d.namespace();
+            for t in &cat.tools {
+                let wire = wire_name(ns, sep, &t.name);
+                if let Err(e) = check_wire_name(&wire, max) {
+                    idx.problems
+                        .push(format!("tool of `{}` not exposed: {e}", d.name()));
+                    continue;
+                }
+                if let Some(other) = owner.get(&wire) {
+                    idx.problems.push(format!(
+                        "tool `{wire}` of `{}` collides with the same name from `{other}`; not exposed",
+                        d.name()
+                    ));
+                    continue;
+                }
+                owner.insert(wire.clone(), d.name().to_owned());
+                let mut exposed = t.clone();
+                exposed.name = wire.clone().into();
+                idx.tool_routes.insert(
+                    wire,
+                    (
+                        Route::Downstream {
+                            index: d.index,
+                            name: t.name.to_string(),
+                        },
+                        exposed.clone(),
+                    ),
+                );
+                idx.tools.push(exposed);
+            }
+            for p in &cat.prompts {
+                let wire = wire_name(ns, sep, &p.name);
+                if let Err(e) = check_wire_name(&wire, max) {
+                    idx.problems
+                        .push(format!("prompt of `{}` not exposed: {e}", d.name()));
+                    continue;
+                }
+                if let Some(other) = prompt_owner.get(&wire) {
+                    idx.problems.push(format!(
+                        "prompt `{wire}` of `{}` collides with the same name from `{other}`; not exposed",
+                        d.name()
+                    ));
+                    continue;
+                }
+                prompt_owner.insert(wire.clone(), d.name().to_owned());
+                let mut exposed = p.clone();
+                exposed.name = wire.clone();
+                idx.prompt_routes.insert(
+                    wire,
+                    Route::Downstream {
+                        index: d.index,
+                        name: p.name.clone(),
+                    },
+                );
+                idx.prompts.push(exposed);
+            }
+            for r in &cat.resources {
+                let mut exposed = r.clone();
+                exposed.uri = wire_uri(ns, &r.uri);
+                idx.resources.push(exposed);
+            }
+            for t in &cat.templates {
+                let mut exposed = t.clone();
+                exposed.uri_template = wire_uri(ns, &t.uri_template);
+                idx.templates.push(exposed);
+            }
+        }
+        idx
+    }
+
+    /// Rebuilds the index after a catalog change and tells clients when the merged set changed.
+    pub fn catalog_changed(&self) {
+        let new = Arc::new(self.build_index());
+        for p in &new.problems {
+            tracing::warn!(message = "Name not exposed.", problem = %p);
+        }
+        let old = {
+            let mut guard = self.index.write().unwrap_or_else(|p| p.into_inner());
+            std::mem::replace(&mut *guard, new.clone())
+        };
+        self.metrics.refresh_downstreams(&self.downstreams);
+        let (ot, op, or) = old.fingerprint();
+        let (nt, np, nr) = new.fingerprint();
+        let peers: Vec<Peer<RoleServer>> = {
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            peers.retain(|p| !p.is_transport_closed());
+            peers.clone()
+        };
+        if peers.is_empty() {
+            return;
+        }
+        let (tools, prompts, resources) = (ot != nt, op != np, or != nr);
+        if tools {
+            self.metrics.list_changed.inc();
+        }
+        if tools || prompts || resources {
+            tokio::spawn(async move {
+                for p in peers {
+                    if tools {
+                        let _ = p.notify_tool_list_changed().await;
+                    }
+                    if prompts {
+                        let _ = p.notify_prompt_list_changed().await;
+                    }
+                    if resources {
+                        let _ = p.notify_resource_list_changed().await;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Remembers a client so it hears about list changes.
+    pub fn add_peer(&self, peer: Peer<RoleServer>) {
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.retain(|p| !p.is_transport_closed());
+            peers.push(peer);
+        }
+    }
+
+    /// The client of the newest call in flight to downstream `index` (for sampling, elicitation, logs).
+    pub fn client_for(&self, index: usize) -> Option<Peer<RoleServer>> {
+        self.inflight
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&index).and_then(|v| v.last().map(|f| f.peer.clone())))
+    }
+
+    /// Relays a downstream progress notification to the client whose call it belongs to.
+    pub async fn relay_progress(&self, mut params: ProgressNotificationParam) {
+        let key = token_key(&params.progress_token);
+        let target = self.progress.lock().ok().and_then(|m| m.get(&key).cloned());
+        if let Some((peer, original)) = target {
+            params.progress_token = original;
+            let _ = peer.notify_progress(params).await;
+        }
+    }
+
+    /// Visible tools for a caller, in index order.
+    pub fn visible_tools(&self, caller: &CallerContext) -> Vec<Tool> {
+        self.index()
+            .tools
+            .iter()
+            .filter(|t| self.policy.visible(&caller.identity, &t.name))
+            .cloned()
+            .collect()
+    }
+
+    /// Resolves a requested name (wire name or alias) to its canonical wire name.
+    pub fn canonical(&self, requested: &str) -> Option<(String, Route, Tool)> {
+        let idx = self.index();
+        if let Some((r, t)) = idx.tool_routes.get(requested) {
+            return Some((requested.to_owned(), r.clone(), t.clone()));
+        }
+        let alias = resolve_alias(requested, &self.cfg.separator)?;
+        idx.tool_routes
+            .get(&alias)
+            .map(|(r, t)| (alias.clone(), r.clone(), t.clone()))
+    }
+
+    /// The whole call path of one `tools/call`.
+    pub async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        meta: RequestMetaObject,
+        caller: &CallerContext,
+        peer: &Peer<RoleServer>,
+        ct: &CancellationToken,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let started = Instant::now();
+        let requested = request.name.to_string();
+        let arguments = redacted_args(request.arguments.as_ref());
+        let audit = |tool: &str, decision: &str, status: &str, error: Option<String>| {
+            self.audit.record(AuditRecord {
+                identity: caller.identity.name.clone(),
+                tool: tool.to_owned(),
+                arguments: arguments.clone(),
+                decision: decision.to_owned(),
+                status: status.to_owned(),
+                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+                correlation_id: caller.correlation_id.clone(),
+                error,
+            });
+        };
+        let unknown = |tool: &str| {
+            ErrorData::invalid_params(
+                format!(
+                    "unknown tool `{tool}`; call tools/list (or master_getSystemStatus) to see what is available"
+                ),
+                None,
+            )
+        };
+        let Some((wire, route, tool)) = self.canonical(&requested) else {
+            audit(
+                &requested,
+                "unknown_tool",
+                "refused",
+                Some("unknown tool".into()),
+            );
+            return Err(unknown(&requested));
+        };
+        match self.policy.decide(&caller.identity, &wire) {
+            Action::Allow => {}
+            Action::Deny => {
+                self.metrics.policy_denied.inc();
+                audit(&wire, "deny", "refused", Some("denied by policy".into()));
+                // A denied tool looks exactly like a missing one.
+                return Err(unknown(&requested));
+            }
+            Action::Approve => {
+                audit(
+                    &wire,
+                    "approve",
+                    "refused",
+                    Some("approval required".into()),
+                );
+                return Ok(tool_error(format!(
+                    "approval required: policy requires a human approval before `{wire}` runs, and approvals are not enabled on this master yet; ask an operator to allow this tool for your role"
+                )));
+            }
+        }
+        if let Err(l) = self.limits.check(&caller.identity.name, &wire) {
+            self.metrics
+                .rate_limited
+                .with_label_values(&[l.scope])
+                .inc();
+            let msg = format!(
+                "rate limit exceeded: at most {} calls per minute per {} for {}; retry in {:.1} s",
+                l.per_minute,
+                if l.scope == "identity" {
+                    "identity"
+                } else {
+                    "identity and tool"
+                },
+                caller.identity.name,
+                l.retry_after_secs
+            );
+            audit(&wire, "rate_limited", "refused", Some(msg.clone()));
+            return Ok(tool_error(msg));
+        }
+        let (index, name) = match route {
+            Route::Local(name) => {
+                let r = self.call_local(&name);
+                audit(&wire, "allow", "success", None);
+                return Ok(r);
+            }
+            Route::Downstream { index, name } => (index, name),
+        };
+        let d = self.downstream(index).clone();
+        let idempotent = tool
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true));
+
+        // Remap the client's progress token so concurrent clients cannot collide downstream.
+        let call_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut meta = meta;
+        let progress_key = meta.get_progress_token().map(|original| {
+            let mine = ProgressToken(NumberOrString::String(format!("master-{call_id}").into()));
+            let key = token_key(&mine);
+            if let Ok(mut m) = self.progress.lock() {
+                m.insert(key.clone(), (peer.clone(), original));
+            }
+            meta.set_progress_token(mine);
+            key
+        });
+        meta.insert(
+            mcp_runtime::telemetry::CORRELATION_META_KEY.to_owned(),
+            Value::String(caller.correlation_id.clone()),
+        );
+        if let Ok(mut m) = self.inflight.lock() {
+            m.entry(index).or_default().push(InFlight {
+                id: call_id,
+                peer: peer.clone(),
+            });
+        }
+        let _guard = InFlightGuard {
+            gateway: self,
+            index,
+            id: call_id,
+            progress_key,
+        };
+
+        let mut params = CallToolRequestParams::new(name.clone());
+        params.arguments = request.arguments.clone();
+        params.meta = Some(meta);
+
+        let max_attempts = if idempotent {
+            self.cfg.retry.max_attempts
+        } else {
+            1
+        };
+        let mut attempt = 1;
+        let outcome = loop {
+            let client = match d.admit() {
+                Ok(c) => c,
+                Err(u) => break Err(CallError::Unavailable(u)),
+            };
+            let r = d
+                .request(client.peer().call_tool_once(params.clone()), ct)
+                .await;
+            match r {
+                Err(CallError::Connection(e)) if attempt < max_attempts => {
+                    self.metrics.retries.with_label_values(&[d.name()]).inc();
+                    let base = self
+                        .cfg
+                        .retry
+                        .base_delay_ms
+                        .saturating_mul(1 << (attempt - 1));
+                    let capped = base.min(self.cfg.retry.max_delay_ms);
+                    let jitter = rand::rng().random_range(0..=capped / 2 + 1);
+                    tracing::info!(message = "Retrying after connection failure.", downstream = %d.name(), attempt, error = %e);
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(capped / 2 + jitter)) => {}
+                        () = ct.cancelled() => break Err(CallError::Cancelled),
+                    }
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        let elapsed = started.elapsed();
+        let (result, status, decision, error) = match outcome {
+            Ok(CallToolResponse::Complete(r)) => {
+                let status = if r.is_error == Some(true) {
+                    "error"
+                } else {
+                    "success"
+                };
+                (Ok(CallToolResponse::Complete(r)), status, "allow", None)
+            }
+            Ok(other) => (Ok(other), "success", "allow", None),
+            Err(CallError::Remote(e)) => {
+                let msg = e.message.to_string();
+                (Err(e), "error", "allow", Some(msg))
+            }
+            Err(CallError::Unavailable(u)) => {
+                let msg = match u {
+                    Unavailable::CircuitOpen { retry_in } => format!(
+                        "service {} unavailable (circuit open, retry in {})",
+                        d.name(),
+                        fmt_secs(retry_in)
+                    ),
+                    Unavailable::Disconnected { reason, retry_in } => format!(
+                        "service {} unavailable ({reason}; reconnecting, next attempt in {})",
+                        d.name(),
+                        fmt_secs(retry_in)
+                    ),
+                };
+                (
+                    Ok(tool_error(msg.clone())),
+                    "error",
+                    "unavailable",
+                    Some(msg),
+                )
+            }
+            Err(CallError::Connection(e)) => {
+                let msg = format!("service {} failed during the call: {e}", d.name());
+                (Ok(tool_error(msg.clone())), "error", "allow", Some(msg))
+            }
+            Err(CallError::Timeout(t)) => {
+                let msg = format!(
+                    "service {} did not answer `{name}` within {} (master.downstream.timeout_secs)",
+                    d.name(),
+                    fmt_secs(t)
+                );
+                (Ok(tool_error(msg.clone())), "error", "allow", Some(msg))
+            }
+            Err(CallError::Cancelled) => {
+                let msg = "cancelled by the client".to_owned();
+                (
+                    Err(ErrorData::internal_error(msg.clone(), None)),
+                    "error",
+                    "allow",
+                    Some(msg),
+                )
+            }
+        };
+        self.metrics
+            .proxied_calls
+            .with_label_values(&[d.name(), &name, status])
+            .inc();
+        self.metrics
+            .proxied_duration
+            .with_label_values(&[d.name(), &name])
+            .observe(elapsed.as_secs_f64());
+        audit(&wire, decision, status, error);
+        result
+    }
+
+    fn call_local(&self, wire: &str) -> CallToolResponse {
+        let sep = &self.cfg.separator;
+        if wire == wire_name("master", sep, "hello_world") {
+            return CallToolResult::success(vec![ContentBlock::text(
+                "Hello from the MCP master gateway!",
+            )])
+            .into();
+        }
+        let status = self.system_status();
+        CallToolResult::structured(status).into()
+    }
+
+    /// The `master_getSystemStatus` document.
+    pub fn system_status(&self) -> Value {
+        let downstreams: Vec<BTreeMap<&'static str, Value>> = self
+            .downstreams
+            .iter()
+            .map(|d| crate::downstream::summary(d))
+            .collect();
+        let idx = self.index();
+        json!({
+            "service": "master",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "tools": idx.tools.len(),
+            "prompts": idx.prompts.len(),
+            "resources": idx.resources.len(),
+            "downstreams": downstreams,
+            "problems": idx.problems,
+        })
+    }
+
+    /// Routes a namespaced prompt name.
+    pub fn prompt_route(&self, name: &str) -> Option<(usize, String)> {
+        match self.index().prompt_routes.get(name)? {
+            Route::Downstream { index, name } => Some((*index, name.clone())),
+            Route::Local(_) => None,
+        }
+    }
+
+    /// Routes a wire resource URI to `(downstream, original uri)`.
+    pub fn resource_route(&self, uri: &str) -> Option<(usize, String)> {
+        if let Some((ns, rest)) = split_wire_uri(uri)
+            && let Some(d) = self.downstreams.iter().find(|d| d.namespace() == ns)
+        {
+            return Some((d.index, rest.to_owned()));
+        }
+        // Downstreams mounted with an empty namespace keep their URIs.
+        let unprefixed: Vec<&Arc<Downstream>> = self
+            .downstreams
+            .iter()
+            .filter(|d| d.namespace().is_empty())
+            .collect();
+        if let [only] = unprefixed.as_slice() {
+            return Some((only.index, uri.to_owned()));
+        }
+        unprefixed
+            .iter()
+            .find(|d| {
+                let cat = d.catalog();
+                cat.resources.iter().any(|r| r.uri == uri)
+                    || cat.templates.iter().any(|t| {
+                        t.uri_template
+                            .split('{')
+                            .next()
+                            .is_some_and(|p| uri.starts_with(p))
+                    })
+            })
+            .map(|d| (d.index, uri.to_owned()))
+    }
+
+    /// Forwards a non-tool request (prompts, resources, completion) to a downstream.
+    pub async fn forward<T>(
+        &self,
+        index: usize,
+        f: impl AsyncFnOnce(Peer<rmcp::RoleClient>) -> Result<T, rmcp::service::ServiceError>,
+        ct: &CancellationToken,
+    ) -> Result<T, ErrorData> {
+        let d = self.downstream(index).clone();
+        let client = d.admit().map_err(|u| {
+            let why = match u {
+                Unavailable::CircuitOpen { retry_in } => {
+                    format!("circuit open, retry in {}", fmt_secs(retry_in))
+                }
+                Unavailable::Disconnected { reason, .. } => reason,
+            };
+            ErrorData::internal_error(format!("service {} unavailable ({why})", d.name()), None)
+        })?;
+        let peer = client.peer().clone();
+        match d.request(f(peer), ct).await {
+            Ok(v) => Ok(v),
+            Err(CallError::Remote(e)) => Err(e),
+            Err(e) => Err(ErrorData::internal_error(
+                format!("service {}: {}", d.name(), describe(&e)),
+                None,
+            )),
+        }
+    }
+}
+
+fn describe(e: &CallError) -> String {
+    match e {
+        CallError::Unavailable(_) => "unavailable".to_owned(),
+        CallError::Connection(m) => format!("connection failed: {m}"),
+        CallError::Timeout(t) => format!("no answer within {}", fmt_secs(*t)),
+        CallError::Cancelled => "cancelled".to_owned(),
+        CallError::Remote(e) => e.message.to_string(),
+    }
+}
+
+fn token_key(t: &ProgressToken) -> String {
+    match &t.0 {
+        NumberOrString::Number(n) => format!("n:{n}"),
+        NumberOrString::String(s) => format!("s:{s}"),
+    }
+}

@@ -1,0 +1,164 @@
+//! The master gateway (port 8000): discovers every downstream MCP service, exposes their tools,
+//! prompts and resources under namespaces, and guards every call with policy, rate limits, a
+//! circuit breaker per service and an audit record.
+
+pub mod audit;
+pub mod config;
+pub mod downstream;
+pub mod gateway;
+pub mod metrics;
+pub mod namespace;
+pub mod policy;
+pub mod relay;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcp_runtime::{BoxError, BuildContext, Check, HealthProbe, McpService};
+use serde_json::json;
+
+pub use config::MasterConfig;
+use downstream::Downstream;
+use gateway::Gateway;
+use relay::MasterHandler;
+
+/// How long start-up waits for every downstream's first connection attempt.
+const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// The master service.
+pub struct Master {
+    gateway: Arc<Gateway>,
+}
+
+impl Master {
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+}
+
+impl McpService for Master {
+    const NAME: &'static str = "master";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const SECTION: &'static str = "master";
+    const DEFAULT_PORT: u16 = 8000;
+    type Config = MasterConfig;
+    type Handler = MasterHandler;
+
+    async fn build(mut cfg: MasterConfig, ctx: BuildContext) -> Result<Self, BoxError> {
+        cfg.add_seed_env(&|k| std::env::var(k).ok());
+        cfg.validate()?;
+        let policy = policy::Policy::new(&cfg.policy)?;
+        let limits = policy::RateLimits::new(&cfg.rate_limit)?;
+        let audit = audit::Audit::open(&cfg.audit_db)?;
+        let metrics = metrics::MasterMetrics::new(ctx.metrics.registry())?;
+        let downstreams = cfg
+            .downstream
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Downstream::new(d.clone(), i, cfg.circuit.clone()).map(Arc::new))
+            .collect::<Result<Vec<_>, String>>()?;
+        let health = Duration::from_millis(cfg.health_interval_ms);
+        let reconnect = Duration::from_millis(cfg.reconnect_max_ms);
+        let gateway = Arc::new(Gateway::new(
+            cfg,
+            downstreams,
+            policy,
+            limits,
+            audit,
+            metrics,
+        ));
+        for d in gateway.downstreams() {
+            tokio::spawn(d.clone().supervise(
+                Arc::downgrade(&gateway),
+                health,
+                reconnect,
+                ctx.shutdown.clone(),
+            ));
+        }
+        {
+            let limits = gateway.limits().clone();
+            let shutdown = ctx.shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(60)) => limits.shrink(),
+                        () = shutdown.cancelled() => break,
+                    }
+                }
+            });
+        }
+        // Give every downstream one chance to connect, so that clients connecting right after
+        // start-up see the full tool list and naming problems are start-up errors.
+        let deadline = Instant::now() + FIRST_CONNECT_WAIT;
+        while Instant::now() < deadline
+            && gateway
+                .downstreams()
+                .iter()
+                .any(|d| d.status().last_error.as_deref() == Some("not connected yet"))
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let problems = gateway.index().problems.clone();
+        if !problems.is_empty() {
+            ctx.shutdown.cancel();
+            return Err(format!("tool naming problems: {}", problems.join("; ")).into());
+        }
+        for d in gateway.downstreams() {
+            if !d.is_up() {
+                tracing::warn!(
+                    message = "Downstream not reachable at start-up; it joins when it comes up.",
+                    downstream = %d.name(),
+                    error = d.status().last_error.unwrap_or_default()
+                );
+            }
+        }
+        gateway.metrics.refresh_downstreams(gateway.downstreams());
+        Ok(Self { gateway })
+    }
+
+    fn handler(self: &Arc<Self>) -> MasterHandler {
+        MasterHandler {
+            gateway: self.gateway.clone(),
+        }
+    }
+
+    fn health(self: &Arc<Self>) -> Arc<dyn HealthProbe> {
+        self.clone()
+    }
+}
+
+impl HealthProbe for Master {
+    fn checks(&self) -> BTreeMap<String, Check> {
+        let mut checks = BTreeMap::new();
+        for d in self.gateway.downstreams() {
+            let st = d.status();
+            let details = json!({
+                "namespace": d.namespace(),
+                "circuit": d.circuit_state(),
+                "tools": d.catalog().tools.len(),
+            });
+            let check = if st.connected {
+                Check::healthy(details)
+            } else {
+                Check::degraded(
+                    format!("down: {}", st.last_error.unwrap_or_default()),
+                    details,
+                )
+            };
+            checks.insert(format!("downstream:{}", d.name()), check);
+        }
+        let problems = self.gateway.index().problems.clone();
+        if !problems.is_empty() {
+            checks.insert(
+                "naming".to_owned(),
+                Check::degraded(problems.join("; "), serde_json::Value::Null),
+            );
+        }
+        checks
+    }
+
+    fn ready(&self) -> bool {
+        true
+    }
+}

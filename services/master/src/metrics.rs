@@ -1,0 +1,98 @@
+//! Master's own metrics, beside the runtime's `mcp_tool_calls_total` (which counts calls by wire name).
+
+use std::sync::Arc;
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+use crate::downstream::{CircuitState, Downstream};
+
+/// Gauges and counters of the gateway.
+#[derive(Clone)]
+pub struct MasterMetrics {
+    pub downstream_up: IntGaugeVec,
+    pub circuit_state: IntGaugeVec,
+    pub proxied_calls: IntCounterVec,
+    pub proxied_duration: HistogramVec,
+    pub retries: IntCounterVec,
+    pub list_changed: IntCounter,
+    pub rate_limited: IntCounterVec,
+    pub policy_denied: IntCounter,
+}
+
+impl MasterMetrics {
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            downstream_up: IntGaugeVec::new(
+                Opts::new(
+                    "mcp_downstream_up",
+                    "1 when master is connected to the downstream.",
+                ),
+                &["downstream"],
+            )?,
+            circuit_state: IntGaugeVec::new(
+                Opts::new(
+                    "mcp_downstream_circuit_state",
+                    "Circuit breaker state per downstream: 0 closed, 1 half-open, 2 open.",
+                ),
+                &["downstream"],
+            )?,
+            proxied_calls: IntCounterVec::new(
+                Opts::new("mcp_proxied_calls_total", "Calls forwarded to downstreams."),
+                &["downstream", "tool", "status"],
+            )?,
+            proxied_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "mcp_proxied_call_duration_seconds",
+                    "Duration of forwarded calls, including retries.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0, 60.0,
+                ]),
+                &["downstream", "tool"],
+            )?,
+            retries: IntCounterVec::new(
+                Opts::new(
+                    "mcp_downstream_retries_total",
+                    "Retries after connection failures.",
+                ),
+                &["downstream"],
+            )?,
+            list_changed: IntCounter::new(
+                "mcp_list_changed_total",
+                "notifications/tools/list_changed rounds sent to clients.",
+            )?,
+            rate_limited: IntCounterVec::new(
+                Opts::new("mcp_rate_limited_total", "Calls refused by a rate limit."),
+                &["scope"],
+            )?,
+            policy_denied: IntCounter::new("mcp_policy_denied_total", "Calls refused by policy.")?,
+        };
+        registry.register(Box::new(m.downstream_up.clone()))?;
+        registry.register(Box::new(m.circuit_state.clone()))?;
+        registry.register(Box::new(m.proxied_calls.clone()))?;
+        registry.register(Box::new(m.proxied_duration.clone()))?;
+        registry.register(Box::new(m.retries.clone()))?;
+        registry.register(Box::new(m.list_changed.clone()))?;
+        registry.register(Box::new(m.rate_limited.clone()))?;
+        registry.register(Box::new(m.policy_denied.clone()))?;
+        Ok(m)
+    }
+
+    /// Sets the per-downstream gauges from current state.
+    pub fn refresh_downstreams(&self, downstreams: &[Arc<Downstream>]) {
+        for d in downstreams {
+            self.downstream_up
+                .with_label_values(&[d.name()])
+                .set(i64::from(d.is_up()));
+            let state = match d.circuit_state() {
+                CircuitState::Closed => 0,
+                CircuitState::HalfOpen => 1,
+                CircuitState::Open => 2,
+            };
+            self.circuit_state.with_label_values(&[d.name()]).set(state);
+        }
+    }
+}
