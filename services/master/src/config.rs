@@ -243,12 +243,10 @@ impl MasterConfig {
                     "{what}: namespace `master` is reserved for master's own tools"
                 ));
             }
-            if let Some(other) = namespaces.insert(ns.to_owned(), d.name.clone()) {
-                if !ns.is_empty() {
-                    return Err(format!(
-                        "{what}: namespace `{ns}` is already used by `{other}`"
-                    ));
-                }
+            if let Some(other) = namespaces.insert(ns.to_owned(), d.name.clone())
+                && !ns.is_empty()
+            {
+                return Err(format!("{what}: namespace `{ns}` is already used by `{other}`"));
             }
             match d.transport {
                 TransportKind::Http | TransportKind::Sse => match &d.url {

@@ -70,7 +70,8 @@ pub enum CallError {
     Remote(ErrorData),
 }
 
-type Client = RunningService<RoleClient, DownstreamClient>;
+/// A live connection to a downstream.
+pub type Client = RunningService<RoleClient, DownstreamClient>;
 
 /// Mutable status, for `master_getSystemStatus` and health.
 #[derive(Debug, Clone, Serialize)]
@@ -519,7 +520,10 @@ impl Downstream {
 
     fn mark_down(&self, gateway: &Weak<Gateway>, reason: String, retry_in: Duration) {
         let was_up = self.status().connected;
-        self.set_client(None, Catalog::default());
+        // Keep the last catalog: its tools stay routable and answer "unavailable" at once.
+        if let Ok(mut c) = self.client.write() {
+            *c = None;
+        }
         self.set_status(|s| {
             s.connected = false;
             s.last_error = Some(reason.clone());

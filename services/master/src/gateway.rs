@@ -201,6 +201,9 @@ impl Gateway {
         for d in &self.downstreams {
             let cat = d.catalog();
             let ns = d.namespace();
+            // A down service's last known tools stay routable (so calls get a clear "unavailable"
+            // answer) but are not listed.
+            let listed = d.is_up();
             for t in &cat.tools {
                 let wire = wire_name(ns, sep, &t.name);
                 if let Err(e) = check_wire_name(&wire, max) {
@@ -228,7 +231,12 @@ impl Gateway {
                         exposed.clone(),
                     ),
                 );
-                idx.tools.push(exposed);
+                if listed {
+                    idx.tools.push(exposed);
+                }
+            }
+            if !listed {
+                continue;
             }
             for p in &cat.prompts {
                 let wire = wire_name(ns, sep, &p.name);
@@ -331,7 +339,17 @@ impl Gateway {
     /// Relays a downstream progress notification to the client whose call it belongs to.
     pub async fn relay_progress(&self, mut params: ProgressNotificationParam) {
         let key = token_key(&params.progress_token);
-        let target = self.progress.lock().ok().and_then(|m| m.get(&key).cloned());
+        let lookup = || self.progress.lock().ok().and_then(|m| m.get(&key).cloned());
+        let mut target = lookup();
+        // The token is registered right after the request is sent; a very fast downstream can
+        // report progress first, so look again briefly before giving up.
+        for _ in 0..10 {
+            if target.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            target = lookup();
+        }
         if let Some((peer, original)) = target {
             params.progress_token = original;
             let _ = peer.notify_progress(params).await;
@@ -454,18 +472,11 @@ impl Gateway {
             .as_ref()
             .is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true));
 
-        // Remap the client's progress token so concurrent clients cannot collide downstream.
+        // rmcp gives every outgoing request its own progress token; progress for it is relayed to
+        // this client under the client's original token.
         let call_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let original_token = meta.get_progress_token();
         let mut meta = meta;
-        let progress_key = meta.get_progress_token().map(|original| {
-            let mine = ProgressToken(NumberOrString::String(format!("master-{call_id}").into()));
-            let key = token_key(&mine);
-            if let Ok(mut m) = self.progress.lock() {
-                m.insert(key.clone(), (peer.clone(), original));
-            }
-            meta.set_progress_token(mine);
-            key
-        });
         meta.insert(
             mcp_runtime::telemetry::CORRELATION_META_KEY.to_owned(),
             Value::String(caller.correlation_id.clone()),
@@ -476,11 +487,11 @@ impl Gateway {
                 peer: peer.clone(),
             });
         }
-        let _guard = InFlightGuard {
+        let mut guard = InFlightGuard {
             gateway: self,
             index,
             id: call_id,
-            progress_key,
+            progress_key: None,
         };
 
         let mut params = CallToolRequestParams::new(name.clone());
@@ -498,8 +509,16 @@ impl Gateway {
                 Ok(c) => c,
                 Err(u) => break Err(CallError::Unavailable(u)),
             };
-            let r = d
-                .request(client.peer().call_tool_once(params.clone()), ct)
+            let r = self
+                .forward_call(
+                    &d,
+                    &client,
+                    params.clone(),
+                    original_token.clone(),
+                    peer,
+                    &mut guard,
+                    ct,
+                )
                 .await;
             match r {
                 Err(CallError::Connection(e)) if attempt < max_attempts => {
@@ -588,6 +607,69 @@ impl Gateway {
             .observe(elapsed.as_secs_f64());
         audit(&wire, decision, status, error);
         result
+    }
+
+    /// Sends one `tools/call` downstream, relays its progress, and tells the downstream when the
+    /// caller cancels or the call times out.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward_call(
+        &self,
+        d: &Downstream,
+        client: &crate::downstream::Client,
+        params: CallToolRequestParams,
+        original_token: Option<ProgressToken>,
+        peer: &Peer<RoleServer>,
+        guard: &mut InFlightGuard<'_>,
+        ct: &CancellationToken,
+    ) -> Result<CallToolResponse, CallError> {
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let handle = match client
+            .peer()
+            .send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options())
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                d.request_check();
+                return Err(CallError::Connection(e.to_string()));
+            }
+        };
+        if let Some(original) = original_token {
+            let key = token_key(&handle.progress_token);
+            if let Ok(mut m) = self.progress.lock() {
+                m.insert(key.clone(), (peer.clone(), original));
+            }
+            if let Some(old) = guard.progress_key.replace(key)
+                && let Ok(mut m) = self.progress.lock()
+            {
+                m.remove(&old);
+            }
+        }
+        let request_id = handle.id.clone();
+        let downstream_peer = handle.peer.clone();
+        let response = async move {
+            match handle.await_response().await? {
+                ServerResult::CallToolResult(r) => Ok(CallToolResponse::Complete(r)),
+                ServerResult::InputRequiredResult(r) => Ok(CallToolResponse::InputRequired(r)),
+                ServerResult::CreateTaskResult(r) => Ok(CallToolResponse::Task(r)),
+                _ => Err(rmcp::service::ServiceError::UnexpectedResponse),
+            }
+        };
+        let r = d.request(response, ct).await;
+        if let Err(CallError::Cancelled | CallError::Timeout(_)) = &r {
+            let reason = if matches!(r, Err(CallError::Cancelled)) {
+                "cancelled by the client"
+            } else {
+                "timed out at the gateway"
+            };
+            let _ = downstream_peer
+                .notify_cancelled(CancelledNotificationParam::new(
+                    Some(request_id),
+                    Some(reason.to_owned()),
+                ))
+                .await;
+        }
+        r
     }
 
     fn call_local(&self, wire: &str) -> CallToolResponse {

@@ -50,6 +50,8 @@ impl Default for Ports {
     }
 }
 
+// Each service issue adds its (name, port) to the downstream list below.
+#[allow(clippy::single_element_loop)]
 fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     let mut doc = ConfigDoc::load(cli.config.as_deref(), &ProcessEnv, SECTIONS)?;
     doc.deny_unknown_sections(SECTIONS)?;

@@ -129,3 +129,33 @@ pub fn npx_available() -> bool {
 pub fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Starts master in-process with the given `[master]` TOML (audit db in a temp dir unless set).
+pub async fn start_master(master_toml: &str, server: ServerConfig) -> TestService {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let audit = dir.path().join("audit.sqlite");
+    let text = format!(
+        "[master]\nseed_env = false\naudit_db = {:?}\nhealth_interval_ms = 200\nreconnect_max_ms = 300\n{master_toml}",
+        audit.display().to_string()
+    );
+    let doc = ConfigDoc::from_str(&text, "test master config").expect("config");
+    let shutdown = ShutdownToken::new();
+    let running = mcp_runtime::start::<mcp_master::Master>(&doc, server, shutdown.clone())
+        .await
+        .expect("start master");
+    TestService {
+        running: Some(running),
+        shutdown,
+        dir,
+    }
+}
+
+/// A `[[master.downstream]]` table.
+pub fn downstream(name: &str, namespace: Option<&str>, transport: &str, url: &str) -> String {
+    let ns = namespace
+        .map(|n| format!("namespace = {n:?}\n"))
+        .unwrap_or_default();
+    format!(
+        "[[master.downstream]]\nname = {name:?}\n{ns}transport = {transport:?}\nurl = {url:?}\ntimeout_secs = 10\n"
+    )
+}
