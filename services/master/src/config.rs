@@ -246,7 +246,9 @@ impl MasterConfig {
             if let Some(other) = namespaces.insert(ns.to_owned(), d.name.clone())
                 && !ns.is_empty()
             {
-                return Err(format!("{what}: namespace `{ns}` is already used by `{other}`"));
+                return Err(format!(
+                    "{what}: namespace `{ns}` is already used by `{other}`"
+                ));
             }
             match d.transport {
                 TransportKind::Http | TransportKind::Sse => match &d.url {

@@ -88,6 +88,21 @@ impl McpService for Master {
                 }
             });
         }
+        {
+            // Keep the up and circuit gauges current between catalog changes.
+            let g = Arc::downgrade(&gateway);
+            let shutdown = ctx.shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                    let Some(g) = g.upgrade() else { break };
+                    g.metrics.refresh_downstreams(g.downstreams());
+                }
+            });
+        }
         // Give every downstream one chance to connect, so that clients connecting right after
         // start-up see the full tool list and naming problems are start-up errors.
         let deadline = Instant::now() + FIRST_CONNECT_WAIT;

@@ -71,16 +71,19 @@ fn stack_serves_cmdb_from_a_fresh_directory_and_inspector_lists_its_tools() {
     // An empty working directory: no data/cmdb.csv, so the built-in sample must be served.
     let cwd = tempfile::tempdir().unwrap();
     let port = free_port();
+    let master_port = free_port();
     let stack = Stack(
         Command::new(BIN)
             .current_dir(cwd.path())
             .env("MCP_PORTS_CMDB", port.to_string())
+            .env("MCP_PORTS_MASTER", master_port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap(),
     );
     wait_ready(&format!("http://127.0.0.1:{port}/ready"));
+    wait_ready(&format!("http://127.0.0.1:{master_port}/ready"));
 
     let has_npx = Command::new("npx")
         .arg("--version")

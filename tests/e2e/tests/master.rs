@@ -655,3 +655,58 @@ async fn conformance_suite_passes_through_master() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_downstream_down_at_startup_joins_when_it_comes_up() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let master = start_master(
+        &downstream(
+            "cmdb",
+            None,
+            "http",
+            &format!("http://127.0.0.1:{port}/mcp"),
+        ),
+        server_config(),
+    )
+    .await;
+    let (client, watcher) = watcher_client(&master.url("/mcp"), None).await;
+    let r = client
+        .call_tool(call("master_getSystemStatus", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.structured_content.unwrap()["downstreams"][0]["state"],
+        "down"
+    );
+    let health: Value = reqwest::get(master.url("/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["checks"]["downstream:cmdb"]["status"], "degraded");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_cmdb, stop) = start_cmdb_on(port, dir.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tools = client.list_all_tools().await.unwrap();
+        if tools.iter().any(|t| t.name == "cmdb_getHost") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cmdb never joined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(watcher.list_changed.load(Ordering::SeqCst) >= 1);
+    let r = client
+        .call_tool(call("cmdb_getHost", json!({"name": "web-01"})))
+        .await
+        .unwrap();
+    assert_eq!(r.structured_content.unwrap()["host"]["name"], "web-01");
+    stop.cancel();
+}
