@@ -86,6 +86,9 @@ pub struct ServerConfig {
     pub stateless: bool,
     /// TOML file with bearer tokens (hashed), identities and roles. No file: auth is off.
     pub auth_tokens_file: Option<PathBuf>,
+    /// HMAC key file shared with master: a valid, fresh identity assertion signed with it (in a
+    /// request's `_meta`) names the real caller behind master.
+    pub identity_key_file: Option<PathBuf>,
     /// Allow binding a non-loopback address with auth off. Dangerous; for trusted networks only.
     pub allow_insecure: bool,
     /// Extra host names accepted in the `Host` header, besides loopback and the compose service names.
@@ -113,6 +116,7 @@ impl Default for ServerConfig {
             port: 0,
             stateless: false,
             auth_tokens_file: None,
+            identity_key_file: None,
             allow_insecure: false,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),

@@ -11,6 +11,7 @@ use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext, Subscr
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tracing::Instrument;
 
+use crate::assertion::{AssertionKey, IDENTITY_META_KEY, IdentityAssertion};
 use crate::auth::Identity;
 use crate::metrics::{CallStatus, Metrics, SessionGuard, UNKNOWN_TOOL};
 use crate::output::bound_result;
@@ -19,6 +20,7 @@ use crate::telemetry::{CORRELATION_META_KEY, CorrelationId, is_valid_correlation
 /// Limits and sinks shared by every session of one service.
 #[derive(Debug)]
 pub(crate) struct CallPolicy {
+    pub(crate) assertion_key: Option<AssertionKey>,
     pub(crate) metrics: Metrics,
     pub(crate) tool_timeout: Duration,
     pub(crate) max_output_bytes: usize,
@@ -53,9 +55,11 @@ impl CallerContext {
             (Some(h), None) => h.id,
             (None, None) => CorrelationId::from_header(None).id,
         };
-        let identity = parts
-            .and_then(|p| p.extensions.get::<Identity>())
-            .cloned()
+        let identity = ctx
+            .extensions
+            .get::<AssertedIdentity>()
+            .map(|a| a.0.clone())
+            .or_else(|| parts.and_then(|p| p.extensions.get::<Identity>()).cloned())
             .unwrap_or_else(Identity::anonymous);
         let trace_id = parts
             .and_then(|p| p.extensions.get::<TraceId>())
@@ -65,6 +69,26 @@ impl CallerContext {
             identity,
             trace_id,
         }
+    }
+}
+
+/// An identity asserted by master and verified with the shared key.
+#[derive(Debug, Clone)]
+struct AssertedIdentity(Identity);
+
+/// Verifies an identity assertion in `_meta`, if the service has a key and the request carries one.
+fn verify_assertion(key: Option<&AssertionKey>, ctx: &mut RequestContext<RoleServer>) {
+    let (Some(key), Some(raw)) = (key, ctx.meta.get(IDENTITY_META_KEY)) else {
+        return;
+    };
+    let verified = serde_json::from_value::<IdentityAssertion>(raw.clone())
+        .map_err(|e| e.to_string())
+        .and_then(|a| key.verify(&a).map_err(|e| e.to_string()));
+    match verified {
+        Ok(identity) => {
+            ctx.extensions.insert(AssertedIdentity(identity));
+        }
+        Err(error) => tracing::warn!(message = "Identity assertion refused.", %error),
     }
 }
 
@@ -94,8 +118,9 @@ impl<H: ServerHandler> Instrumented<H> {
     async fn instrumented_call(
         &self,
         request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        verify_assertion(self.policy.assertion_key.as_ref(), &mut context);
         let caller = CallerContext::from_request(&context);
         let tool = request.name.to_string();
         let label = if self.inner.get_tool(&tool).is_some() {

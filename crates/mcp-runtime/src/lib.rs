@@ -5,6 +5,7 @@
 //! A service implements [`McpService`]; its binary is `fn main() -> ExitCode { mcp_runtime::main_for::<S>() }`.
 //! Tests and the stack use [`start`] or the lower-level [`Runtime`] to serve on a chosen address.
 
+pub mod assertion;
 pub mod auth;
 pub mod config;
 mod edge;
@@ -66,6 +67,8 @@ pub enum RuntimeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Assertion(#[from] assertion::AssertionError),
     #[error("metrics registration failed: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("service {service} failed to start: {source}")]
@@ -148,7 +151,12 @@ where
             max_body_bytes: self.server.max_body_bytes,
             metrics: metrics.clone(),
         });
+        let assertion_key = match &self.server.identity_key_file {
+            Some(path) => Some(assertion::AssertionKey::load(path)?),
+            None => None,
+        };
         let policy = Arc::new(CallPolicy {
+            assertion_key,
             metrics: metrics.clone(),
             tool_timeout: Duration::from_secs(self.server.tool_timeout_secs),
             max_output_bytes: self.server.max_output_bytes,

@@ -177,6 +177,9 @@ pub struct MasterConfig {
     pub rate_limit: RateLimitConfig,
     /// SQLite file of the audit log.
     pub audit_db: PathBuf,
+    /// HMAC key file (a Docker secret) used to sign the caller's identity for downstreams; services
+    /// configured with the same `server.identity_key_file` trust it.
+    pub identity_key_file: Option<PathBuf>,
 }
 
 impl Default for MasterConfig {
@@ -193,6 +196,7 @@ impl Default for MasterConfig {
             policy: PolicyConfig::default(),
             rate_limit: RateLimitConfig::default(),
             audit_db: PathBuf::from("data/master/audit.sqlite"),
+            identity_key_file: None,
         }
     }
 }

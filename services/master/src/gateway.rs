@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use mcp_runtime::CallerContext;
+use mcp_runtime::assertion::{AssertionKey, IDENTITY_META_KEY};
 use rand::Rng;
 use rmcp::model::*;
 use rmcp::{ErrorData, Peer, RoleServer};
@@ -102,6 +103,7 @@ pub struct Gateway {
     limits: Arc<RateLimits>,
     audit: Audit,
     pub metrics: MasterMetrics,
+    assertion_key: Option<AssertionKey>,
     started: Instant,
 }
 
@@ -144,6 +146,7 @@ impl Gateway {
         limits: Arc<RateLimits>,
         audit: Audit,
         metrics: MasterMetrics,
+        assertion_key: Option<AssertionKey>,
     ) -> Self {
         let g = Self {
             cfg,
@@ -157,6 +160,7 @@ impl Gateway {
             limits,
             audit,
             metrics,
+            assertion_key,
             started: Instant::now(),
         };
         let idx = g.build_index();
@@ -481,6 +485,14 @@ impl Gateway {
             mcp_runtime::telemetry::CORRELATION_META_KEY.to_owned(),
             Value::String(caller.correlation_id.clone()),
         );
+        // Only master speaks for the caller: drop any assertion a client sent, then sign our own.
+        meta.remove(IDENTITY_META_KEY);
+        if let Some(key) = &self.assertion_key {
+            let assertion = key.sign(&caller.identity, &caller.correlation_id);
+            if let Ok(v) = serde_json::to_value(assertion) {
+                meta.insert(IDENTITY_META_KEY.to_owned(), v);
+            }
+        }
         if let Ok(mut m) = self.inflight.lock() {
             m.entry(index).or_default().push(InFlight {
                 id: call_id,

@@ -52,6 +52,11 @@ impl McpService for Master {
         let limits = policy::RateLimits::new(&cfg.rate_limit)?;
         let audit = audit::Audit::open(&cfg.audit_db)?;
         let metrics = metrics::MasterMetrics::new(ctx.metrics.registry())?;
+        let assertion_key = cfg
+            .identity_key_file
+            .as_deref()
+            .map(mcp_runtime::assertion::AssertionKey::load)
+            .transpose()?;
         let downstreams = cfg
             .downstream
             .iter()
@@ -67,6 +72,7 @@ impl McpService for Master {
             limits,
             audit,
             metrics,
+            assertion_key,
         ));
         for d in gateway.downstreams() {
             tokio::spawn(d.clone().supervise(

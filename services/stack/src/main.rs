@@ -68,6 +68,14 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
         downstreams.push(toml::Value::Table(t));
     }
     doc.set_default("master", "downstream", toml::Value::Array(downstreams));
+    // One identity key for the whole stack: master signs with what the services verify with.
+    if let Some(key) = &server.identity_key_file {
+        doc.set_default(
+            "master",
+            "identity_key_file",
+            key.display().to_string().into(),
+        );
+    }
     let _: mcp_cmdb::CmdbConfig = doc.section("cmdb")?;
     let master: mcp_master::MasterConfig = doc.section("master")?;
     master

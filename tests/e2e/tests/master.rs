@@ -710,3 +710,115 @@ async fn a_downstream_down_at_startup_joins_when_it_comes_up() {
     assert_eq!(r.structured_content.unwrap()["host"]["name"], "web-01");
     stop.cancel();
 }
+
+/// A downstream that says who it thinks is calling.
+#[derive(Clone)]
+struct WhoAmI;
+
+impl ServerHandler for WhoAmI {
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _r: Option<PaginatedRequestParams>,
+        _c: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let schema = Arc::new(json!({"type": "object"}).as_object().cloned().unwrap());
+        Ok(ListToolsResult::with_all_items(vec![Tool::new(
+            "whoami",
+            "Who is calling",
+            schema,
+        )]))
+    }
+
+    async fn call_tool(
+        &self,
+        _r: CallToolRequestParams,
+        c: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let caller = mcp_runtime::CallerContext::from_request(&c);
+        Ok(CallToolResult::structured(json!({
+            "identity": caller.identity.name,
+            "roles": caller.identity.roles,
+            "correlation_id": caller.correlation_id,
+        }))
+        .into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn services_learn_the_real_caller_from_a_signed_assertion() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("identity.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef0123456789abcdef\n").unwrap();
+    let other_key = dir.path().join("other.key");
+    std::fs::write(
+        &other_key,
+        "ffffffffffffffffffffffffffffffffffffffffffffffff\n",
+    )
+    .unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "[[token]]\nidentity = \"alice\"\nroles = [\"admin\"]\nsha256 = \"{}\"\n",
+            mcp_runtime::auth::hash_token("alice-tok")
+        ),
+    )
+    .unwrap();
+    let service = |key: Option<std::path::PathBuf>| async move {
+        mcp_runtime::Runtime::new("whoami", "0", || WhoAmI)
+            .with_config(ServerConfig {
+                identity_key_file: key,
+                ..server_config()
+            })
+            .bind()
+            .await
+            .unwrap()
+    };
+    let trusting = service(Some(key.clone())).await;
+    let other = service(Some(other_key)).await;
+    let master = start_master(
+        &format!(
+            "identity_key_file = {:?}\n{}{}",
+            key.display().to_string(),
+            downstream("trusting", None, "http", &trusting.url("/mcp")),
+            downstream("other", None, "http", &other.url("/mcp"))
+        ),
+        ServerConfig {
+            auth_tokens_file: Some(tokens),
+            ..server_config()
+        },
+    )
+    .await;
+    let (alice, _) = watcher_client(&master.url("/mcp"), Some("alice-tok")).await;
+    let r = alice
+        .call_tool(call("trusting_whoami", json!({})))
+        .await
+        .unwrap();
+    let who = r.structured_content.unwrap();
+    assert_eq!(who["identity"], "alice");
+    assert_eq!(who["roles"], json!(["admin"]));
+    // A service with a different key does not trust the assertion.
+    let r = alice
+        .call_tool(call("other_whoami", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(r.structured_content.unwrap()["identity"], "anonymous");
+
+    // A client cannot forge an assertion by putting one in its own _meta.
+    let direct = mcp_client(&trusting.url("/mcp")).await;
+    let mut p = call("whoami", json!({}));
+    let mut meta = RequestMetaObject::default();
+    meta.insert(
+        mcp_runtime::assertion::IDENTITY_META_KEY.to_owned(),
+        json!({"identity": "root", "roles": ["admin"], "correlation_id": "x", "ts": 1, "sig": "00"}),
+    );
+    p.meta = Some(meta);
+    let r = direct.call_tool(p).await.unwrap();
+    assert_eq!(r.structured_content.unwrap()["identity"], "anonymous");
+    alice.cancel().await.unwrap();
+    direct.cancel().await.unwrap();
+}
