@@ -268,6 +268,11 @@ where
         let name = self.name.clone();
         let task = tokio::spawn(async move {
             let graceful = shutdown.clone().cancelled_owned();
+            // MCP over HTTP writes small frames (SSE priming event, then the message); without
+            // TCP_NODELAY, Nagle plus the peer's delayed ACK adds ~40 ms to a call.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
             let server = std::pin::pin!(server.into_future());
             // After the signal, give in-flight requests DRAIN_TIMEOUT to finish, then stop anyway.

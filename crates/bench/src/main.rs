@@ -1,0 +1,589 @@
+//! `mcp-bench`: N concurrent MCP clients calling a cheap tool directly on a downstream and through
+//! master (and the same against FastMCP's proxy, when `fastmcp` is installed), plus aggregated
+//! `tools/list`. Prints the figures and writes docs/benchmarks.md.
+//!
+//! Run with: `cargo build --release --bins && target/release/mcp-bench`
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark master against direct calls and FastMCP's proxy")]
+struct Args {
+    /// Concurrent clients in the load phase.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// Seconds of each load phase.
+    #[arg(long, default_value_t = 8.0)]
+    duration: f64,
+    /// Calls in each single-client phase (cut short after `duration` seconds).
+    #[arg(long, default_value_t = 500)]
+    calls: usize,
+    /// Python with `fastmcp` installed, for the FastMCP reference.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Skip the FastMCP reference.
+    #[arg(long)]
+    skip_fastmcp: bool,
+    /// Where to write the report ("-" for none).
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: String,
+}
+
+/// A child process killed on drop.
+struct Proc {
+    child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let p = exe.with_file_name(name);
+    if !p.exists() {
+        bail!(
+            "{} not found next to mcp-bench; run `cargo build --release --bins` first",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+async fn wait_ready(url: &str, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} not ready at {url}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until an MCP endpoint answers `initialize` (FastMCP has no /ready).
+async fn wait_mcp(url: &str, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(c) = ().serve(StreamableHttpClientTransport::from_uri(url.to_owned())).await {
+            let _ = c.cancel().await;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what} never answered initialize at {url}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Proc> {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    Ok(Proc { child })
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Linux reports clock ticks; USER_HZ is 100 on every mainstream build.
+    Some((utime + stime) / 100.0)
+}
+
+#[derive(Debug, Clone, Default)]
+struct Stats {
+    calls: usize,
+    errors: usize,
+    seconds: f64,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+}
+
+impl Stats {
+    fn from(mut lat: Vec<f64>, errors: usize, seconds: f64) -> Self {
+        lat.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            if lat.is_empty() {
+                f64::NAN
+            } else {
+                lat[((lat.len() as f64 - 1.0) * p).round() as usize]
+            }
+        };
+        Self {
+            calls: lat.len(),
+            errors,
+            seconds,
+            p50: pct(0.50),
+            p95: pct(0.95),
+            p99: pct(0.99),
+        }
+    }
+
+    fn throughput(&self) -> f64 {
+        self.calls as f64 / self.seconds
+    }
+}
+
+enum Op {
+    Call(&'static str),
+    List,
+}
+
+/// `clients` sessions, each calling in a loop until `max_calls` (per client) or `duration`.
+async fn load(
+    url: &str,
+    op: Arc<Op>,
+    clients: usize,
+    max_calls: usize,
+    duration: Duration,
+) -> anyhow::Result<Stats> {
+    let mut sessions = Vec::new();
+    for _ in 0..clients {
+        let c = ().serve(StreamableHttpClientTransport::from_uri(url.to_owned())).await?;
+        sessions.push(c);
+    }
+    // Warm up every session once.
+    for c in &sessions {
+        match op.as_ref() {
+            Op::Call(t) => {
+                c.call_tool(CallToolRequestParams::new(*t)).await?;
+            }
+            Op::List => {
+                c.list_all_tools().await?;
+            }
+        }
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for c in sessions {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while lat.len() + errors < max_calls && Instant::now() < deadline {
+                let t = Instant::now();
+                let ok = match op.as_ref() {
+                    Op::Call(name) => c
+                        .call_tool(CallToolRequestParams::new(*name))
+                        .await
+                        .is_ok_and(|r| r.is_error != Some(true)),
+                    Op::List => c.list_all_tools().await.is_ok(),
+                };
+                if ok {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors += 1;
+                }
+            }
+            let _ = c.cancel().await;
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        all.extend(l);
+        errors += e;
+    }
+    Ok(Stats::from(all, errors, started.elapsed().as_secs_f64()))
+}
+
+struct Target {
+    label: &'static str,
+    direct_url: String,
+    proxied_url: String,
+    proxied_tool: &'static str,
+    proxy_pid: u32,
+}
+
+#[derive(Default)]
+struct Results {
+    rows: Vec<(String, String, Stats)>,
+    cpu: Vec<(String, f64, usize)>,
+}
+
+async fn run_target(args: &Args, t: &Target, r: &mut Results) -> anyhow::Result<()> {
+    let d = Duration::from_secs_f64(args.duration);
+    let direct = Arc::new(Op::Call("test_simple_text"));
+    let proxied = Arc::new(Op::Call(t.proxied_tool));
+    eprintln!("[{}] 1 client, direct", t.label);
+    let s = load(&t.direct_url, direct.clone(), 1, args.calls, d).await?;
+    r.rows
+        .push((t.label.to_owned(), "direct, 1 client".to_owned(), s));
+    eprintln!("[{}] 1 client, proxied", t.label);
+    let s = load(&t.proxied_url, proxied.clone(), 1, args.calls, d).await?;
+    r.rows
+        .push((t.label.to_owned(), "proxied, 1 client".to_owned(), s));
+    eprintln!("[{}] {} clients, direct", t.label, args.clients);
+    let s = load(&t.direct_url, direct, args.clients, usize::MAX, d).await?;
+    r.rows.push((
+        t.label.to_owned(),
+        format!("direct, {} clients", args.clients),
+        s,
+    ));
+    eprintln!("[{}] {} clients, proxied", t.label, args.clients);
+    let cpu0 = cpu_seconds(t.proxy_pid);
+    let s = load(&t.proxied_url, proxied, args.clients, usize::MAX, d).await?;
+    let cpu1 = cpu_seconds(t.proxy_pid);
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        // Warm-up calls (one per client) ran inside the window too.
+        r.cpu
+            .push((t.label.to_owned(), b - a, s.calls + s.errors + args.clients));
+    }
+    r.rows.push((
+        t.label.to_owned(),
+        format!("proxied, {} clients", args.clients),
+        s,
+    ));
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
+
+fn report(args: &Args, r: &Results, list: Option<&Stats>, notes: &[String]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Measured by `mcp-bench` on {} (all processes on this one machine, loopback only).",
+        machine()
+    );
+    let _ = writeln!(
+        out,
+        "Reproduce: `cargo build --release --bins && target/release/mcp-bench --clients {} --duration {} --calls {}`{}.\n",
+        args.clients,
+        args.duration,
+        args.calls,
+        if args.skip_fastmcp {
+            ""
+        } else {
+            " (FastMCP reference: `pip install fastmcp`, or `--python <venv>/bin/python`)"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "Every client is an rmcp streamable-HTTP session calling one cheap tool (`test_simple_text`) in a loop; \
+latencies are per call as the client sees them. \"rust\" is our conformance fixture (mcp-runtime) behind `mcp-master`; \
+\"fastmcp\" is a FastMCP server behind FastMCP's own proxy (`create_proxy`); \"master→fastmcp\" is `mcp-master` in front of the same FastMCP server.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| stack | scenario | calls | errors | p50 ms | p95 ms | p99 ms | calls/s |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for (label, scen, s) in &r.rows {
+        let _ = writeln!(
+            out,
+            "| {label} | {scen} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} |",
+            s.calls,
+            s.errors,
+            s.p50,
+            s.p95,
+            s.p99,
+            s.throughput()
+        );
+    }
+    let _ = writeln!(out, "\n## Overhead of the proxy\n");
+    let _ = writeln!(
+        out,
+        "| stack | added p50, 1 client (ms) | added p95, {} clients (ms) | proxied / direct throughput |",
+        args.clients
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let mut labels: Vec<&String> = r.rows.iter().map(|(l, _, _)| l).collect();
+    labels.dedup();
+    for label in labels {
+        let get = |prefix: &str| {
+            r.rows
+                .iter()
+                .find(|(l, s, _)| l == label && s.starts_with(prefix))
+                .map(|(_, _, s)| s.clone())
+        };
+        let (Some(d1), Some(p1)) = (get("direct, 1 client"), get("proxied, 1 client")) else {
+            continue;
+        };
+        let many = format!("{} clients", args.clients);
+        let (Some(dn), Some(pn)) = (
+            get(&format!("direct, {many}")),
+            get(&format!("proxied, {many}")),
+        ) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {label} | {:+.2} | {:+.2} | {:.2}× |",
+            p1.p50 - d1.p50,
+            pn.p95 - dn.p95,
+            pn.throughput() / dn.throughput()
+        );
+    }
+    if !r.cpu.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Proxy CPU per proxied call ({} clients)\n",
+            args.clients
+        );
+        let _ = writeln!(out, "| proxy | CPU seconds | calls | CPU per call (ms) |");
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        for (label, cpu, calls) in &r.cpu {
+            let _ = writeln!(
+                out,
+                "| {label} | {cpu:.2} | {calls} | {:.3} |",
+                cpu * 1000.0 / *calls as f64
+            );
+        }
+    }
+    if let Some(s) = list {
+        let _ = writeln!(out, "\n## Aggregated tools/list through master\n");
+        let _ = writeln!(
+            out,
+            "One client listing the merged tools of every downstream (cmdb + fixture + master's own): p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms over {} calls.",
+            s.p50, s.p95, s.p99, s.calls
+        );
+    }
+    let _ = writeln!(out, "\n## Targets (from the gateway issue)\n");
+    let _ = writeln!(
+        out,
+        "- master adds ≤ 1 ms p50 at one client and ≤ 3 ms p95 at {} clients over the direct call;",
+        args.clients
+    );
+    let _ = writeln!(
+        out,
+        "- proxied throughput at {} clients ≥ 0.5× direct (on 2 cores a proxy does the server's work twice);",
+        args.clients
+    );
+    let _ = writeln!(
+        out,
+        "- master's CPU per proxied call ≤ half of agentgateway's ≈0.75 ms (measured elsewhere on this kind of machine)."
+    );
+    for n in notes {
+        let _ = writeln!(out, "\n{n}");
+    }
+    out
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let fixture_port = free_port()?;
+    let cmdb_port = free_port()?;
+    let master_port = free_port()?;
+    let quiet = [("MCP_SERVER_LOG_LEVEL", "error"), ("RUST_LOG", "error")];
+    let _fixture = spawn(
+        "fixture",
+        Command::new(sibling("mcp-conformance-fixture")?)
+            .env("MCP_SERVER_PORT", fixture_port.to_string())
+            .envs(quiet),
+    )?;
+    let csv = work.path().join("cmdb.csv");
+    std::fs::write(&csv, include_str!("../../../data/cmdb.csv"))?;
+    let _cmdb = spawn(
+        "cmdb",
+        Command::new(sibling("mcp-cmdb")?)
+            .env("MCP_SERVER_PORT", cmdb_port.to_string())
+            .env("MCP_CMDB_CSV_PATH", &csv)
+            .envs(quiet),
+    )?;
+    wait_ready(&format!("http://127.0.0.1:{fixture_port}/ready"), "fixture").await?;
+    wait_ready(&format!("http://127.0.0.1:{cmdb_port}/ready"), "cmdb").await?;
+    let master_cfg = |path: &Path, downstreams: &[(&str, String)]| -> anyhow::Result<()> {
+        let mut text = format!(
+            "[server]\nmax_body_bytes = 4194304\n[master]\nseed_env = false\naudit_db = {:?}\n",
+            work.path()
+                .join(format!(
+                    "audit-{}.sqlite",
+                    path.file_stem().and_then(|s| s.to_str()).unwrap_or("m")
+                ))
+                .display()
+                .to_string()
+        );
+        for (name, url) in downstreams {
+            let _ = write!(
+                text,
+                "[[master.downstream]]\nname = {name:?}\nurl = {url:?}\n"
+            );
+        }
+        std::fs::write(path, text)?;
+        Ok(())
+    };
+    let cfg = work.path().join("master.toml");
+    master_cfg(
+        &cfg,
+        &[
+            ("fixture", format!("http://127.0.0.1:{fixture_port}/mcp")),
+            ("cmdb", format!("http://127.0.0.1:{cmdb_port}/mcp")),
+        ],
+    )?;
+    let master = spawn(
+        "master",
+        Command::new(sibling("mcp-master")?)
+            .arg("--config")
+            .arg(&cfg)
+            .env("MCP_SERVER_PORT", master_port.to_string())
+            .envs(quiet),
+    )?;
+    wait_ready(&format!("http://127.0.0.1:{master_port}/ready"), "master").await?;
+
+    let mut results = Results::default();
+    let mut notes = Vec::new();
+    run_target(
+        &args,
+        &Target {
+            label: "rust",
+            direct_url: format!("http://127.0.0.1:{fixture_port}/mcp"),
+            proxied_url: format!("http://127.0.0.1:{master_port}/mcp"),
+            proxied_tool: "fixture_test_simple_text",
+            proxy_pid: master.pid(),
+        },
+        &mut results,
+    )
+    .await?;
+    eprintln!("[rust] aggregated tools/list");
+    let list = load(
+        &format!("http://127.0.0.1:{master_port}/mcp"),
+        Arc::new(Op::List),
+        1,
+        args.calls,
+        Duration::from_secs_f64(args.duration),
+    )
+    .await?;
+
+    let has_fastmcp = !args.skip_fastmcp
+        && Command::new(&args.python)
+            .args(["-c", "import fastmcp"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if has_fastmcp {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench");
+        let fm_port = free_port()?;
+        let fp_port = free_port()?;
+        let fm_master_port = free_port()?;
+        let _fm = spawn(
+            "fastmcp-server",
+            Command::new(&args.python)
+                .arg(root.join("fastmcp_server.py"))
+                .arg(fm_port.to_string()),
+        )?;
+        wait_mcp(&format!("http://127.0.0.1:{fm_port}/mcp"), "FastMCP server").await?;
+        let fp = spawn(
+            "fastmcp-proxy",
+            Command::new(&args.python)
+                .arg(root.join("fastmcp_proxy.py"))
+                .arg(fp_port.to_string())
+                .arg(format!("http://127.0.0.1:{fm_port}/mcp")),
+        )?;
+        wait_mcp(&format!("http://127.0.0.1:{fp_port}/mcp"), "FastMCP proxy").await?;
+        run_target(
+            &args,
+            &Target {
+                label: "fastmcp",
+                direct_url: format!("http://127.0.0.1:{fm_port}/mcp"),
+                proxied_url: format!("http://127.0.0.1:{fp_port}/mcp"),
+                proxied_tool: "test_simple_text",
+                proxy_pid: fp.pid(),
+            },
+            &mut results,
+        )
+        .await?;
+        drop(fp);
+        let cfg2 = work.path().join("master-fastmcp.toml");
+        master_cfg(
+            &cfg2,
+            &[("fastmcp", format!("http://127.0.0.1:{fm_port}/mcp"))],
+        )?;
+        let m2 = spawn(
+            "master-fastmcp",
+            Command::new(sibling("mcp-master")?)
+                .arg("--config")
+                .arg(&cfg2)
+                .env("MCP_SERVER_PORT", fm_master_port.to_string())
+                .envs(quiet),
+        )?;
+        wait_ready(
+            &format!("http://127.0.0.1:{fm_master_port}/ready"),
+            "master→fastmcp",
+        )
+        .await?;
+        run_target(
+            &args,
+            &Target {
+                label: "master→fastmcp",
+                direct_url: format!("http://127.0.0.1:{fm_port}/mcp"),
+                proxied_url: format!("http://127.0.0.1:{fm_master_port}/mcp"),
+                proxied_tool: "fastmcp_test_simple_text",
+                proxy_pid: m2.pid(),
+            },
+            &mut results,
+        )
+        .await?;
+    } else {
+        notes.push("FastMCP reference not measured in this run (`fastmcp` not importable by the chosen Python).".to_owned());
+    }
+    let text = report(&args, &results, Some(&list), &notes);
+    println!("{text}");
+    if args.out != "-" {
+        std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out))?;
+        eprintln!("wrote {}", args.out);
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
