@@ -340,60 +340,7 @@ impl Downstream {
     }
 
     async fn connect(self: &Arc<Self>, gateway: Weak<Gateway>) -> Result<Client, String> {
-        let handler = DownstreamClient {
-            gateway,
-            index: self.index,
-        };
-        let connect_timeout = Duration::from_secs(15);
-        let fut = async {
-            match self.cfg.transport {
-                TransportKind::Http => {
-                    let url = self.cfg.url.clone().unwrap_or_default();
-                    let http = reqwest::Client::builder()
-                        .default_headers(self.headers.clone())
-                        .build()
-                        .map_err(|e| e.to_string())?;
-                    let transport = StreamableHttpClientTransport::with_client(
-                        http,
-                        StreamableHttpClientTransportConfig::with_uri(url),
-                    );
-                    handler.serve(transport).await.map_err(|e| e.to_string())
-                }
-                TransportKind::Sse => {
-                    let url = self.cfg.url.clone().unwrap_or_default();
-                    let transport =
-                        sse_client::SseClientTransport::connect(&url, self.headers.clone())
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    handler.serve(transport).await.map_err(|e| e.to_string())
-                }
-                TransportKind::Stdio => {
-                    let mut cmd =
-                        tokio::process::Command::new(self.cfg.command.clone().unwrap_or_default());
-                    cmd.args(&self.cfg.args)
-                        .envs(&self.cfg.env)
-                        .kill_on_drop(true);
-                    let (transport, _stderr) = TokioChildProcess::builder(cmd)
-                        .stderr(std::process::Stdio::inherit())
-                        .spawn()
-                        .map_err(|e| {
-                            format!(
-                                "cannot start `{}`: {e}",
-                                self.cfg.command.as_deref().unwrap_or("")
-                            )
-                        })?;
-                    handler.serve(transport).await.map_err(|e| e.to_string())
-                }
-            }
-        };
-        tokio::time::timeout(connect_timeout, fut)
-            .await
-            .map_err(|_| {
-                format!(
-                    "no answer to initialize within {} s",
-                    connect_timeout.as_secs()
-                )
-            })?
+        connect_client(&self.cfg, &self.headers, gateway, self.index).await
     }
 
     async fn fetch_catalog(&self, client: &Client) -> Result<Catalog, String> {
@@ -588,6 +535,65 @@ impl Downstream {
     }
 }
 
+/// Opens one client connection to a downstream the way master does (transport, handler, timeout).
+/// `gateway` may be dangling (`Weak::new()`) for a standalone client.
+pub async fn connect_client(
+    cfg: &DownstreamConfig,
+    headers: &HeaderMap,
+    gateway: Weak<Gateway>,
+    index: usize,
+) -> Result<Client, String> {
+    let handler = DownstreamClient { gateway, index };
+    let connect_timeout = Duration::from_secs(15);
+    let fut = async {
+        match cfg.transport {
+            TransportKind::Http => {
+                let url = cfg.url.clone().unwrap_or_default();
+                let http = reqwest::Client::builder()
+                    .default_headers(headers.clone())
+                    .tcp_nodelay(true)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let transport = StreamableHttpClientTransport::with_client(
+                    http,
+                    StreamableHttpClientTransportConfig::with_uri(url),
+                );
+                handler.serve(transport).await.map_err(|e| e.to_string())
+            }
+            TransportKind::Sse => {
+                let url = cfg.url.clone().unwrap_or_default();
+                let transport = sse_client::SseClientTransport::connect(&url, headers.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                handler.serve(transport).await.map_err(|e| e.to_string())
+            }
+            TransportKind::Stdio => {
+                let program = cfg.command.clone().unwrap_or_default();
+                let mut cmd = tokio::process::Command::new(&program);
+                cmd.args(&cfg.args).envs(&cfg.env).kill_on_drop(true);
+                let (transport, _stderr) = TokioChildProcess::builder(cmd)
+                    .stderr(std::process::Stdio::inherit())
+                    .spawn()
+                    .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+                handler.serve(transport).await.map_err(|e| e.to_string())
+            }
+        }
+    };
+    tokio::time::timeout(connect_timeout, fut)
+        .await
+        .map_err(|_| {
+            format!(
+                "no answer to initialize within {} s",
+                connect_timeout.as_secs()
+            )
+        })?
+}
+
+/// Reads `headers_from_file` of a downstream config.
+pub fn headers_for(cfg: &DownstreamConfig) -> Result<HeaderMap, String> {
+    load_headers(cfg)
+}
+
 /// Sleeps `d` or until woken; true when shutting down.
 async fn wait_or_stop(wake: &Notify, d: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {
@@ -620,10 +626,14 @@ impl ClientHandler for DownstreamClient {
             .enable_sampling()
             .enable_elicitation()
             .build();
-        ClientConfig::new(
+        let mut cfg = ClientConfig::new(
             caps,
             Implementation::new("mcp-master", env!("CARGO_PKG_VERSION")),
-        )
+        );
+        // 2025-11-25 is the newest version the wider ecosystem (and the conformance suite) speaks;
+        // rmcp's default, 2026-07-28, drops sessions, which stateful downstreams rely on.
+        cfg.protocol_version = ProtocolVersion::V_2025_11_25;
+        cfg
     }
 
     async fn create_message(
