@@ -47,11 +47,12 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Some scenarios (initialize) serve no tools/list; then there is nothing to call.
         let tools = match client.peer().list_all_tools().await {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("tools/list failed: {e}");
-                return ExitCode::FAILURE;
+                eprintln!("tools/list unavailable ({e}); nothing to call");
+                Vec::new()
             }
         };
         for tool in tools {
