@@ -181,14 +181,11 @@ impl Audit {
 
 fn writer(mut conn: Connection, rx: mpsc::Receiver<AuditRecord>) {
     while let Ok(first) = rx.recv() {
+        // Let a batch gather without being woken for every record (senders only wake a thread
+        // blocked in `recv`), then write it in one transaction.
+        std::thread::sleep(Duration::from_millis(5));
         let mut batch = vec![first];
-        // Gather what else is already queued (bounded), then write it in one transaction.
-        while batch.len() < 512 {
-            match rx.recv_timeout(Duration::from_millis(2)) {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+        batch.extend(rx.try_iter().take(4096));
         let result = (|| -> rusqlite::Result<()> {
             let tx = conn.transaction()?;
             {

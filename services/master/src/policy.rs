@@ -91,6 +91,8 @@ struct ToolLimit {
 pub struct RateLimits {
     per_identity: Option<(u32, DefaultKeyedRateLimiter<String>)>,
     tools: Vec<ToolLimit>,
+    // Creating a clock calibrates it (CPUID and timing); do it once, not per call.
+    clock: DefaultClock,
 }
 
 fn quota(per_minute: u32, what: &str) -> Result<Quota, String> {
@@ -126,12 +128,13 @@ impl RateLimits {
         Ok(Arc::new(Self {
             per_identity,
             tools,
+            clock: DefaultClock::default(),
         }))
     }
 
     /// Takes one token for `identity` calling `tool`, or says which limit refused and for how long.
     pub fn check(&self, identity: &str, tool: &str) -> Result<(), Limited> {
-        let clock = DefaultClock::default();
+        let clock = &self.clock;
         if let Some((n, limiter)) = &self.per_identity
             && let Err(not_until) = limiter.check_key(&identity.to_owned())
         {
