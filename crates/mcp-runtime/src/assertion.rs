@@ -14,6 +14,8 @@ use crate::auth::Identity;
 
 /// Key under `_meta` carrying the assertion.
 pub const IDENTITY_META_KEY: &str = "io.mcp-suite/identity";
+/// HTTP header carrying the same assertion (JSON) on streamable-HTTP requests.
+pub const IDENTITY_HEADER: &str = "x-mcp-identity-assertion";
 /// How old (or how far in the future) an assertion may be, in seconds.
 pub const MAX_SKEW_SECS: u64 = 300;
 

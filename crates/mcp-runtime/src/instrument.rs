@@ -11,7 +11,7 @@ use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext, Subscr
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tracing::Instrument;
 
-use crate::assertion::{AssertionKey, IDENTITY_META_KEY, IdentityAssertion};
+use crate::assertion::{AssertionKey, IDENTITY_HEADER, IDENTITY_META_KEY, IdentityAssertion};
 use crate::auth::Identity;
 use crate::metrics::{CallStatus, Metrics, SessionGuard, UNKNOWN_TOOL};
 use crate::output::bound_result;
@@ -76,14 +76,27 @@ impl CallerContext {
 #[derive(Debug, Clone)]
 struct AssertedIdentity(Identity);
 
-/// Verifies an identity assertion in `_meta`, if the service has a key and the request carries one.
+/// Verifies an identity assertion from `_meta` (or else the `x-mcp-identity-assertion` header), if
+/// the service has a key and the request carries one.
 fn verify_assertion(key: Option<&AssertionKey>, ctx: &mut RequestContext<RoleServer>) {
-    let (Some(key), Some(raw)) = (key, ctx.meta.get(IDENTITY_META_KEY)) else {
-        return;
+    let Some(key) = key else { return };
+    let parsed = match ctx.meta.get(IDENTITY_META_KEY) {
+        Some(raw) => {
+            serde_json::from_value::<IdentityAssertion>(raw.clone()).map_err(|e| e.to_string())
+        }
+        None => {
+            let header = ctx
+                .extensions
+                .get::<http::request::Parts>()
+                .and_then(|p| p.headers.get(IDENTITY_HEADER))
+                .and_then(|v| v.to_str().ok());
+            match header {
+                Some(h) => serde_json::from_str::<IdentityAssertion>(h).map_err(|e| e.to_string()),
+                None => return,
+            }
+        }
     };
-    let verified = serde_json::from_value::<IdentityAssertion>(raw.clone())
-        .map_err(|e| e.to_string())
-        .and_then(|a| key.verify(&a).map_err(|e| e.to_string()));
+    let verified = parsed.and_then(|a| key.verify(&a).map_err(|e| e.to_string()));
     match verified {
         Ok(identity) => {
             ctx.extensions.insert(AssertedIdentity(identity));

@@ -46,6 +46,11 @@ use crate::health::{AlwaysHealthy, HealthReport};
 use crate::instrument::{CallPolicy, Instrumented};
 use crate::sse::SseSessions;
 
+// Every service binary links this crate. In mcp-bench, mimalloc took about 6 % off the gateway's CPU
+// per proxied call against glibc malloc (MCP traffic is many small, short-lived JSON allocations).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long in-flight requests may take to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -2,6 +2,7 @@
 //! pings, reconnects with backoff and refreshes the catalog, and a circuit breaker that makes calls
 //! to a failing service fail fast.
 
+pub mod asserting_client;
 pub mod sse_client;
 
 use std::collections::BTreeMap;
@@ -555,7 +556,7 @@ pub async fn connect_client(
                     .build()
                     .map_err(|e| e.to_string())?;
                 let transport = StreamableHttpClientTransport::with_client(
-                    http,
+                    asserting_client::AssertingClient(http),
                     StreamableHttpClientTransportConfig::with_uri(url),
                 );
                 handler.serve(transport).await.map_err(|e| e.to_string())

@@ -739,7 +739,12 @@ impl ServerHandler for WhoAmI {
         c: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = mcp_runtime::CallerContext::from_request(&c);
+        let header = c.extensions.get::<http::request::Parts>().is_some_and(|p| {
+            p.headers
+                .contains_key(mcp_runtime::assertion::IDENTITY_HEADER)
+        });
         Ok(CallToolResult::structured(json!({
+            "header": header,
             "identity": caller.identity.name,
             "roles": caller.identity.roles,
             "correlation_id": caller.correlation_id,
@@ -801,6 +806,10 @@ async fn services_learn_the_real_caller_from_a_signed_assertion() {
     let who = r.structured_content.unwrap();
     assert_eq!(who["identity"], "alice");
     assert_eq!(who["roles"], json!(["admin"]));
+    assert_eq!(
+        who["header"], true,
+        "the assertion also travels as a header"
+    );
     // A service with a different key does not trust the assertion.
     let r = alice
         .call_tool(call("other_whoami", json!({})))
