@@ -217,6 +217,18 @@ pub struct HostPage {
     pub hosts: Vec<Map<String, Value>>,
 }
 
+impl HostPage {
+    /// A store page with each host cut down to `fields` (all fields when `None`).
+    fn project(page: store::Page, fields: Option<&[String]>) -> Self {
+        Self {
+            total: page.total,
+            offset: page.offset,
+            count: page.count,
+            hosts: page.hosts.into_iter().map(|h| project(h, fields)).collect(),
+        }
+    }
+}
+
 /// One host.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct HostRecord {
@@ -302,16 +314,7 @@ impl CmdbHandler {
                 ..Default::default()
             })
             .map_err(hint)?;
-        Ok(Json(HostPage {
-            total: page.total,
-            offset: page.offset,
-            count: page.count,
-            hosts: page
-                .hosts
-                .into_iter()
-                .map(|h| project(h, args.fields.as_deref()))
-                .collect(),
-        }))
+        Ok(Json(HostPage::project(page, args.fields.as_deref())))
     }
 
     /// One host by name, FQDN or IP.
@@ -397,16 +400,7 @@ impl CmdbHandler {
                 offset,
             })
             .map_err(hint)?;
-        Ok(Json(HostPage {
-            total: page.total,
-            offset: page.offset,
-            count: page.count,
-            hosts: page
-                .hosts
-                .into_iter()
-                .map(|h| project(h, args.fields.as_deref()))
-                .collect(),
-        }))
+        Ok(Json(HostPage::project(page, args.fields.as_deref())))
     }
 
     /// Configuration-item types and facets.

@@ -27,6 +27,15 @@ fn rewrite_contents(ns: &str, contents: &mut [ResourceContents]) {
     }
 }
 
+impl MasterHandler {
+    /// The downstream serving a wire resource URI, and the URI it knows the resource by.
+    fn resource_target(&self, uri: &str) -> Result<(usize, String), ErrorData> {
+        self.gateway.resource_route(uri).ok_or_else(|| {
+            ErrorData::resource_not_found(format!("no service serves resource `{uri}`"), None)
+        })
+    }
+}
+
 #[allow(deprecated)] // Logging and legacy subscriptions still serve 2025-era clients.
 impl ServerHandler for MasterHandler {
     fn get_info(&self) -> ServerConfig {
@@ -141,12 +150,7 @@ impl ServerHandler for MasterHandler {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        let (index, uri) = self.gateway.resource_route(&request.uri).ok_or_else(|| {
-            ErrorData::resource_not_found(
-                format!("no service serves resource `{}`", request.uri),
-                None,
-            )
-        })?;
+        let (index, uri) = self.resource_target(&request.uri)?;
         let ns = self.gateway.downstream(index).namespace().to_owned();
         let mut params = request.clone();
         params.uri = uri;
@@ -167,12 +171,7 @@ impl ServerHandler for MasterHandler {
         request: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let (index, uri) = self.gateway.resource_route(&request.uri).ok_or_else(|| {
-            ErrorData::resource_not_found(
-                format!("no service serves resource `{}`", request.uri),
-                None,
-            )
-        })?;
+        let (index, uri) = self.resource_target(&request.uri)?;
         let mut params = request.clone();
         params.uri = uri;
         self.gateway
@@ -189,12 +188,7 @@ impl ServerHandler for MasterHandler {
         request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let (index, uri) = self.gateway.resource_route(&request.uri).ok_or_else(|| {
-            ErrorData::resource_not_found(
-                format!("no service serves resource `{}`", request.uri),
-                None,
-            )
-        })?;
+        let (index, uri) = self.resource_target(&request.uri)?;
         let mut params = request.clone();
         params.uri = uri;
         self.gateway
@@ -221,9 +215,7 @@ impl ServerHandler for MasterHandler {
                 index
             }
             Reference::Resource(r) => {
-                let (index, uri) = self.gateway.resource_route(&r.uri).ok_or_else(|| {
-                    ErrorData::resource_not_found(format!("no service serves `{}`", r.uri), None)
-                })?;
+                let (index, uri) = self.resource_target(&r.uri)?;
                 r.uri = uri;
                 index
             }

@@ -622,38 +622,7 @@ async fn conformance_suite_passes_through_master() {
         server_config(),
     )
     .await;
-    let work = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new("npx")
-        .args([
-            "-y",
-            "-p",
-            "node@22",
-            "-p",
-            "@modelcontextprotocol/conformance@0.1.16",
-            "conformance",
-            "server",
-            "--url",
-        ])
-        .arg(master.url("/mcp"))
-        .args(["--suite", "all", "--expected-failures"])
-        .arg(crate_dir().join("conformance/expected-failures-master.yaml"))
-        .current_dir(work.path())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary = stdout
-        .split("=== SUMMARY ===")
-        .nth(1)
-        .unwrap_or(&stdout)
-        .to_owned();
-    eprintln!("{summary}");
-    assert!(
-        out.status.success(),
-        "conformance through master failed:\n{summary}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_conformance_passes(&master.url("/mcp"), "expected-failures-master.yaml").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

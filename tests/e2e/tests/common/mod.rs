@@ -159,3 +159,51 @@ pub fn downstream(name: &str, namespace: Option<&str>, transport: &str, url: &st
         "[[master.downstream]]\nname = {name:?}\n{ns}transport = {transport:?}\nurl = {url:?}\ntimeout_secs = 10\n"
     )
 }
+
+/// The pinned conformance suite; bump deliberately and re-check the expected failures.
+pub const CONFORMANCE: &str = "@modelcontextprotocol/conformance@0.1.16";
+
+/// Runs `conformance server --suite all` against `url` with a baseline from `conformance/` and
+/// asserts that it passed and really exercised the server.
+pub async fn assert_conformance_passes(url: &str, baseline: &str) {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = tokio::process::Command::new("npx")
+        .args([
+            "-y",
+            "-p",
+            "node@22",
+            "-p",
+            CONFORMANCE,
+            "conformance",
+            "server",
+            "--url",
+            url,
+        ])
+        .args(["--suite", "all", "--expected-failures"])
+        .arg(crate_dir().join("conformance").join(baseline))
+        .current_dir(work.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run npx");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .split("=== SUMMARY ===")
+        .nth(1)
+        .unwrap_or(&stdout)
+        .to_owned();
+    eprintln!("{summary}");
+    assert!(
+        out.status.success(),
+        "conformance suite failed against {url} (exit {:?}):\n{summary}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let passed = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("Total: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    assert!(passed >= 40, "only {passed} checks passed:\n{summary}");
+}
