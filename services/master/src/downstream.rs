@@ -725,3 +725,112 @@ pub fn summary(d: &Downstream) -> BTreeMap<&'static str, serde_json::Value> {
         ("connects", serde_json::json!(st.connects)),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(headers_file: Option<std::path::PathBuf>) -> DownstreamConfig {
+        DownstreamConfig {
+            name: "svc".into(),
+            namespace: None,
+            transport: TransportKind::Http,
+            url: Some("http://127.0.0.1:1/mcp".into()),
+            command: None,
+            args: Vec::new(),
+            env: Default::default(),
+            timeout_secs: 5,
+            headers_from_file: headers_file,
+        }
+    }
+
+    fn connected(threshold: u32, open_secs: u64) -> Downstream {
+        let d = Downstream::new(
+            cfg(None),
+            0,
+            CircuitConfig {
+                failure_threshold: threshold,
+                open_secs,
+            },
+        )
+        .unwrap();
+        d.set_status(|s| s.connected = true);
+        d
+    }
+
+    #[test]
+    fn breaker_opens_after_threshold_and_half_opens_for_one_probe() {
+        let d = connected(3, 0);
+        d.record(false, None);
+        d.record(false, None);
+        assert_eq!(d.circuit_state(), CircuitState::Closed);
+        d.record(true, Some(Duration::from_millis(2)));
+        d.record(false, None);
+        d.record(false, None);
+        assert_eq!(
+            d.circuit_state(),
+            CircuitState::Closed,
+            "a success resets the count"
+        );
+        d.record(false, None);
+        assert_eq!(d.circuit_state(), CircuitState::Open);
+        // open_secs = 0: the next admission is the half-open probe; a failed probe reopens at once.
+        {
+            let mut b = d.breaker.lock().unwrap();
+            b.state = CircuitState::HalfOpen;
+            b.probe_in_flight = true;
+        }
+        d.record(false, None);
+        assert_eq!(d.circuit_state(), CircuitState::Open);
+        // A successful probe closes it.
+        {
+            let mut b = d.breaker.lock().unwrap();
+            b.state = CircuitState::HalfOpen;
+        }
+        d.record(true, None);
+        assert_eq!(d.circuit_state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn open_circuit_refuses_with_retry_time_and_disconnected_says_why() {
+        let d = connected(1, 30);
+        // Not connected (no client): refused with the last error.
+        match d.admit() {
+            Err(Unavailable::Disconnected { reason, .. }) => {
+                assert!(reason.contains("not connected"))
+            }
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("admitted while disconnected"),
+        }
+        d.record(false, None);
+        let b = d.breaker.lock().unwrap();
+        assert_eq!(b.state, CircuitState::Open);
+        assert!(b.opened_at.is_some());
+    }
+
+    #[test]
+    fn headers_file_is_parsed_and_errors_never_echo_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h");
+        std::fs::write(
+            &path,
+            "# comment\nAuthorization: Bearer s3cr3t-canary\nX-Tenant: a\n",
+        )
+        .unwrap();
+        let h = load_headers(&cfg(Some(path.clone()))).unwrap();
+        assert_eq!(h.len(), 2);
+        assert!(h["authorization"].is_sensitive());
+        std::fs::write(&path, "Authorization Bearer s3cr3t-canary\n").unwrap();
+        let err = load_headers(&cfg(Some(path.clone()))).unwrap_err();
+        assert!(
+            err.contains("line 1") && !err.contains("s3cr3t-canary"),
+            "{err}"
+        );
+        std::fs::write(&path, "Bad Header: s3cr3t-canary\n").unwrap();
+        let err = load_headers(&cfg(Some(path))).unwrap_err();
+        assert!(
+            err.contains("invalid header") && !err.contains("s3cr3t-canary"),
+            "{err}"
+        );
+    }
+}

@@ -800,3 +800,25 @@ async fn services_learn_the_real_caller_from_a_signed_assertion() {
     alice.cancel().await.unwrap();
     direct.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn colliding_tool_names_are_a_startup_error_naming_both_sources() {
+    let a = start_cmdb(server_config()).await;
+    let b = start_cmdb(server_config()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[master]\nseed_env = false\naudit_db = {:?}\n{}{}",
+        dir.path().join("a.sqlite").display().to_string(),
+        downstream("first", Some(""), "http", &a.url("/mcp")),
+        downstream("second", Some(""), "http", &b.url("/mcp")),
+    );
+    let doc = ConfigDoc::from_str(&text, "t").unwrap();
+    let err = mcp_runtime::start::<mcp_master::Master>(&doc, server_config(), ShutdownToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("getHost") && err.contains("first") && err.contains("second"),
+        "{err}"
+    );
+}
