@@ -81,17 +81,22 @@ pub enum RuntimeError {
 }
 
 /// One service's HTTP surface, ready to be turned into a router or bound to a socket.
-pub struct Runtime<F> {
+/// Handler factory of named endpoints (`/mcp/<name>`, `/sse/<name>`).
+pub type EndpointFactory<H> = Arc<dyn Fn(&str) -> H + Send + Sync>;
+
+pub struct Runtime<F, H> {
     name: String,
     version: String,
     factory: F,
+    endpoints: Vec<String>,
+    endpoint_factory: Option<EndpointFactory<H>>,
     health: Arc<dyn HealthProbe>,
     server: ServerConfig,
     metrics: Option<Metrics>,
     shutdown: CancellationToken,
 }
 
-impl<F, H> Runtime<F>
+impl<F, H> Runtime<F, H>
 where
     F: Fn() -> H + Send + Sync + Clone + 'static,
     H: ServerHandler,
@@ -102,11 +107,21 @@ where
             name: name.to_owned(),
             version: version.to_owned(),
             factory,
+            endpoints: Vec::new(),
+            endpoint_factory: None,
             health: Arc::new(AlwaysHealthy),
             server: ServerConfig::default(),
             metrics: None,
             shutdown: CancellationToken::new(),
         }
+    }
+
+    /// Extra MCP endpoints: each name is served at `/mcp/<name>` and `/sse/<name>` with handlers
+    /// from `factory(name)`. Names must be plain words (`[A-Za-z0-9_-]`).
+    pub fn with_endpoints(mut self, names: Vec<String>, factory: EndpointFactory<H>) -> Self {
+        self.endpoints = names;
+        self.endpoint_factory = Some(factory);
+        self
     }
 
     /// The `[server]` settings (address, auth, limits).
@@ -167,16 +182,14 @@ where
             max_output_bytes: self.server.max_output_bytes,
         });
 
-        let http_factory = {
-            let factory = self.factory.clone();
-            let policy = policy.clone();
-            move || {
-                Ok(Instrumented::new(
-                    factory(),
-                    policy.clone(),
-                    "streamable_http",
-                ))
-            }
+        // One factory for every endpoint: "" is `/mcp` itself.
+        let any_factory: EndpointFactory<H> = {
+            let main = self.factory.clone();
+            let named = self.endpoint_factory.clone();
+            Arc::new(move |endpoint: &str| match (&named, endpoint) {
+                (Some(f), e) if !e.is_empty() => f(e),
+                _ => main(),
+            })
         };
         let mut http_cfg = StreamableHttpServerConfig::default()
             .with_cancellation_token(self.shutdown.child_token())
@@ -187,29 +200,45 @@ where
         if self.server.stateless {
             http_cfg = http_cfg.with_json_response(true);
         }
-        let streamable = StreamableHttpService::new(
-            http_factory,
-            LocalSessionManager::default().into(),
-            http_cfg,
-        );
+        let streamable_for = |endpoint: String| {
+            let factory = any_factory.clone();
+            let policy = policy.clone();
+            StreamableHttpService::new(
+                move || {
+                    Ok(Instrumented::new(
+                        factory(&endpoint),
+                        policy.clone(),
+                        "streamable_http",
+                    ))
+                },
+                LocalSessionManager::default().into(),
+                http_cfg.clone(),
+            )
+        };
 
         let sse_factory = {
-            let factory = self.factory.clone();
+            let factory = any_factory.clone();
             let policy = policy.clone();
-            move || Instrumented::new(factory(), policy.clone(), "sse")
+            move |endpoint: &str| Instrumented::new(factory(endpoint), policy.clone(), "sse")
         };
         let sessions = Arc::new(SseSessions::new(
             sse_factory,
+            self.endpoints.clone(),
             self.shutdown.child_token(),
             Duration::from_secs(15),
         ));
 
-        let mcp = Router::new()
+        let mut mcp = Router::new()
             .route("/sse", get(sse::open))
+            .route("/sse/{endpoint}", get(sse::open_named))
             .route("/message", post(sse::post))
             .route("/messages", post(sse::post))
             .with_state(sessions)
-            .nest_service("/mcp", streamable)
+            .nest_service("/mcp", streamable_for(String::new()));
+        for name in &self.endpoints {
+            mcp = mcp.nest_service(&format!("/mcp/{name}"), streamable_for(name.clone()));
+        }
+        let mcp = mcp
             .layer(axum::middleware::from_fn(edge::delete_compat))
             .layer(from_fn_with_state(edge.clone(), edge::limit_body))
             .layer(from_fn_with_state(edge.clone(), edge::authenticate))

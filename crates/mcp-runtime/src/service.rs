@@ -53,6 +53,16 @@ pub trait McpService: Send + Sync + Sized + 'static {
 
     /// The probe behind `/health` and `/ready`.
     fn health(self: &Arc<Self>) -> Arc<dyn HealthProbe>;
+
+    /// Extra endpoints served at `/mcp/<name>` and `/sse/<name>` (master's toolsets).
+    fn endpoints(self: &Arc<Self>) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// A handler for one new session of endpoint `name` (one of [`McpService::endpoints`]).
+    fn endpoint_handler(self: &Arc<Self>, _name: &str) -> Self::Handler {
+        self.handler()
+    }
 }
 
 /// Builds service `S` from the `[S::SECTION]` table of `doc` and serves it with `server` settings.
@@ -76,8 +86,14 @@ pub async fn start<S: McpService>(
             })?,
     );
     let health = svc.health();
+    let endpoints = svc.endpoints();
+    let named = {
+        let svc = svc.clone();
+        Arc::new(move |name: &str| svc.endpoint_handler(name))
+    };
     let factory = move || svc.handler();
     Runtime::new(S::NAME, S::VERSION, factory)
+        .with_endpoints(endpoints, named)
         .with_config(server)
         .with_health(health)
         .with_metrics(metrics)

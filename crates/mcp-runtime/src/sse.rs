@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -35,19 +35,26 @@ type Inbound = mpsc::Sender<RxJsonRpcMessage<RoleServer>>;
 pub(crate) struct SseSessions<F> {
     sessions: Mutex<HashMap<String, Inbound>>,
     factory: F,
+    endpoints: Vec<String>,
     shutdown: CancellationToken,
     keep_alive: Duration,
 }
 
 impl<F, H> SseSessions<F>
 where
-    F: Fn() -> H + Send + Sync + 'static,
+    F: Fn(&str) -> H + Send + Sync + 'static,
     H: rmcp::ServerHandler,
 {
-    pub(crate) fn new(factory: F, shutdown: CancellationToken, keep_alive: Duration) -> Self {
+    pub(crate) fn new(
+        factory: F,
+        endpoints: Vec<String>,
+        shutdown: CancellationToken,
+        keep_alive: Duration,
+    ) -> Self {
         Self {
             sessions: Mutex::new(HashMap::new()),
             factory,
+            endpoints,
             shutdown,
             keep_alive,
         }
@@ -117,13 +124,38 @@ impl<F: Send + Sync + 'static> Drop for StreamGuard<F> {
     }
 }
 
-/// `GET /sse`: opens a session and streams its messages.
-pub(crate) async fn open<F, H>(
+/// `GET /sse`: opens a session of the main endpoint and streams its messages.
+pub(crate) async fn open<F, H>(State(sessions): State<Arc<SseSessions<F>>>) -> Response
+where
+    F: Fn(&str) -> H + Send + Sync + 'static,
+    H: rmcp::ServerHandler,
+{
+    open_endpoint(sessions, "")
+}
+
+/// `GET /sse/<endpoint>`: the same for a named endpoint. Its messages are posted to `/message` too:
+/// the session id alone says which endpoint a message belongs to.
+pub(crate) async fn open_named<F, H>(
     State(sessions): State<Arc<SseSessions<F>>>,
-    request: Request,
+    Path(endpoint): Path<String>,
 ) -> Response
 where
-    F: Fn() -> H + Send + Sync + 'static,
+    F: Fn(&str) -> H + Send + Sync + 'static,
+    H: rmcp::ServerHandler,
+{
+    if !sessions.endpoints.contains(&endpoint) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no endpoint `{endpoint}`; see GET /sse or the server's toolsets"),
+        )
+            .into_response();
+    }
+    open_endpoint(sessions, &endpoint)
+}
+
+fn open_endpoint<F, H>(sessions: Arc<SseSessions<F>>, endpoint: &str) -> Response
+where
+    F: Fn(&str) -> H + Send + Sync + 'static,
     H: rmcp::ServerHandler,
 {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -131,7 +163,7 @@ where
     let (out_tx, out_rx) = mpsc::channel::<TxJsonRpcMessage<RoleServer>>(QUEUE);
     sessions.insert(&id, in_tx);
     let session_ct = sessions.shutdown.child_token();
-    let handler = (sessions.factory)();
+    let handler = (sessions.factory)(endpoint);
     let transport = SessionTransport {
         inbound: in_rx,
         outbound: out_tx,
@@ -152,16 +184,13 @@ where
             sessions.remove(&id);
         });
     }
-    // The endpoint is relative to where this route is mounted: `/x/sse` posts to `/x/message`.
-    let path = request.uri().path();
-    let base = path.strip_suffix("sse").unwrap_or("/");
-    let endpoint = format!("{base}message?sessionId={id}");
+    let post_to = format!("/message?sessionId={id}");
     let guard = StreamGuard {
         id,
         sessions: sessions.clone(),
         session_ct: session_ct.clone(),
     };
-    let stream = event_stream(endpoint, guard, session_ct, out_rx);
+    let stream = event_stream(post_to, guard, session_ct, out_rx);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(sessions.keep_alive))
         .into_response()
@@ -212,7 +241,7 @@ pub(crate) async fn post<F, H>(
     request: Request,
 ) -> Response
 where
-    F: Fn() -> H + Send + Sync + 'static,
+    F: Fn(&str) -> H + Send + Sync + 'static,
     H: rmcp::ServerHandler,
 {
     let Some(id) = q.session_id else {

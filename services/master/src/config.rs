@@ -177,6 +177,17 @@ pub struct MasterConfig {
     pub rate_limit: RateLimitConfig,
     /// SQLite file of the audit log.
     pub audit_db: PathBuf,
+    /// Named subsets of tools, each served at `/mcp/<name>` and `/sse/<name>`.
+    pub toolset: Vec<crate::toolsets::ToolsetConfig>,
+    /// Also serve one toolset per namespace (`/mcp/cmdb`, `/mcp/linux`, `/mcp/master`, ...).
+    pub per_namespace_toolsets: bool,
+    /// Serve `/mcp/discover` with `master_searchTools`, `master_describeTool`, `master_callTool`.
+    pub discovery: bool,
+    /// Warn (log and `/health`) when an endpoint lists more tools than this.
+    pub max_tools_per_endpoint: usize,
+    /// Warn when a wire name is longer than this (48 keeps a 12-character server key inside
+    /// Cursor's 60-character limit on server key + tool name).
+    pub warn_name_length: usize,
     /// HMAC key file (a Docker secret) used to sign the caller's identity for downstreams; services
     /// configured with the same `server.identity_key_file` trust it.
     pub identity_key_file: Option<PathBuf>,
@@ -197,6 +208,11 @@ impl Default for MasterConfig {
             rate_limit: RateLimitConfig::default(),
             audit_db: PathBuf::from("data/master/audit.sqlite"),
             identity_key_file: None,
+            toolset: Vec::new(),
+            per_namespace_toolsets: true,
+            discovery: true,
+            max_tools_per_endpoint: 40,
+            warn_name_length: 48,
         }
     }
 }
@@ -222,6 +238,13 @@ impl MasterConfig {
         }
         if self.health_interval_ms < 100 {
             return Err("master.health_interval_ms must be at least 100".to_owned());
+        }
+        let mut toolsets = std::collections::BTreeSet::new();
+        for t in &self.toolset {
+            crate::toolsets::View::toolset(t)?;
+            if !toolsets.insert(t.name.clone()) {
+                return Err(format!("master.toolset `{}` is defined twice", t.name));
+            }
         }
         if self.retry.max_attempts == 0 {
             return Err("master.retry.max_attempts must be at least 1".to_owned());

@@ -21,6 +21,45 @@ use crate::downstream::{CallError, Downstream, Unavailable};
 use crate::metrics::MasterMetrics;
 use crate::namespace::{check_wire_name, resolve_alias, split_wire_uri, wire_name, wire_uri};
 use crate::policy::{Policy, RateLimits};
+use crate::toolsets::{CLIENT_TOOL_LIMITS, DISCOVER, View, ViewKind};
+
+/// `/mcp`, the configured toolsets, one per namespace (unless configured otherwise), `/mcp/discover`.
+fn build_views(cfg: &MasterConfig, downstreams: &[Arc<Downstream>]) -> Vec<Arc<View>> {
+    let mut views = vec![View::all()];
+    for t in &cfg.toolset {
+        // Validated with the config; a failure here would be a bug, so skip rather than panic.
+        if let Ok(v) = View::toolset(t) {
+            views.push(v);
+        }
+    }
+    if cfg.per_namespace_toolsets {
+        let namespaces = std::iter::once("master".to_owned()).chain(
+            downstreams
+                .iter()
+                .map(|d| d.namespace().to_owned())
+                .filter(|n| !n.is_empty()),
+        );
+        for ns in namespaces {
+            if views.iter().any(|v| v.name == ns) || ns == DISCOVER {
+                continue;
+            }
+            let t = crate::toolsets::ToolsetConfig {
+                name: ns.clone(),
+                namespaces: vec![ns],
+                include: Vec::new(),
+                exclude: Vec::new(),
+                roles: Vec::new(),
+            };
+            if let Ok(v) = View::toolset(&t) {
+                views.push(v);
+            }
+        }
+    }
+    if cfg.discovery {
+        views.push(View::discover());
+    }
+    views
+}
 
 /// Where a wire name leads.
 #[derive(Debug, Clone)]
@@ -38,6 +77,8 @@ pub struct Index {
     pub prompt_routes: HashMap<String, Route>,
     pub resources: Vec<Resource>,
     pub templates: Vec<ResourceTemplate>,
+    /// Namespace of every routable tool, by wire name.
+    pub tool_ns: HashMap<String, String>,
     /// Names that could not be exposed (collision, too long, bad characters), with the reason.
     pub problems: Vec<String>,
 }
@@ -95,7 +136,9 @@ pub struct Gateway {
     pub cfg: MasterConfig,
     downstreams: Vec<Arc<Downstream>>,
     index: RwLock<Arc<Index>>,
-    peers: Mutex<Vec<Peer<RoleServer>>>,
+    views: Vec<Arc<View>>,
+    limit_warnings: RwLock<Vec<String>>,
+    peers: Mutex<Vec<(Peer<RoleServer>, Arc<View>)>>,
     progress: Mutex<HashMap<String, (Peer<RoleServer>, ProgressToken)>>,
     inflight: Mutex<HashMap<usize, Vec<InFlight>>>,
     next_id: AtomicU64,
@@ -148,10 +191,13 @@ impl Gateway {
         metrics: MasterMetrics,
         assertion_key: Option<AssertionKey>,
     ) -> Self {
+        let views = build_views(&cfg, &downstreams);
         let g = Self {
             cfg,
             downstreams,
             index: RwLock::new(Arc::new(Index::default())),
+            views,
+            limit_warnings: RwLock::new(Vec::new()),
             peers: Mutex::new(Vec::new()),
             progress: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
@@ -167,7 +213,85 @@ impl Gateway {
         if let Ok(mut i) = g.index.write() {
             *i = Arc::new(idx);
         }
+        g.check_limits();
         g
+    }
+
+    /// Every endpoint's view: `/mcp`, the toolsets, and `/mcp/discover`.
+    pub fn views(&self) -> &[Arc<View>] {
+        &self.views
+    }
+
+    /// Current client-limit warnings (endpoints with too many tools, names too long).
+    pub fn limit_warnings(&self) -> Vec<String> {
+        self.limit_warnings
+            .read()
+            .map(|w| w.clone())
+            .unwrap_or_default()
+    }
+
+    /// Tools of the index a view lists (ignoring the caller's role).
+    pub fn view_tools<'a>(&self, idx: &'a Index, view: &View) -> Vec<&'a Tool> {
+        idx.tools
+            .iter()
+            .filter(|t| {
+                let ns = idx.tool_ns.get(t.name.as_ref()).map_or("", String::as_str);
+                view.admits(&t.name, ns)
+            })
+            .collect()
+    }
+
+    /// Recomputes client-limit warnings and per-endpoint gauges; logs new warnings.
+    fn check_limits(&self) {
+        let idx = self.index();
+        let mut warnings = Vec::new();
+        for v in &self.views {
+            if matches!(v.kind, ViewKind::Discover) {
+                continue;
+            }
+            let n = self.view_tools(&idx, v).len();
+            self.metrics
+                .endpoint_tools
+                .with_label_values(&[v.path().as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+            if n > self.cfg.max_tools_per_endpoint {
+                warnings.push(format!(
+                    "endpoint {} lists {n} tools, over master.max_tools_per_endpoint = {} ({CLIENT_TOOL_LIMITS}); use a smaller toolset or /mcp/{DISCOVER}",
+                    v.path(),
+                    self.cfg.max_tools_per_endpoint
+                ));
+            }
+        }
+        if let Some(v) = self
+            .views
+            .iter()
+            .find(|v| matches!(v.kind, ViewKind::Discover))
+        {
+            self.metrics
+                .endpoint_tools
+                .with_label_values(&[v.path().as_str()])
+                .set(3);
+        }
+        let max = self.cfg.warn_name_length;
+        for t in &idx.tools {
+            if t.name.len() > max {
+                warnings.push(format!(
+                    "tool `{}` is {} characters, over master.warn_name_length = {max}: Cursor drops a tool when server key + tool name exceed 60 characters, so the server key must be at most {} characters",
+                    t.name,
+                    t.name.len(),
+                    60usize.saturating_sub(t.name.len())
+                ));
+            }
+        }
+        let old = self.limit_warnings();
+        for w in &warnings {
+            if !old.contains(w) {
+                tracing::warn!(message = "Client limit warning.", warning = %w);
+            }
+        }
+        if let Ok(mut l) = self.limit_warnings.write() {
+            *l = warnings;
+        }
     }
 
     pub fn downstreams(&self) -> &[Arc<Downstream>] {
@@ -195,6 +319,7 @@ impl Gateway {
         let mut owner: HashMap<String, String> = HashMap::new();
         for t in local_tools(sep) {
             owner.insert(t.name.to_string(), "master".to_owned());
+            idx.tool_ns.insert(t.name.to_string(), "master".to_owned());
             idx.tool_routes.insert(
                 t.name.to_string(),
                 (Route::Local(t.name.to_string()), t.clone()),
@@ -223,6 +348,7 @@ impl Gateway {
                     continue;
                 }
                 owner.insert(wire.clone(), d.name().to_owned());
+                idx.tool_ns.insert(wire.clone(), ns.to_owned());
                 let mut exposed = t.clone();
                 exposed.name = wire.clone().into();
                 idx.tool_routes.insert(
@@ -293,42 +419,57 @@ impl Gateway {
             std::mem::replace(&mut *guard, new.clone())
         };
         self.metrics.refresh_downstreams(&self.downstreams);
-        let (ot, op, or) = old.fingerprint();
-        let (nt, np, nr) = new.fingerprint();
-        let peers: Vec<Peer<RoleServer>> = {
+        self.check_limits();
+        let (_, op, or) = old.fingerprint();
+        let (_, np, nr) = new.fingerprint();
+        let (prompts, resources) = (op != np, or != nr);
+        let peers: Vec<(Peer<RoleServer>, Arc<View>)> = {
             let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            peers.retain(|p| !p.is_transport_closed());
+            peers.retain(|(p, _)| !p.is_transport_closed());
             peers.clone()
         };
-        if peers.is_empty() {
-            return;
+        // Each endpoint's clients hear about a change only when that endpoint's list changed.
+        let mut changed_views: HashMap<String, bool> = HashMap::new();
+        for v in &self.views {
+            let names = |idx: &Index| -> Vec<String> {
+                self.view_tools(idx, v)
+                    .iter()
+                    .map(|t| t.name.to_string())
+                    .collect()
+            };
+            changed_views.insert(v.name.clone(), names(&old) != names(&new));
         }
-        let (tools, prompts, resources) = (ot != nt, op != np, or != nr);
-        if tools {
+        if changed_views.values().any(|c| *c) {
             self.metrics.list_changed.inc();
         }
-        if tools || prompts || resources {
-            tokio::spawn(async move {
-                for p in peers {
-                    if tools {
-                        let _ = p.notify_tool_list_changed().await;
-                    }
-                    if prompts {
-                        let _ = p.notify_prompt_list_changed().await;
-                    }
-                    if resources {
-                        let _ = p.notify_resource_list_changed().await;
-                    }
-                }
-            });
+        let targets: Vec<(Peer<RoleServer>, bool)> = peers
+            .into_iter()
+            .map(|(p, v)| (p, changed_views.get(&v.name).copied().unwrap_or(false)))
+            .filter(|(_, tools)| *tools || prompts || resources)
+            .collect();
+        if targets.is_empty() {
+            return;
         }
+        tokio::spawn(async move {
+            for (p, tools) in targets {
+                if tools {
+                    let _ = p.notify_tool_list_changed().await;
+                }
+                if prompts {
+                    let _ = p.notify_prompt_list_changed().await;
+                }
+                if resources {
+                    let _ = p.notify_resource_list_changed().await;
+                }
+            }
+        });
     }
 
     /// Remembers a client so it hears about list changes.
-    pub fn add_peer(&self, peer: Peer<RoleServer>) {
+    pub fn add_peer(&self, peer: Peer<RoleServer>, view: Arc<View>) {
         if let Ok(mut peers) = self.peers.lock() {
-            peers.retain(|p| !p.is_transport_closed());
-            peers.push(peer);
+            peers.retain(|(p, _)| !p.is_transport_closed());
+            peers.push((peer, view));
         }
     }
 

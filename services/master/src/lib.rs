@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod policy;
 pub mod relay;
+pub mod toolsets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -139,9 +140,27 @@ impl McpService for Master {
     }
 
     fn handler(self: &Arc<Self>) -> MasterHandler {
-        MasterHandler {
-            gateway: self.gateway.clone(),
-        }
+        MasterHandler::new(self.gateway.clone(), toolsets::View::all())
+    }
+
+    fn endpoints(self: &Arc<Self>) -> Vec<String> {
+        self.gateway
+            .views()
+            .iter()
+            .filter(|v| !v.name.is_empty())
+            .map(|v| v.name.clone())
+            .collect()
+    }
+
+    fn endpoint_handler(self: &Arc<Self>, name: &str) -> MasterHandler {
+        let view = self
+            .gateway
+            .views()
+            .iter()
+            .find(|v| v.name == name)
+            .cloned()
+            .unwrap_or_else(toolsets::View::all);
+        MasterHandler::new(self.gateway.clone(), view)
     }
 
     fn health(self: &Arc<Self>) -> Arc<dyn HealthProbe> {
@@ -176,6 +195,15 @@ impl HealthProbe for Master {
                 Check::degraded(problems.join("; "), serde_json::Value::Null),
             );
         }
+        let warnings = self.gateway.limit_warnings();
+        checks.insert(
+            "client_limits".to_owned(),
+            Check {
+                status: mcp_runtime::HealthStatus::Healthy,
+                message: (!warnings.is_empty()).then(|| format!("{} warning(s)", warnings.len())),
+                details: json!({ "warnings": warnings }),
+            },
+        );
         checks
     }
 

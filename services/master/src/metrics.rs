@@ -19,6 +19,8 @@ pub struct MasterMetrics {
     pub list_changed: IntCounter,
     pub rate_limited: IntCounterVec,
     pub policy_denied: IntCounter,
+    pub endpoint_tools: IntGaugeVec,
+    pub endpoint_calls: IntCounterVec,
 }
 
 impl MasterMetrics {
@@ -69,6 +71,20 @@ impl MasterMetrics {
                 &["scope"],
             )?,
             policy_denied: IntCounter::new("mcp_policy_denied_total", "Calls refused by policy.")?,
+            endpoint_tools: IntGaugeVec::new(
+                Opts::new(
+                    "mcp_endpoint_tools",
+                    "Tools an endpoint lists (before role filtering).",
+                ),
+                &["endpoint"],
+            )?,
+            endpoint_calls: IntCounterVec::new(
+                Opts::new(
+                    "mcp_endpoint_calls_total",
+                    "tools/call requests by endpoint.",
+                ),
+                &["endpoint"],
+            )?,
         };
         registry.register(Box::new(m.downstream_up.clone()))?;
         registry.register(Box::new(m.circuit_state.clone()))?;
@@ -78,6 +94,8 @@ impl MasterMetrics {
         registry.register(Box::new(m.list_changed.clone()))?;
         registry.register(Box::new(m.rate_limited.clone()))?;
         registry.register(Box::new(m.policy_denied.clone()))?;
+        registry.register(Box::new(m.endpoint_tools.clone()))?;
+        registry.register(Box::new(m.endpoint_calls.clone()))?;
         Ok(m)
     }
 

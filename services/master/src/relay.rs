@@ -9,12 +9,27 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use crate::gateway::Gateway;
-use crate::namespace::wire_uri;
+use crate::namespace::{wire_name, wire_uri};
+use crate::toolsets::{self, View, ViewKind};
 
-/// Per-session handler.
+/// Per-session handler of one endpoint (`/mcp`, a toolset, or discovery).
 #[derive(Clone)]
 pub struct MasterHandler {
     pub(crate) gateway: Arc<Gateway>,
+    view: Arc<View>,
+}
+
+fn unknown_tool(name: &str) -> ErrorData {
+    ErrorData::invalid_params(
+        format!("unknown tool `{name}`; call tools/list to see what this endpoint offers"),
+        None,
+    )
+}
+
+fn arg_str<'a>(args: &'a Option<JsonObject>, key: &str) -> Option<&'a str> {
+    args.as_ref()
+        .and_then(|a| a.get(key))
+        .and_then(|v| v.as_str())
 }
 
 fn rewrite_contents(ns: &str, contents: &mut [ResourceContents]) {
@@ -28,6 +43,114 @@ fn rewrite_contents(ns: &str, contents: &mut [ResourceContents]) {
 }
 
 impl MasterHandler {
+    pub fn new(gateway: Arc<Gateway>, view: Arc<View>) -> Self {
+        Self { gateway, view }
+    }
+
+    /// Whether this endpoint offers the tool `wire` (canonical name) to `caller`.
+    fn offers(&self, caller: &CallerContext, wire: &str) -> bool {
+        if !self.view.allows(&caller.identity) {
+            return false;
+        }
+        let idx = self.gateway.index();
+        let ns = idx.tool_ns.get(wire).map_or("", String::as_str);
+        self.view.admits(wire, ns)
+    }
+
+    /// Whether this endpoint shows prompts and resources of namespace `ns`.
+    fn shows_namespace(&self, ns: &str) -> bool {
+        match &self.view.kind {
+            ViewKind::All => true,
+            ViewKind::Discover => false,
+            ViewKind::Toolset { namespaces, .. } => namespaces.iter().any(|n| n == ns),
+        }
+    }
+
+    /// Whether this endpoint shows the resource (or template) at wire URI `uri`.
+    fn shows_resource(&self, uri: &str) -> bool {
+        match &self.view.kind {
+            ViewKind::All => true,
+            ViewKind::Discover => false,
+            ViewKind::Toolset { .. } => self
+                .gateway
+                .resource_route(uri)
+                .is_some_and(|(i, _)| self.shows_namespace(self.gateway.downstream(i).namespace())),
+        }
+    }
+
+    /// The three meta-tools of `/mcp/discover`.
+    async fn call_discovery(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+        caller: CallerContext,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let sep = self.gateway.cfg.separator.clone();
+        let name = request.name.to_string();
+        let args = request.arguments.clone();
+        if name == wire_name("master", &sep, "searchTools") {
+            let query = arg_str(&args, "query").unwrap_or("");
+            let namespace = arg_str(&args, "namespace");
+            let limit = args
+                .as_ref()
+                .and_then(|a| a.get("limit"))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(10)
+                .clamp(1, 50) as usize;
+            let tools = self.gateway.visible_tools(&caller);
+            let hits: Vec<serde_json::Value> =
+                toolsets::rank(&tools, query, namespace, &sep, limit)
+                    .into_iter()
+                    .map(toolsets::describe)
+                    .collect();
+            return Ok(CallToolResult::structured(serde_json::json!({
+                "count": hits.len(),
+                "tools": hits,
+                "hint": "call one with master_callTool name=<tool> arguments={...}",
+            }))
+            .into());
+        }
+        if name == wire_name("master", &sep, "describeTool") {
+            let Some(target) = arg_str(&args, "name") else {
+                return Err(ErrorData::invalid_params("`name` is required", None));
+            };
+            let visible = self.gateway.visible_tools(&caller);
+            return match self
+                .gateway
+                .canonical(target)
+                .and_then(|(wire, _, _)| visible.into_iter().find(|t| t.name == wire))
+            {
+                Some(t) => Ok(CallToolResult::structured(toolsets::describe(&t)).into()),
+                None => Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "unknown tool `{target}`; use master_searchTools to find tools"
+                ))])
+                .into()),
+            };
+        }
+        if name == wire_name("master", &sep, "callTool") {
+            let Some(target) = arg_str(&args, "name") else {
+                return Err(ErrorData::invalid_params("`name` is required", None));
+            };
+            let mut inner = CallToolRequestParams::new(target.to_owned());
+            inner.arguments = match args.as_ref().and_then(|a| a.get("arguments")) {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::Object(m)) => Some(m.clone()),
+                Some(_) => {
+                    return Err(ErrorData::invalid_params(
+                        "`arguments` must be an object",
+                        None,
+                    ));
+                }
+            };
+            let meta = context.meta.clone();
+            return self
+                .gateway
+                .call_tool(inner, meta, &caller, &context.peer, &context.ct)
+                .await;
+        }
+        Err(unknown_tool(&name))
+    }
+
     /// The downstream serving a wire resource URI, and the URI it knows the resource by.
     fn resource_target(&self, uri: &str) -> Result<(usize, String), ErrorData> {
         self.gateway.resource_route(uri).ok_or_else(|| {
@@ -59,10 +182,16 @@ impl ServerHandler for MasterHandler {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.gateway.add_peer(context.peer.clone());
+        self.gateway
+            .add_peer(context.peer.clone(), self.view.clone());
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
+        if matches!(self.view.kind, ViewKind::Discover) {
+            return toolsets::discovery_tools(&self.gateway.cfg.separator)
+                .into_iter()
+                .find(|t| t.name == name);
+        }
         self.gateway.canonical(name).map(|(_, _, t)| t)
     }
 
@@ -72,9 +201,21 @@ impl ServerHandler for MasterHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = CallerContext::from_request(&context);
-        Ok(ListToolsResult::with_all_items(
-            self.gateway.visible_tools(&caller),
-        ))
+        if !self.view.allows(&caller.identity) {
+            return Ok(ListToolsResult::with_all_items(Vec::new()));
+        }
+        if matches!(self.view.kind, ViewKind::Discover) {
+            return Ok(ListToolsResult::with_all_items(toolsets::discovery_tools(
+                &self.gateway.cfg.separator,
+            )));
+        }
+        let tools = self
+            .gateway
+            .visible_tools(&caller)
+            .into_iter()
+            .filter(|t| self.offers(&caller, &t.name))
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -83,6 +224,20 @@ impl ServerHandler for MasterHandler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = CallerContext::from_request(&context);
+        self.gateway
+            .metrics
+            .endpoint_calls
+            .with_label_values(&[self.view.path().as_str()])
+            .inc();
+        if matches!(self.view.kind, ViewKind::Discover) {
+            return self.call_discovery(request, context, caller).await;
+        }
+        // A tool outside this endpoint is refused even when named explicitly.
+        if let Some((wire, _, _)) = self.gateway.canonical(&request.name)
+            && !self.offers(&caller, &wire)
+        {
+            return Err(unknown_tool(&request.name));
+        }
         let mut meta = context.meta.clone();
         if let Some(m) = &request.meta {
             for (k, v) in m.iter() {
@@ -99,9 +254,19 @@ impl ServerHandler for MasterHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(
-            self.gateway.index().prompts.clone(),
-        ))
+        let prompts = self
+            .gateway
+            .index()
+            .prompts
+            .iter()
+            .filter(|p| {
+                self.gateway.prompt_route(&p.name).is_some_and(|(i, _)| {
+                    self.shows_namespace(self.gateway.downstream(i).namespace())
+                })
+            })
+            .cloned()
+            .collect();
+        Ok(ListPromptsResult::with_all_items(prompts))
     }
 
     async fn get_prompt(
@@ -130,9 +295,15 @@ impl ServerHandler for MasterHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        Ok(ListResourcesResult::with_all_items(
-            self.gateway.index().resources.clone(),
-        ))
+        let resources = self
+            .gateway
+            .index()
+            .resources
+            .iter()
+            .filter(|r| self.shows_resource(&r.uri))
+            .cloned()
+            .collect();
+        Ok(ListResourcesResult::with_all_items(resources))
     }
 
     async fn list_resource_templates(
@@ -140,9 +311,15 @@ impl ServerHandler for MasterHandler {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(ListResourceTemplatesResult::with_all_items(
-            self.gateway.index().templates.clone(),
-        ))
+        let templates = self
+            .gateway
+            .index()
+            .templates
+            .iter()
+            .filter(|t| self.shows_resource(&t.uri_template))
+            .cloned()
+            .collect();
+        Ok(ListResourceTemplatesResult::with_all_items(templates))
     }
 
     async fn read_resource(

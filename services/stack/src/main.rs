@@ -68,6 +68,35 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
         downstreams.push(toml::Value::Table(t));
     }
     doc.set_default("master", "downstream", toml::Value::Array(downstreams));
+    // Toolsets sized for clients with tool limits (Cursor, Windsurf): see README.
+    let toolset = |name: &str, namespaces: &[&str]| {
+        let mut t = toml::Table::new();
+        t.insert("name".into(), name.into());
+        t.insert(
+            "namespaces".into(),
+            toml::Value::Array(namespaces.iter().map(|n| (*n).into()).collect()),
+        );
+        toml::Value::Table(t)
+    };
+    doc.set_default(
+        "master",
+        "toolset",
+        toml::Value::Array(vec![
+            toolset(
+                "infra",
+                &[
+                    "linux",
+                    "k8s",
+                    "cmdb",
+                    "secrets",
+                    "orchestrator",
+                    "approvals",
+                    "master",
+                ],
+            ),
+            toolset("knowledge", &["freqtrade", "ai_models", "cmdb"]),
+        ]),
+    );
     // One identity key for the whole stack: master signs with what the services verify with.
     if let Some(key) = &server.identity_key_file {
         doc.set_default(

@@ -822,3 +822,173 @@ async fn colliding_tool_names_are_a_startup_error_naming_both_sources() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn toolsets_and_discovery_keep_clients_under_their_limits() {
+    let cmdb = start_cmdb(server_config()).await;
+    let fixture = start_fixture().await;
+    let master = start_master(
+        &format!(
+            "max_tools_per_endpoint = 10\nwarn_name_length = 30\n{}{}\
+             [[master.toolset]]\nname = \"infra\"\nnamespaces = [\"cmdb\", \"master\"]\nexclude = [\"master_hello_world\"]\n\
+             [[master.toolset]]\nname = \"admins\"\nnamespaces = [\"cmdb\"]\nroles = [\"admin\"]\n\
+             [master.policy]\n[[master.policy.rule]]\ntools = [\"cmdb_searchHosts\"]\naction = \"approve\"\n",
+            downstream("cmdb", None, "http", &cmdb.url("/mcp")),
+            downstream("fixture", None, "http", &fixture.url("/mcp")),
+        ),
+        server_config(),
+    )
+    .await;
+    let names =
+        |tools: &[Tool]| -> Vec<String> { tools.iter().map(|t| t.name.to_string()).collect() };
+
+    // A toolset lists exactly its tools, serves them, and refuses others even by name.
+    let infra = mcp_client(&master.url("/mcp/infra")).await;
+    let listed = names(&infra.list_all_tools().await.unwrap());
+    assert!(
+        listed.contains(&"cmdb_getHost".to_owned())
+            && listed.contains(&"master_getSystemStatus".to_owned())
+    );
+    assert!(
+        !listed
+            .iter()
+            .any(|n| n.starts_with("fixture_") || n == "master_hello_world"),
+        "{listed:?}"
+    );
+    for name in &listed {
+        if name == "cmdb_searchHosts" {
+            continue; // approval-gated
+        }
+        let args = if name == "cmdb_getHost" {
+            json!({"name": "aicrusher"})
+        } else {
+            json!({})
+        };
+        let r = infra.call_tool(call(name, args)).await.unwrap();
+        assert_ne!(r.is_error, Some(true), "{name}: {r:?}");
+    }
+    let refused = infra
+        .call_tool(call("fixture_test_simple_text", json!({})))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("unknown tool"), "{refused}");
+    assert!(
+        infra
+            .call_tool(call("master_hello_world", json!({})))
+            .await
+            .is_err()
+    );
+
+    // One toolset per namespace, and role-limited toolsets list nothing to others.
+    let per_ns = mcp_client(&master.url("/mcp/fixture")).await;
+    let listed = names(&per_ns.list_all_tools().await.unwrap());
+    assert!(
+        !listed.is_empty() && listed.iter().all(|n| n.starts_with("fixture_")),
+        "{listed:?}"
+    );
+    let admins = mcp_client(&master.url("/mcp/admins")).await;
+    assert!(admins.list_all_tools().await.unwrap().is_empty());
+    assert!(
+        admins
+            .call_tool(call("cmdb_getHost", json!({"name": "aicrusher"})))
+            .await
+            .is_err()
+    );
+
+    // Discovery: three tools reach everything, under the same policy.
+    let disc = mcp_client(&master.url("/mcp/discover")).await;
+    let mut listed = names(&disc.list_all_tools().await.unwrap());
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "master_callTool",
+            "master_describeTool",
+            "master_searchTools"
+        ]
+    );
+    let found = disc
+        .call_tool(call("master_searchTools", json!({"query": "host"})))
+        .await
+        .unwrap();
+    let found = found.structured_content.unwrap();
+    let first = &found["tools"][0];
+    assert_eq!(first["name"], "cmdb_getHost", "{found}");
+    assert!(first["inputSchema"]["properties"]["name"].is_object());
+    let described = disc
+        .call_tool(call("master_describeTool", json!({"name": "cmdb.getHost"})))
+        .await
+        .unwrap();
+    assert_eq!(
+        described.structured_content.unwrap()["name"],
+        "cmdb_getHost"
+    );
+    let via = disc
+        .call_tool(call(
+            "master_callTool",
+            json!({"name": "cmdb_getHost", "arguments": {"name": "aicrusher"}}),
+        ))
+        .await
+        .unwrap();
+    let direct = mcp_client(&cmdb.url("/mcp")).await;
+    let d = direct
+        .call_tool(call("getHost", json!({"name": "aicrusher"})))
+        .await
+        .unwrap();
+    assert_eq!(via.structured_content, d.structured_content);
+    let gated = disc
+        .call_tool(call(
+            "master_callTool",
+            json!({"name": "cmdb_searchHosts", "arguments": {}}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(gated.is_error, Some(true));
+    assert!(text_of(&gated).contains("approval required"));
+
+    // Legacy SSE per toolset.
+    let resp = reqwest::get(master.url("/sse/infra")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        reqwest::get(master.url("/sse/nope"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    drop(resp);
+
+    // Limits awareness: /mcp is over 10 tools, and long names are named.
+    let health: Value = reqwest::get(master.url("/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let warnings = health["checks"]["client_limits"]["details"]["warnings"].to_string();
+    assert!(
+        warnings.contains("endpoint /mcp lists") && warnings.contains("Cursor"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("fixture_test_elicitation_sep1034_defaults"),
+        "{warnings}"
+    );
+    let metrics = reqwest::get(master.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcp_endpoint_tools{endpoint=\"/mcp/infra\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mcp_endpoint_calls_total{endpoint=\"/mcp/discover\"} 4"),
+        "{metrics}"
+    );
+    for c in [infra, per_ns, admins, disc, direct] {
+        c.cancel().await.unwrap();
+    }
+}
