@@ -1,7 +1,12 @@
 """Drives a server with the official Python MCP SDK over both transports and prints one JSON report.
 
 Usage: python3 check_client.py <base-url> [bearer-token]
+
+Environment: MCP_ENDPOINT (a master toolset: uses /mcp/<name> and /sse/<name>), MCP_TOOL_PREFIX
+(prefix of the CMDB's tools, e.g. `cmdb_` through master).
 """
+
+import os
 
 import asyncio
 import json
@@ -22,8 +27,9 @@ def attr(obj, snake: str, camel: str):
 async def exercise(session: ClientSession) -> dict:
     init = await session.initialize()
     tools = await session.list_tools()
-    ok = await session.call_tool("getHost", {"name": "aicrusher"})
-    missing = await session.call_tool("getHost", {"name": "no-such-host"})
+    prefix = os.environ.get("MCP_TOOL_PREFIX", "")
+    ok = await session.call_tool(f"{prefix}getHost", {"name": "aicrusher"})
+    missing = await session.call_tool(f"{prefix}getHost", {"name": "no-such-host"})
     return {
         "server": attr(init, "server_info", "serverInfo").name,
         "tools": sorted(t.name for t in tools.tools),
@@ -40,13 +46,14 @@ async def exercise(session: ClientSession) -> dict:
 
 async def main() -> None:
     base = sys.argv[1].rstrip("/")
+    suffix = f"/{os.environ['MCP_ENDPOINT']}" if os.environ.get("MCP_ENDPOINT") else ""
     headers = {"Authorization": f"Bearer {sys.argv[2]}"} if len(sys.argv) > 2 else None
     report = {}
-    async with sse_client(f"{base}/sse", headers=headers) as (read, write):
+    async with sse_client(f"{base}/sse{suffix}", headers=headers) as (read, write):
         async with ClientSession(read, write) as session:
             report["sse"] = await exercise(session)
     http_client = create_mcp_http_client(headers=headers) if headers else None
-    async with _streamable(f"{base}/mcp", http_client=http_client) as streams:
+    async with _streamable(f"{base}/mcp{suffix}", http_client=http_client) as streams:
         read, write = streams[0], streams[1]
         async with ClientSession(read, write) as session:
             report["streamable_http"] = await exercise(session)

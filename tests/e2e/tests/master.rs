@@ -992,3 +992,57 @@ async fn toolsets_and_discovery_keep_clients_under_their_limits() {
         c.cancel().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn python_sdk_client_uses_a_toolset_over_both_transports() {
+    if !python_mcp_available() {
+        skip("the Python `mcp` SDK is not installed (pip install mcp)");
+        return;
+    }
+    let cmdb = start_cmdb(server_config()).await;
+    let fixture = start_fixture().await;
+    let master = start_master(
+        &format!(
+            "{}{}[[master.toolset]]\nname = \"infra\"\nnamespaces = [\"cmdb\", \"master\"]\n",
+            downstream("cmdb", None, "http", &cmdb.url("/mcp")),
+            downstream("fixture", None, "http", &fixture.url("/mcp")),
+        ),
+        server_config(),
+    )
+    .await;
+    let out = tokio::process::Command::new("python3")
+        .arg(crate_dir().join("python/check_client.py"))
+        .arg(master.url(""))
+        .env("MCP_ENDPOINT", "infra")
+        .env("MCP_TOOL_PREFIX", "cmdb_")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for transport in ["sse", "streamable_http"] {
+        let r = &report[transport];
+        assert_eq!(r["server"], "mcp-master");
+        let tools: Vec<&str> = r["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        assert!(
+            tools.len() < 40 && tools.contains(&"cmdb_getHost"),
+            "{tools:?}"
+        );
+        assert!(
+            !tools.iter().any(|t| t.starts_with("fixture_")),
+            "{tools:?}"
+        );
+        assert_eq!(r["host"], "aicrusher", "{transport}");
+        assert_eq!(r["missing_is_error"], true);
+    }
+}
