@@ -97,6 +97,15 @@ impl Index {
     }
 }
 
+/// Annotations of a tool that only reads local state.
+pub(crate) fn read_only_annotations() -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(true)
+        .destructive(false)
+        .idempotent(true)
+        .open_world(false)
+}
+
 /// Master's own tools, in namespace `master`.
 pub fn local_tools(sep: &str) -> Vec<Tool> {
     let empty = Arc::new(
@@ -105,11 +114,7 @@ pub fn local_tools(sep: &str) -> Vec<Tool> {
             .cloned()
             .unwrap_or_default(),
     );
-    let ro = ToolAnnotations::new()
-        .read_only(true)
-        .destructive(false)
-        .idempotent(true)
-        .open_world(false);
+    let ro = read_only_annotations();
     vec![
         Tool::new(
             wire_name("master", sep, "hello_world"),

@@ -11,7 +11,8 @@ use mcp_runtime::auth::Identity;
 
 use crate::config::{Action, PolicyConfig, RateLimitConfig};
 
-fn globs(patterns: &[String], what: &str) -> Result<GlobSet, String> {
+/// Compiles wire-name globs; `what` names the config key in errors.
+pub(crate) fn globs(patterns: &[String], what: &str) -> Result<GlobSet, String> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         b.add(Glob::new(p).map_err(|e| format!("{what}: bad glob `{p}`: {e}"))?);

@@ -4,13 +4,15 @@
 
 use std::sync::Arc;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use mcp_runtime::auth::Identity;
 use rmcp::model::{Tool, ToolAnnotations};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::gateway::read_only_annotations;
 use crate::namespace::wire_name;
+use crate::policy::globs;
 
 /// Name of the discovery endpoint.
 pub const DISCOVER: &str = "discover";
@@ -36,14 +38,6 @@ pub struct ToolsetConfig {
     /// Roles allowed to use the endpoint; empty: everybody.
     #[serde(default)]
     pub roles: Vec<String>,
-}
-
-fn globs(patterns: &[String], what: &str) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(Glob::new(p).map_err(|e| format!("{what}: bad glob `{p}`: {e}"))?);
-    }
-    b.build().map_err(|e| format!("{what}: {e}"))
 }
 
 /// What an endpoint shows.
@@ -144,11 +138,7 @@ impl View {
 /// The discovery endpoint's tools.
 pub fn discovery_tools(sep: &str) -> Vec<Tool> {
     let schema = |v: Value| Arc::new(v.as_object().cloned().unwrap_or_default());
-    let ro = ToolAnnotations::new()
-        .read_only(true)
-        .destructive(false)
-        .idempotent(true)
-        .open_world(false);
+    let ro = read_only_annotations();
     vec![
         Tool::new(
             wire_name("master", sep, "searchTools"),
