@@ -1,0 +1,214 @@
+//! Monitoring files checked by the real tools: promtool validates the Prometheus config and unit-tests
+//! the alert rules; a real Prometheus scrapes a running master and CMDB; ports.md, the scrape targets
+//! and the services' default ports agree.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mcp_runtime::McpService;
+use serde_json::{Value, json};
+
+fn monitoring() -> PathBuf {
+    crate_dir().join("../../monitoring/prometheus")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn promtool_accepts_the_config_and_the_alert_tests_pass() {
+    if !have("promtool") {
+        skip("promtool (Debian package prometheus) is not installed");
+        return;
+    }
+    for args in [
+        vec!["check", "config", "prometheus.yml"],
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts_test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(monitoring())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// `(service, port)` rows of the table in ports.md.
+fn ports_md() -> Vec<(String, u16)> {
+    let text = std::fs::read_to_string(crate_dir().join("../../ports.md")).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let port = cells.get(2)?.parse().ok()?;
+            Some((cells.get(1)?.to_string(), port))
+        })
+        .collect()
+}
+
+#[test]
+fn ports_md_scrape_targets_and_default_ports_agree() {
+    let ports = ports_md();
+    let port_of = |name: &str| ports.iter().find(|(n, _)| n == name).map(|(_, p)| *p);
+    assert_eq!(port_of("master"), Some(mcp_master::Master::DEFAULT_PORT));
+    assert_eq!(port_of("cmdb"), Some(mcp_cmdb::Cmdb::DEFAULT_PORT));
+    let cfg = std::fs::read_to_string(monitoring().join("prometheus.yml")).unwrap();
+    let targets: Vec<(String, u16)> = cfg
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- targets: [\""))
+        .filter_map(|t| t.split('"').next())
+        .filter_map(|t| t.split_once(':'))
+        .map(|(h, p)| (h.to_owned(), p.parse().unwrap()))
+        .collect();
+    assert_eq!(targets.len(), 7, "{targets:?}");
+    for (host, port) in &targets {
+        assert_eq!(
+            port_of(host),
+            Some(*port),
+            "{host}:{port} disagrees with ports.md"
+        );
+    }
+    for service in [
+        "master",
+        "linux-cli",
+        "k8s",
+        "cmdb",
+        "secrets",
+        "freqtrade-knowledge",
+        "ai-models",
+    ] {
+        assert!(
+            targets.iter().any(|(h, _)| h == service),
+            "{service} is not scraped"
+        );
+        assert!(
+            mcp_runtime::DEFAULT_ALLOWED_HOSTS.contains(&service),
+            "{service} not an allowed Host"
+        );
+    }
+}
+
+struct Prometheus(std::process::Child);
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_real_prometheus_scrapes_the_running_services() {
+    if !have("prometheus") {
+        skip("prometheus (Debian package prometheus) is not installed");
+        return;
+    }
+    let cmdb = start_cmdb(server_config()).await;
+    let master = start_master(
+        &downstream("cmdb", None, "http", &cmdb.url("/mcp")),
+        server_config(),
+    )
+    .await;
+    let client = mcp_client(&master.url("/mcp")).await;
+    let mut p = rmcp::model::CallToolRequestParams::new("cmdb_getHost");
+    p.arguments = json!({"name": "aicrusher"}).as_object().cloned();
+    client.call_tool(p).await.unwrap();
+
+    // The shipped config, pointed at this test's ports and scraping every second.
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(monitoring().join("prometheus.yml")).unwrap();
+    let mut cfg = shipped
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
+        .replace(
+            "- alerts.yml",
+            &format!("- {}", monitoring().join("alerts.yml").display()),
+        );
+    let addr = |url: String| url.trim_start_matches("http://").to_owned();
+    cfg = cfg
+        .replace("master:8000", &addr(master.url("")))
+        .replace("cmdb:8012", &addr(cmdb.url("")));
+    // Services this test does not run are left out, so `up` is about real targets only.
+    let cfg: String = {
+        let mut out = Vec::new();
+        let mut skip_labels = false;
+        for line in cfg.lines() {
+            if line.trim_start().starts_with("- targets: [\"") && !line.contains("127.0.0.1") {
+                skip_labels = true;
+                continue;
+            }
+            if skip_labels && line.trim_start().starts_with("labels:") {
+                skip_labels = false;
+                continue;
+            }
+            out.push(line);
+        }
+        out.join("\n")
+    };
+    let cfg_path = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _prom = Prometheus(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let query = |q: &str| {
+        let http = http.clone();
+        let url = format!("http://127.0.0.1:{port}/api/v1/query");
+        let q = q.to_owned();
+        async move {
+            let url = reqwest::Url::parse_with_params(&url, &[("query", q)]).ok()?;
+            let r = http.get(url).send().await.ok()?;
+            let v: Value = r.json().await.ok()?;
+            v["data"]["result"].as_array().cloned()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = query("up{job=\"mcp_services\"}").await.unwrap_or_default();
+        let calls = query("mcp_tool_calls_total").await.unwrap_or_default();
+        let all_up = up.len() == 2 && up.iter().all(|s| s["value"][1] == "1");
+        let services: Vec<String> = calls
+            .iter()
+            .filter_map(|s| s["metric"]["service"].as_str().map(str::to_owned))
+            .collect();
+        if all_up && services.iter().any(|s| s == "cmdb") && services.iter().any(|s| s == "master")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never saw the services: up={up:?} calls={calls:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    client.cancel().await.unwrap();
+}
