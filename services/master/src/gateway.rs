@@ -72,7 +72,7 @@ pub enum Route {
 #[derive(Debug, Default)]
 pub struct Index {
     pub tools: Vec<Tool>,
-    pub tool_routes: HashMap<String, (Route, Tool)>,
+    pub tool_routes: HashMap<String, (Route, Arc<Tool>)>,
     pub prompts: Vec<Prompt>,
     pub prompt_routes: HashMap<String, Route>,
     pub resources: Vec<Resource>,
@@ -327,7 +327,7 @@ impl Gateway {
             idx.tool_ns.insert(t.name.to_string(), "master".to_owned());
             idx.tool_routes.insert(
                 t.name.to_string(),
-                (Route::Local(t.name.to_string()), t.clone()),
+                (Route::Local(t.name.to_string()), Arc::new(t.clone())),
             );
             idx.tools.push(t);
         }
@@ -363,7 +363,7 @@ impl Gateway {
                             index: d.index,
                             name: t.name.to_string(),
                         },
-                        exposed.clone(),
+                        Arc::new(exposed.clone()),
                     ),
                 );
                 if listed {
@@ -517,7 +517,7 @@ impl Gateway {
     }
 
     /// Resolves a requested name (wire name or alias) to its canonical wire name.
-    pub fn canonical(&self, requested: &str) -> Option<(String, Route, Tool)> {
+    pub fn canonical(&self, requested: &str) -> Option<(String, Route, Arc<Tool>)> {
         let idx = self.index();
         if let Some((r, t)) = idx.tool_routes.get(requested) {
             return Some((requested.to_owned(), r.clone(), t.clone()));

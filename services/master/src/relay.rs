@@ -192,7 +192,9 @@ impl ServerHandler for MasterHandler {
                 .into_iter()
                 .find(|t| t.name == name);
         }
-        self.gateway.canonical(name).map(|(_, _, t)| t)
+        self.gateway
+            .canonical(name)
+            .map(|(_, _, t)| Tool::clone(&t))
     }
 
     async fn list_tools(
