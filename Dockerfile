@@ -1,0 +1,33 @@
+# One image for every service of the suite; the compose file picks the binary per service.
+# Stage 1 caches dependencies (manifests only), stage 2 builds the workspace, stage 3 is a small runtime.
+FROM rust:1.95-bookworm AS deps
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY crates/mcp-runtime/Cargo.toml crates/mcp-runtime/Cargo.toml
+COPY crates/conformance-fixture/Cargo.toml crates/conformance-fixture/Cargo.toml
+COPY crates/bench/Cargo.toml crates/bench/Cargo.toml
+COPY services/cmdb/Cargo.toml services/cmdb/Cargo.toml
+COPY services/master/Cargo.toml services/master/Cargo.toml
+COPY services/stack/Cargo.toml services/stack/Cargo.toml
+COPY tests/e2e/Cargo.toml tests/e2e/Cargo.toml
+RUN cargo fetch --locked
+
+FROM deps AS build
+COPY . .
+RUN cargo build --release --locked --bin mcp-master --bin mcp-cmdb --bin mcp-stack
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home /app --create-home mcp
+COPY --from=build /src/target/release/mcp-master /src/target/release/mcp-cmdb /src/target/release/mcp-stack /usr/local/bin/
+COPY data/cmdb.csv /app/data/cmdb.csv
+WORKDIR /app
+RUN mkdir -p /app/data/master && chown -R mcp:mcp /app
+USER mcp
+ENV MCP_SERVER_HOST=0.0.0.0
+# Each service overrides the port; /health answers 503 only when the service is unhealthy.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD curl -fsS "http://127.0.0.1:${MCP_SERVER_PORT:-8000}/health" || exit 1
+CMD ["mcp-stack"]

@@ -1,0 +1,145 @@
+//! Deployment files checked structurally and by a real compose parser (Debian `docker-compose`,
+//! `config -q`; there is no Docker engine here): ports, healthchecks, dependencies and secrets agree
+//! with ports.md and the Prometheus scrape targets.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    crate_dir().join("../..")
+}
+
+fn compose() -> Value {
+    let text = std::fs::read_to_string(root().join("docker-compose.yml")).unwrap();
+    serde_yaml_ng::from_str(&text).unwrap()
+}
+
+fn ports_md() -> Vec<(String, u16)> {
+    let text = std::fs::read_to_string(root().join("ports.md")).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            Some((cells.get(1)?.to_string(), cells.get(2)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// MCP services in the compose file (those built from our Dockerfile).
+fn mcp_services(c: &Value) -> Vec<(String, Value)> {
+    c["services"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| {
+            s["command"][0]
+                .as_str()
+                .is_some_and(|c| c.starts_with("mcp-"))
+        })
+        .map(|(n, s)| (n.clone(), s.clone()))
+        .collect()
+}
+
+#[test]
+fn compose_services_match_ports_healthchecks_and_secrets() {
+    let c = compose();
+    let ports = ports_md();
+    let services = mcp_services(&c);
+    assert!(services.len() >= 2, "{services:?}");
+    let prometheus =
+        std::fs::read_to_string(root().join("monitoring/prometheus/prometheus.yml")).unwrap();
+    for (name, s) in &services {
+        let port = ports
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("{name} is not in ports.md"));
+        assert_eq!(
+            s["environment"]["MCP_SERVER_PORT"],
+            port.to_string(),
+            "{name}"
+        );
+        assert_eq!(
+            s["ports"][0],
+            format!("127.0.0.1:{port}:{port}"),
+            "{name}: publish on loopback"
+        );
+        let hc = s["healthcheck"]["test"].to_string();
+        assert!(
+            hc.contains(&format!("127.0.0.1:{port}/health")),
+            "{name}: {hc}"
+        );
+        assert!(
+            prometheus.contains(&format!("\"{name}:{port}\"")),
+            "{name} not scraped"
+        );
+        for secret in s["secrets"].as_array().into_iter().flatten() {
+            let secret = secret.as_str().unwrap();
+            let file = c["secrets"][secret]["file"]
+                .as_str()
+                .unwrap_or_else(|| panic!("secret {secret} undefined"));
+            assert!(file.starts_with("./secrets/"), "{secret}: {file}");
+        }
+    }
+    let master = &c["services"]["master"];
+    for (name, _) in services.iter().filter(|(n, _)| n != "master") {
+        assert_eq!(
+            master["depends_on"][name]["condition"], "service_healthy",
+            "master must wait for {name}"
+        );
+    }
+    for tool in ["prometheus", "grafana", "loki"] {
+        assert_eq!(c["services"][tool]["profiles"][0], "monitoring", "{tool}");
+    }
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("USER mcp"));
+    assert!(root().join("secrets/README.md").exists());
+}
+
+#[test]
+fn docker_compose_parses_the_file() {
+    let has = Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        skip("docker-compose (Debian package docker-compose) is not installed");
+        return;
+    }
+    // Secrets must exist as files for `config`; use empty stand-ins in a copy of the project files.
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["docker-compose.yml", "ports.md"] {
+        std::fs::copy(root().join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    let c = compose();
+    for (_, s) in c["secrets"].as_object().unwrap() {
+        let file = s["file"].as_str().unwrap();
+        std::fs::write(dir.path().join(file), "").unwrap();
+    }
+    let out = Command::new("docker-compose")
+        .args([
+            "-f",
+            "docker-compose.yml",
+            "--profile",
+            "monitoring",
+            "config",
+            "--services",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for s in ["master", "cmdb", "prometheus", "grafana", "loki"] {
+        assert!(listed.lines().any(|l| l == s), "{s} missing: {listed}");
+    }
+}
