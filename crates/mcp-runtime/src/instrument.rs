@@ -15,7 +15,10 @@ use crate::assertion::{AssertionKey, IDENTITY_HEADER, IDENTITY_META_KEY, Identit
 use crate::auth::Identity;
 use crate::metrics::{CallStatus, Metrics, SessionGuard, UNKNOWN_TOOL};
 use crate::output::bound_result;
-use crate::telemetry::{CORRELATION_META_KEY, CorrelationId, is_valid_correlation_id};
+use crate::telemetry::{
+    CORRELATION_META_KEY, CorrelationId, TRACEPARENT_META_KEY, is_valid_correlation_id,
+    trace_id_from_traceparent,
+};
 
 /// Limits and sinks shared by every session of one service.
 #[derive(Debug)]
@@ -61,15 +64,28 @@ impl CallerContext {
             .map(|a| a.0.clone())
             .or_else(|| parts.and_then(|p| p.extensions.get::<Identity>()).cloned())
             .unwrap_or_else(Identity::anonymous);
+        // The HTTP `traceparent` header, else a `traceparent` in `_meta` (how master passes it on,
+        // also over stdio and SSE).
         let trace_id = parts
             .and_then(|p| p.extensions.get::<TraceId>())
-            .map(|t| t.0.clone());
+            .map(|t| t.0.clone())
+            .or_else(|| {
+                ctx.meta
+                    .get(TRACEPARENT_META_KEY)
+                    .and_then(|v| v.as_str())
+                    .and_then(trace_id_from_traceparent)
+                    .map(str::to_owned)
+            });
         Self {
             correlation_id,
             identity,
             trace_id,
         }
     }
+}
+
+fn policy_service(p: &CallPolicy) -> &str {
+    p.metrics.service()
 }
 
 /// An identity asserted by master and verified with the shared key.
@@ -143,6 +159,7 @@ impl<H: ServerHandler> Instrumented<H> {
         };
         let span = tracing::info_span!(
             "tool_call",
+            service = %policy_service(&self.policy),
             correlation_id = %caller.correlation_id,
             identity = %caller.identity.name,
             tool = %label,

@@ -23,6 +23,15 @@ pub const CORRELATION_HEADER: &str = "x-correlation-id";
 /// Key under `_meta` that carries the correlation id inside MCP messages.
 pub const CORRELATION_META_KEY: &str = "correlationId";
 
+/// Key under `_meta` carrying a W3C `traceparent` (master passes the caller's trace on with it).
+pub const TRACEPARENT_META_KEY: &str = "traceparent";
+
+/// A `traceparent` for a child span of `trace_id` (random span id, sampled).
+pub fn child_traceparent(trace_id: &str) -> String {
+    let span = uuid::Uuid::new_v4().simple().to_string();
+    format!("00-{trace_id}-{}-01", &span[..16])
+}
+
 /// The correlation id of one HTTP request, stored in its extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorrelationId {

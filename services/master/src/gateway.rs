@@ -631,6 +631,13 @@ impl Gateway {
             mcp_runtime::telemetry::CORRELATION_META_KEY.to_owned(),
             Value::String(caller.correlation_id.clone()),
         );
+        // The caller's trace continues downstream as a child span.
+        if let Some(trace) = &caller.trace_id {
+            meta.insert(
+                mcp_runtime::telemetry::TRACEPARENT_META_KEY.to_owned(),
+                Value::String(mcp_runtime::telemetry::child_traceparent(trace)),
+            );
+        }
         // Only master speaks for the caller: drop any assertion a client sent, then sign our own.
         meta.remove(IDENTITY_META_KEY);
         if let Some(key) = &self.assertion_key {

@@ -180,3 +180,73 @@ fn unknown_config_section_exits_64() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cmbd"));
 }
+
+#[test]
+fn a_call_through_master_logs_one_correlation_and_trace_id_in_master_and_service() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (cmdb, master) = (free_port(), free_port());
+    let mut child = Command::new(BIN)
+        .current_dir(cwd.path())
+        .env("MCP_PORTS_CMDB", cmdb.to_string())
+        .env("MCP_PORTS_MASTER", master.to_string())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    wait_ready(&format!("http://127.0.0.1:{master}/ready"));
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = ::reqwest::Client::new();
+        let post = |body: Value, session: Option<String>| {
+            let mut rb = http
+                .post(format!("http://127.0.0.1:{master}/mcp"))
+                .header("accept", "application/json, text/event-stream")
+                .header("x-correlation-id", "corr-e2e-7")
+                .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+                .json(&body);
+            if let Some(s) = session {
+                rb = rb.header("mcp-session-id", s);
+            }
+            rb.send()
+        };
+        let init = post(
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}),
+            None,
+        )
+        .await
+        .unwrap();
+        let session = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let _ = init.text().await;
+        post(serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"}), Some(session.clone()))
+            .await
+            .unwrap();
+        let r = post(
+            serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"cmdb_getHost","arguments":{"name":"aicrusher"}}}),
+            Some(session),
+        )
+        .await
+        .unwrap();
+        assert!(r.text().await.unwrap().contains("aicrusher"));
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    let calls: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "Tool call finished.")
+        .collect();
+    for service in ["master", "cmdb"] {
+        let line = calls
+            .iter()
+            .find(|l| l["service"] == service)
+            .unwrap_or_else(|| panic!("no tool-call line from {service}: {calls:#?}"));
+        assert_eq!(line["correlation_id"], "corr-e2e-7", "{service}: {line}");
+        assert_eq!(line["trace_id"], trace, "{service}: {line}");
+    }
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use mcp_runtime::assertion::{IDENTITY_HEADER, IDENTITY_META_KEY};
+use mcp_runtime::telemetry::{CORRELATION_HEADER, CORRELATION_META_KEY, TRACEPARENT_META_KEY};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest, GetMeta, JsonRpcMessage};
 use rmcp::transport::streamable_http_client::{
@@ -39,6 +40,21 @@ fn with_assertion(message: &ClientJsonRpcMessage, mut headers: Headers) -> Heade
         && let Ok(value) = HeaderValue::from_str(&v.to_string())
     {
         headers.insert(HeaderName::from_static(IDENTITY_HEADER), value);
+    }
+    // The caller's trace context and correlation id, as HTTP headers too.
+    if let ClientRequest::CallToolRequest(c) = &r.request
+        && let Some(meta) = &c.params.meta
+    {
+        for (key, header) in [
+            (TRACEPARENT_META_KEY, "traceparent"),
+            (CORRELATION_META_KEY, CORRELATION_HEADER),
+        ] {
+            if let Some(v) = meta.get(key).and_then(|v| v.as_str())
+                && let Ok(value) = HeaderValue::from_str(v)
+            {
+                headers.insert(HeaderName::from_static(header), value);
+            }
+        }
     }
     headers
 }
