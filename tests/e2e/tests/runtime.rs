@@ -588,3 +588,34 @@ async fn non_loopback_bind_without_auth_is_refused() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn stateless_mode_serves_without_sessions() {
+    let svc = start_cmdb(ServerConfig {
+        stateless: true,
+        ..server_config()
+    })
+    .await;
+    // A plain JSON request/response, no session id.
+    let http = reqwest::Client::new();
+    let r = http
+        .post(svc.url("/mcp"))
+        .header("accept", ACCEPT)
+        .json(&init_body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("mcp-session-id").is_none(),
+        "stateless mode hands out no session"
+    );
+    // A regular client works too.
+    let client = mcp_client(&svc.url("/mcp")).await;
+    let r = client
+        .call_tool(call("getHost", json!({"name": "aicrusher"})))
+        .await
+        .unwrap();
+    assert_eq!(r.structured_content.unwrap()["host"]["name"], "aicrusher");
+    client.cancel().await.unwrap();
+}
