@@ -143,3 +143,55 @@ fn docker_compose_parses_the_file() {
         assert!(listed.lines().any(|l| l == s), "{s} missing: {listed}");
     }
 }
+
+#[test]
+fn kubernetes_manifests_validate_against_the_schemas_and_ports_md() {
+    let dir = root().join("deploy/kubernetes");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(files.len() >= 3, "{files:?}");
+    // Structure: every container port is the service's port in ports.md, probes hit /ready and /health.
+    let ports = ports_md();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let v: Value = serde::Deserialize::deserialize(doc).unwrap();
+            if v["kind"] != "Deployment" {
+                continue;
+            }
+            let name = v["metadata"]["name"].as_str().unwrap();
+            let c = &v["spec"]["template"]["spec"]["containers"][0];
+            let port = ports
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| *p)
+                .unwrap();
+            assert_eq!(c["ports"][0]["containerPort"], port, "{name}");
+            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready", "{name}");
+            assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/health", "{name}");
+            assert!(c["resources"]["limits"].is_object(), "{name}");
+        }
+    }
+    let has = Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has {
+        skip("kubernetes-validate (pip install kubernetes-validate) is not installed");
+        return;
+    }
+    let out = Command::new("kubernetes-validate")
+        .arg("--strict")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
