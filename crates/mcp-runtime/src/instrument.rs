@@ -84,10 +84,6 @@ impl CallerContext {
     }
 }
 
-fn policy_service(p: &CallPolicy) -> &str {
-    p.metrics.service()
-}
-
 /// An identity asserted by master and verified with the shared key.
 #[derive(Debug, Clone)]
 struct AssertedIdentity(Identity);
@@ -159,7 +155,7 @@ impl<H: ServerHandler> Instrumented<H> {
         };
         let span = tracing::info_span!(
             "tool_call",
-            service = %policy_service(&self.policy),
+            service = %self.policy.metrics.service(),
             correlation_id = %caller.correlation_id,
             identity = %caller.identity.name,
             tool = %label,

@@ -590,11 +590,6 @@ pub async fn connect_client(
         })?
 }
 
-/// Reads `headers_from_file` of a downstream config.
-pub fn headers_for(cfg: &DownstreamConfig) -> Result<HeaderMap, String> {
-    load_headers(cfg)
-}
-
 /// Sleeps `d` or until woken; true when shutting down.
 async fn wait_or_stop(wake: &Notify, d: Duration, shutdown: &CancellationToken) -> bool {
     tokio::select! {

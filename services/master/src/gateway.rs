@@ -84,9 +84,9 @@ pub struct Index {
 }
 
 impl Index {
-    fn fingerprint(&self) -> (Vec<String>, Vec<String>, Vec<String>) {
+    /// Names of the prompts and URIs of the resources (tool lists are compared per endpoint view).
+    fn prompts_and_resources(&self) -> (Vec<String>, Vec<String>) {
         (
-            self.tools.iter().map(|t| t.name.to_string()).collect(),
             self.prompts.iter().map(|p| p.name.clone()).collect(),
             self.resources
                 .iter()
@@ -425,8 +425,8 @@ impl Gateway {
         };
         self.metrics.refresh_downstreams(&self.downstreams);
         self.check_limits();
-        let (_, op, or) = old.fingerprint();
-        let (_, np, nr) = new.fingerprint();
+        let (op, or) = old.prompts_and_resources();
+        let (np, nr) = new.prompts_and_resources();
         let (prompts, resources) = (op != np, or != nr);
         let peers: Vec<(Peer<RoleServer>, Arc<View>)> = {
             let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
