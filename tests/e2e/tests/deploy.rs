@@ -19,16 +19,6 @@ fn compose() -> Value {
     serde_yaml_ng::from_str(&text).unwrap()
 }
 
-fn ports_md() -> Vec<(String, u16)> {
-    let text = std::fs::read_to_string(root().join("ports.md")).unwrap();
-    text.lines()
-        .filter_map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            Some((cells.get(1)?.to_string(), cells.get(2)?.parse().ok()?))
-        })
-        .collect()
-}
-
 /// MCP services in the compose file (those built from our Dockerfile).
 fn mcp_services(c: &Value) -> Vec<(String, Value)> {
     c["services"]
@@ -102,11 +92,7 @@ fn compose_services_match_ports_healthchecks_and_secrets() {
 
 #[test]
 fn docker_compose_parses_the_file() {
-    let has = Command::new("docker-compose")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
+    if !tool_available("docker-compose", "version") {
         skip("docker-compose (Debian package docker-compose) is not installed");
         return;
     }
@@ -175,11 +161,7 @@ fn kubernetes_manifests_validate_against_the_schemas_and_ports_md() {
             assert!(c["resources"]["limits"].is_object(), "{name}");
         }
     }
-    let has = Command::new("kubernetes-validate")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has {
+    if !tool_available("kubernetes-validate", "--version") {
         skip("kubernetes-validate (pip install kubernetes-validate) is not installed");
         return;
     }

@@ -16,12 +16,6 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{ClientHandler, ErrorData, RoleClient, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Value, json};
 
-fn call(name: &str, args: Value) -> CallToolRequestParams {
-    let mut p = CallToolRequestParams::new(name.to_owned());
-    p.arguments = args.as_object().cloned();
-    p
-}
-
 /// A client that counts what master sends it.
 #[derive(Clone, Default)]
 struct Watcher {

@@ -16,16 +16,9 @@ fn monitoring() -> PathBuf {
     crate_dir().join("../../monitoring/prometheus")
 }
 
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn promtool_accepts_the_config_and_the_alert_tests_pass() {
-    if !have("promtool") {
+    if !tool_available("promtool", "--version") {
         skip("promtool (Debian package prometheus) is not installed");
         return;
     }
@@ -46,18 +39,6 @@ fn promtool_accepts_the_config_and_the_alert_tests_pass() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-}
-
-/// `(service, port)` rows of the table in ports.md.
-fn ports_md() -> Vec<(String, u16)> {
-    let text = std::fs::read_to_string(crate_dir().join("../../ports.md")).unwrap();
-    text.lines()
-        .filter_map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            let port = cells.get(2)?.parse().ok()?;
-            Some((cells.get(1)?.to_string(), port))
-        })
-        .collect()
 }
 
 #[test]
@@ -113,20 +94,31 @@ impl Drop for Prometheus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_prometheus_scrapes_the_running_services() {
-    if !have("prometheus") {
+    if !tool_available("prometheus", "--version") {
         skip("prometheus (Debian package prometheus) is not installed");
         return;
     }
     let cmdb = start_cmdb(server_config()).await;
     let master = start_master(
-        &downstream("cmdb", None, "http", &cmdb.url("/mcp")),
+        &format!(
+            "{}[master.rate_limit]\n[[master.rate_limit.tool]]\ntools = [\"master_hello_world\"]\nper_minute = 1\n",
+            downstream("cmdb", None, "http", &cmdb.url("/mcp"))
+        ),
         server_config(),
     )
     .await;
     let client = mcp_client(&master.url("/mcp")).await;
-    let mut p = rmcp::model::CallToolRequestParams::new("cmdb_getHost");
-    p.arguments = json!({"name": "aicrusher"}).as_object().cloned();
-    client.call_tool(p).await.unwrap();
+    // Traffic for every dashboard panel: successes, a tool error, a rate-limit refusal.
+    let traffic = || async {
+        for (name, args) in [
+            ("cmdb_getHost", json!({"name": "aicrusher"})),
+            ("cmdb_getHost", json!({"name": "no-such-host"})),
+            ("master_hello_world", json!({})),
+        ] {
+            let _ = client.call_tool(call(name, args)).await;
+        }
+    };
+    traffic().await;
 
     // The shipped config, pointed at this test's ports and scraping every second.
     let dir = tempfile::tempdir().unwrap();
@@ -209,6 +201,42 @@ async fn a_real_prometheus_scrapes_the_running_services() {
             "prometheus never saw the services: up={up:?} calls={calls:?}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Every PromQL expression of the Grafana dashboard parses and returns data.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            crate_dir().join("../../monitoring/grafana/dashboards/mcp-overview.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pending = exprs;
+    while !pending.is_empty() {
+        traffic().await;
+        let mut still = Vec::new();
+        for e in pending {
+            if query(&e).await.is_none_or(|r| r.is_empty()) {
+                still.push(e);
+            }
+        }
+        pending = still;
+        assert!(
+            Instant::now() < deadline,
+            "dashboard expressions without data: {pending:?}"
+        );
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     client.cancel().await.unwrap();
 }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mcp_runtime::ServerConfig;
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 const ACCEPT: &str = "application/json, text/event-stream";
@@ -15,12 +14,6 @@ const ACCEPT: &str = "application/json, text/event-stream";
 fn init_body() -> Value {
     json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
         "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"1"}}})
-}
-
-fn call(name: &str, args: Value) -> CallToolRequestParams {
-    let mut p = CallToolRequestParams::new(name.to_owned());
-    p.arguments = args.as_object().cloned();
-    p
 }
 
 /// Value of one sample in Prometheus text, 0 when absent.

@@ -109,6 +109,32 @@ pub fn skip(why: &str) {
     );
 }
 
+/// A `tools/call` request for `name` with JSON-object `args`.
+pub fn call(name: &str, args: serde_json::Value) -> rmcp::model::CallToolRequestParams {
+    let mut p = rmcp::model::CallToolRequestParams::new(name.to_owned());
+    p.arguments = args.as_object().cloned();
+    p
+}
+
+/// `(service, port)` rows of the table in ports.md.
+pub fn ports_md() -> Vec<(String, u16)> {
+    let text = std::fs::read_to_string(crate_dir().join("../../ports.md")).expect("ports.md");
+    text.lines()
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            Some((cells.get(1)?.to_string(), cells.get(2)?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Whether `program arg` runs and succeeds (a cheap "is this tool installed" probe).
+pub fn tool_available(program: &str, arg: &str) -> bool {
+    std::process::Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Whether `python3 -c "import mcp"` works.
 pub fn python_mcp_available() -> bool {
     std::process::Command::new("python3")
@@ -119,10 +145,7 @@ pub fn python_mcp_available() -> bool {
 
 /// Whether `npx` is on PATH.
 pub fn npx_available() -> bool {
-    std::process::Command::new("npx")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    tool_available("npx", "--version")
 }
 
 /// Directory of this crate (for scripts and data files).
