@@ -55,7 +55,7 @@ impl std::fmt::Debug for AssertionKey {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -84,10 +84,14 @@ impl AssertionKey {
     }
 
     fn mac(&self, identity: &str, roles: &[String], cid: &str, ts: u64) -> Hmac<Sha256> {
+        self.mac_parts(&[identity, &roles.join("\u{1f}"), cid, &ts.to_string()])
+    }
+
+    /// HMAC-SHA256 over length-prefixed fields, so no two different field lists share a message.
+    pub(crate) fn mac_parts(&self, parts: &[&str]) -> Hmac<Sha256> {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        // Length-prefixed fields, so no two different assertions share a message.
-        for part in [identity, &roles.join("\u{1f}"), cid, &ts.to_string()] {
+        for part in parts {
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
         }

@@ -89,6 +89,9 @@ pub struct ServerConfig {
     /// HMAC key file shared with master: a valid, fresh identity assertion signed with it (in a
     /// request's `_meta`) names the real caller behind master.
     pub identity_key_file: Option<PathBuf>,
+    /// HMAC key file shared with master for approval tokens (risky calls carry one after a human
+    /// approved them). Defaults to `identity_key_file`.
+    pub approval_key_file: Option<PathBuf>,
     /// Allow binding a non-loopback address with auth off. Dangerous; for trusted networks only.
     pub allow_insecure: bool,
     /// Extra host names accepted in the `Host` header, besides loopback and the compose service names.
@@ -117,6 +120,7 @@ impl Default for ServerConfig {
             stateless: false,
             auth_tokens_file: None,
             identity_key_file: None,
+            approval_key_file: None,
             allow_insecure: false,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),

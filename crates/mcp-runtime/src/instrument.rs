@@ -11,6 +11,7 @@ use rmcp::service::{MaybeSendFuture, NotificationContext, RequestContext, Subscr
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use tracing::Instrument;
 
+use crate::approval::{APPROVAL_META_KEY, Approval, ApprovalError, ApprovalLedger, ApprovalToken};
 use crate::assertion::{AssertionKey, IDENTITY_HEADER, IDENTITY_META_KEY, IdentityAssertion};
 use crate::auth::Identity;
 use crate::metrics::{CallStatus, Metrics, SessionGuard, UNKNOWN_TOOL};
@@ -24,6 +25,8 @@ use crate::telemetry::{
 #[derive(Debug)]
 pub(crate) struct CallPolicy {
     pub(crate) assertion_key: Option<AssertionKey>,
+    pub(crate) approval_key: Option<AssertionKey>,
+    pub(crate) ledger: ApprovalLedger,
     pub(crate) metrics: Metrics,
     pub(crate) tool_timeout: Duration,
     pub(crate) max_output_bytes: usize,
@@ -35,6 +38,10 @@ pub struct CallerContext {
     pub correlation_id: String,
     pub identity: Identity,
     pub trace_id: Option<String>,
+    /// A valid, unused approval token for exactly this call (tool and arguments), if one came.
+    pub approval: Option<Approval>,
+    /// Why an approval token that came with the call was refused.
+    pub approval_error: Option<String>,
 }
 
 impl CallerContext {
@@ -76,12 +83,59 @@ impl CallerContext {
                     .and_then(trace_id_from_traceparent)
                     .map(str::to_owned)
             });
+        let (approval, approval_error) = match ctx.extensions.get::<ApprovalState>() {
+            Some(ApprovalState::Approved(a)) => (Some(a.clone()), None),
+            Some(ApprovalState::Refused(e)) => (None, Some(e.clone())),
+            None => (None, None),
+        };
         Self {
             correlation_id,
             identity,
             trace_id,
+            approval,
+            approval_error,
         }
     }
+}
+
+/// The outcome of checking a call's approval token.
+#[derive(Debug, Clone)]
+enum ApprovalState {
+    Approved(Approval),
+    Refused(String),
+}
+
+/// Verifies an approval token in `_meta` against the tool and arguments of this very call and
+/// consumes it (single use).
+fn verify_approval(
+    policy: &CallPolicy,
+    request: &CallToolRequestParams,
+    ctx: &mut RequestContext<RoleServer>,
+) {
+    let Some(raw) = ctx.meta.get(APPROVAL_META_KEY) else {
+        return;
+    };
+    let state = match (
+        &policy.approval_key,
+        serde_json::from_value::<ApprovalToken>(raw.clone()),
+    ) {
+        (None, _) => Err(ApprovalError::NoKey),
+        (_, Err(e)) => Err(ApprovalError::Malformed(e.to_string())),
+        (Some(key), Ok(token)) => key
+            .verify_approval(&token, &request.name, request.arguments.as_ref())
+            .and_then(|a| policy.ledger.consume(&a).map(|()| a)),
+    };
+    let state = match state {
+        Ok(a) => {
+            tracing::info!(message = "Approval token accepted.", approval_id = %a.id);
+            ApprovalState::Approved(a)
+        }
+        Err(e) => {
+            tracing::warn!(message = "Approval token refused.", error = %e);
+            ApprovalState::Refused(e.to_string())
+        }
+    };
+    ctx.extensions.insert(state);
 }
 
 /// An identity asserted by master and verified with the shared key.
@@ -146,6 +200,7 @@ impl<H: ServerHandler> Instrumented<H> {
         mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         verify_assertion(self.policy.assertion_key.as_ref(), &mut context);
+        verify_approval(&self.policy, &request, &mut context);
         let caller = CallerContext::from_request(&context);
         let tool = request.name.to_string();
         let label = if self.inner.get_tool(&tool).is_some() {

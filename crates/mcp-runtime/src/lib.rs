@@ -5,6 +5,7 @@
 //! A service implements [`McpService`]; its binary is `fn main() -> ExitCode { mcp_runtime::main_for::<S>() }`.
 //! Tests and the stack use [`start`] or the lower-level [`Runtime`] to serve on a chosen address.
 
+pub mod approval;
 pub mod assertion;
 pub mod auth;
 pub mod config;
@@ -175,7 +176,13 @@ where
             Some(path) => Some(assertion::AssertionKey::load(path)?),
             None => None,
         };
+        let approval_key = match &self.server.approval_key_file {
+            Some(path) => Some(assertion::AssertionKey::load(path)?),
+            None => assertion_key.clone(),
+        };
         let policy = Arc::new(CallPolicy {
+            approval_key,
+            ledger: approval::ApprovalLedger::default(),
             assertion_key,
             metrics: metrics.clone(),
             tool_timeout: Duration::from_secs(self.server.tool_timeout_secs),

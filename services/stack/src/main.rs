@@ -12,7 +12,7 @@ use mcp_runtime::{ConfigDoc, McpService, Running, ServerConfig, ShutdownToken};
 use serde::Deserialize;
 
 /// Every config section the stack reads.
-const SECTIONS: &[&str] = &["server", "ports", "master", "cmdb"];
+const SECTIONS: &[&str] = &["server", "ports", "master", "cmdb", "linux"];
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Run every MCP service of the suite in one process")]
@@ -38,6 +38,7 @@ enum Command {
 #[serde(deny_unknown_fields, default)]
 struct Ports {
     master: u16,
+    linux: u16,
     cmdb: u16,
 }
 
@@ -45,13 +46,12 @@ impl Default for Ports {
     fn default() -> Self {
         Self {
             master: mcp_master::Master::DEFAULT_PORT,
+            linux: mcp_linux_cli::LinuxCli::DEFAULT_PORT,
             cmdb: mcp_cmdb::Cmdb::DEFAULT_PORT,
         }
     }
 }
 
-// Each service issue adds its (name, port) to the downstream list below.
-#[allow(clippy::single_element_loop)]
 fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     let mut doc = ConfigDoc::load(cli.config.as_deref(), &ProcessEnv, SECTIONS)?;
     doc.deny_unknown_sections(SECTIONS)?;
@@ -61,7 +61,16 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     let ports: Ports = doc.section("ports")?;
     // Master fronts every service of the stack unless the config lists its own downstreams.
     let mut downstreams = toml::value::Array::new();
-    for (name, port) in [("cmdb", ports.cmdb)] {
+    // linux-cli finds SSH hosts in this stack's CMDB.
+    doc.set_default(
+        "linux",
+        "ssh",
+        toml::Value::Table(toml::Table::from_iter([(
+            "cmdb_url".to_owned(),
+            toml::Value::from(format!("http://127.0.0.1:{}/mcp", ports.cmdb)),
+        )])),
+    );
+    for (name, port) in [("linux", ports.linux), ("cmdb", ports.cmdb)] {
         let mut t = toml::Table::new();
         t.insert("name".into(), name.into());
         t.insert("url".into(), format!("http://127.0.0.1:{port}/mcp").into());
@@ -106,6 +115,7 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
         );
     }
     let _: mcp_cmdb::CmdbConfig = doc.section("cmdb")?;
+    let _: mcp_linux_cli::LinuxConfig = doc.section("linux")?;
     let master: mcp_master::MasterConfig = doc.section("master")?;
     master
         .validate()
@@ -131,7 +141,10 @@ async fn start<S: McpService>(
 async fn run(doc: ConfigDoc, server: ServerConfig, ports: Ports) -> anyhow::Result<()> {
     let shutdown = ShutdownToken::new();
     // Services first, master last, so that master finds them up.
-    let mut running = vec![start::<mcp_cmdb::Cmdb>(&doc, &server, ports.cmdb, &shutdown).await?];
+    let mut running = vec![
+        start::<mcp_cmdb::Cmdb>(&doc, &server, ports.cmdb, &shutdown).await?,
+        start::<mcp_linux_cli::LinuxCli>(&doc, &server, ports.linux, &shutdown).await?,
+    ];
     running.push(start::<mcp_master::Master>(&doc, &server, ports.master, &shutdown).await?);
     for r in &running {
         tracing::info!(message = "Service up.", url = %r.url("/mcp"));

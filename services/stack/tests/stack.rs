@@ -77,6 +77,7 @@ fn stack_serves_cmdb_from_a_fresh_directory_and_inspector_lists_its_tools() {
             .current_dir(cwd.path())
             .env("MCP_PORTS_CMDB", port.to_string())
             .env("MCP_PORTS_MASTER", master_port.to_string())
+            .env("MCP_PORTS_LINUX", free_port().to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -189,6 +190,7 @@ fn a_call_through_master_logs_one_correlation_and_trace_id_in_master_and_service
         .current_dir(cwd.path())
         .env("MCP_PORTS_CMDB", cmdb.to_string())
         .env("MCP_PORTS_MASTER", master.to_string())
+        .env("MCP_PORTS_LINUX", free_port().to_string())
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -224,11 +226,28 @@ fn a_call_through_master_logs_one_correlation_and_trace_id_in_master_and_service
             .unwrap();
         let r = post(
             serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"cmdb_getHost","arguments":{"name":"aicrusher"}}}),
-            Some(session),
+            Some(session.clone()),
         )
         .await
         .unwrap();
         assert!(r.text().await.unwrap().contains("aicrusher"));
+        // linux-cli through master: a read-only command runs, `rm -rf /` is refused.
+        let r = post(
+            serde_json::json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"linux_runCommand","arguments":{"command":"uptime"}}}),
+            Some(session.clone()),
+        )
+        .await
+        .unwrap();
+        let body = r.text().await.unwrap();
+        assert!(body.contains("load average"), "{body}");
+        let r = post(
+            serde_json::json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"linux_runCommand","arguments":{"command":"rm -rf /"}}}),
+            Some(session),
+        )
+        .await
+        .unwrap();
+        let body = r.text().await.unwrap();
+        assert!(body.contains("Nothing was run"), "{body}");
     });
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -241,7 +260,25 @@ fn a_call_through_master_logs_one_correlation_and_trace_id_in_master_and_service
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|l| l["message"] == "Tool call finished.")
         .collect();
-    for service in ["master", "cmdb"] {
+    // linux-cli audits every command with identity, correlation id, category and decision.
+    let audits: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["message"] == "Command audited.")
+        .collect();
+    let blocked = audits
+        .iter()
+        .find(|l| l["decision"] == "blocked")
+        .unwrap_or_else(|| panic!("no audit line for the blocked command: {audits:#?}"));
+    assert_eq!(blocked["correlation_id"], "corr-e2e-7", "{blocked}");
+    assert_eq!(blocked["category"], "blocked", "{blocked}");
+    assert!(blocked["identity"].is_string(), "{blocked}");
+    let ran = audits
+        .iter()
+        .find(|l| l["decision"] == "ran")
+        .expect("audit of uptime");
+    assert_eq!(ran["exit_code"], 0, "{ran}");
+    for service in ["master", "cmdb", "linux-cli"] {
         let line = calls
             .iter()
             .find(|l| l["service"] == service)
