@@ -349,15 +349,13 @@ impl Files {
             std::fs::read_dir(&self.backup_dir).map_err(io("list backups in", &self.backup_dir))?;
         for e in entries.flatten() {
             let p = e.path();
-            if p.extension().is_some_and(|x| x == "json") {
-                if let Ok(info) = std::fs::read(&p)
+            if p.extension().is_some_and(|x| x == "json")
+                && let Ok(info) = std::fs::read(&p)
                     .map_err(|_| ())
                     .and_then(|b| serde_json::from_slice::<BackupInfo>(&b).map_err(|_| ()))
-                {
-                    if filter.as_ref().is_none_or(|f| *f == info.path) {
-                        out.push(info);
-                    }
-                }
+                && filter.as_ref().is_none_or(|f| *f == info.path)
+            {
+                out.push(info);
             }
         }
         out.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));

@@ -90,10 +90,10 @@ fn remote_pgid(stderr: &[u8]) -> Option<u32> {
 }
 
 fn strip_pgid(stderr: &mut Vec<u8>) {
-    if let Some(rest) = stderr.strip_prefix(PGID_BYTES) {
-        if let Some(end) = rest.iter().position(|b| *b == b'\n') {
-            stderr.drain(..PGID_BYTES.len() + end + 1);
-        }
+    if let Some(rest) = stderr.strip_prefix(PGID_BYTES)
+        && let Some(end) = rest.iter().position(|b| *b == b'\n')
+    {
+        stderr.drain(..PGID_BYTES.len() + end + 1);
     }
 }
 
@@ -191,22 +191,20 @@ pub async fn execute(
             Err(_) => {
                 timed_out = true;
                 let _ = channel.signal(Sig::KILL).await;
-                if let Some(pgid) = remote_pgid(&err.data) {
-                    if let Ok(killer) = session.channel_open_session().await {
-                        let _ = killer
-                            .exec(
-                                true,
-                                format!(
-                                    "kill -9 -- -{pgid} 2>/dev/null; kill -9 {pgid} 2>/dev/null"
-                                ),
-                            )
-                            .await;
-                        let mut killer = killer;
-                        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                            while killer.wait().await.is_some() {}
-                        })
+                if let Some(pgid) = remote_pgid(&err.data)
+                    && let Ok(killer) = session.channel_open_session().await
+                {
+                    let _ = killer
+                        .exec(
+                            true,
+                            format!("kill -9 -- -{pgid} 2>/dev/null; kill -9 {pgid} 2>/dev/null"),
+                        )
                         .await;
-                    }
+                    let mut killer = killer;
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        while killer.wait().await.is_some() {}
+                    })
+                    .await;
                 }
                 let _ = channel.close().await;
                 break;

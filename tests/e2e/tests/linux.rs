@@ -360,14 +360,16 @@ async fn start_sshd() -> Option<Sshd> {
         .arg(d.join("sshd_config"))
         .spawn()
         .expect("start sshd");
+    // Owned by the guard from here on: killed and reaped on every path, panics included.
+    let guard = Sshd {
+        child,
+        port,
+        dir,
+        user,
+    };
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(Sshd {
-                child,
-                port,
-                dir,
-                user,
-            });
+            return Some(guard);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
