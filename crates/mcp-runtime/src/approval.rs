@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use hmac::Mac;
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::CallToolResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -218,9 +218,7 @@ pub fn approval_required(tool: &str, reason: &str, details: Map<String, Value>) 
     let text = format!(
         "approval_required: {reason}. Ask an approver to approve this exact call (through master's approvals), then repeat it with the approval token."
     );
-    let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
-    result.structured_content = Some(Value::Object(body));
-    result
+    crate::output::structured_error(text, Value::Object(body))
 }
 
 #[cfg(test)]

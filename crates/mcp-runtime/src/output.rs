@@ -2,6 +2,14 @@
 
 use rmcp::model::{CallToolResult, ContentBlock};
 
+/// A tool error (`isError: true`) with a text a person can act on and a structured body a program
+/// can branch on (`{"error": "blocked", …}`).
+pub fn structured_error(text: impl Into<String>, body: serde_json::Value) -> CallToolResult {
+    let mut result = CallToolResult::error(vec![ContentBlock::text(text.into())]);
+    result.structured_content = Some(body);
+    result
+}
+
 /// Cuts `text` to at most `max` bytes (on a character boundary) and appends a marker saying how much
 /// was dropped. Returns the text unchanged when it fits.
 pub fn truncate_text(text: &str, max: usize) -> (String, bool) {

@@ -3,10 +3,9 @@
 //! not in the table gets the policy's `unknown_commands` category (blocked by default).
 
 use std::path::Path;
-use std::sync::LazyLock;
 
 use crate::shell::{Arg, Ctx, check_assignment};
-use crate::{Category, sandbox};
+use crate::{Category, PathSandbox, sandbox};
 
 use Category::{Blocked, Destructive, Network, Privileged, ReadOnly, Write};
 
@@ -351,29 +350,14 @@ const SYSTEM_TREES: &[&str] = &[
     "/snap", "/tmp",
 ];
 
-static DEFAULT_DENY: LazyLock<globset::GlobSet> = LazyLock::new(|| {
-    let mut b = globset::GlobSetBuilder::new();
-    for rule in sandbox::DEFAULT_DENY {
-        if let Ok(g) = globset::GlobBuilder::new(rule)
-            .literal_separator(true)
-            .build()
-        {
-            b.add(g);
-        }
-    }
-    b.build().unwrap_or_else(|_| globset::GlobSet::empty())
-});
-
 /// The deny rule a path argument matches (sandbox rules when configured, else the defaults).
 pub(crate) fn sensitive(ctx: &Ctx<'_>, path: &str) -> Option<String> {
-    let p = sandbox::lexical(Path::new(path));
-    if let Some(sb) = ctx.validator.sandbox() {
-        return sb.denied_by(&p).map(str::to_owned);
-    }
-    let matches = DEFAULT_DENY.matches(&p);
-    matches
-        .first()
-        .map(|i| sandbox::DEFAULT_DENY[*i].to_owned())
+    let deny = ctx
+        .validator
+        .sandbox()
+        .map_or(sandbox::DenyList::defaults(), PathSandbox::deny_list);
+    deny.matching(&sandbox::lexical(Path::new(path)))
+        .map(str::to_owned)
 }
 
 /// Literal short-option cluster check (`-rf` has `r`) or long option (`--recursive[=…]`).

@@ -220,6 +220,16 @@ impl Validator {
         self.verdict(findings)
     }
 
+    /// The verdict on an action that is not a command line (a file write by a tool), whose category
+    /// the caller knows: the same policy decides.
+    pub fn validate_action(&self, action: &str, category: Category, reason: &str) -> Validation {
+        self.verdict(vec![Finding {
+            command: action.to_owned(),
+            category,
+            reason: reason.to_owned(),
+        }])
+    }
+
     fn verdict(&self, findings: Vec<Finding>) -> Validation {
         let worst = findings
             .iter()

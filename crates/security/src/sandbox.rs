@@ -62,12 +62,62 @@ pub enum SandboxError {
     Io { path: String, message: String },
 }
 
+/// Globs of sensitive files: [`DEFAULT_DENY`] plus configured extras.
+#[derive(Debug, Clone)]
+pub(crate) struct DenyList {
+    set: GlobSet,
+    rules: Vec<String>,
+}
+
+impl DenyList {
+    fn new(extra: &[String]) -> Result<Self, SandboxError> {
+        let mut builder = GlobSetBuilder::new();
+        let mut rules = Vec::new();
+        for rule in DEFAULT_DENY
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(extra.iter().cloned())
+        {
+            let glob = globset::GlobBuilder::new(&rule)
+                .literal_separator(true)
+                .build()
+                .map_err(|e| SandboxError::BadRule {
+                    rule: rule.clone(),
+                    message: e.to_string(),
+                })?;
+            builder.add(glob);
+            rules.push(rule);
+        }
+        let set = builder.build().map_err(|e| SandboxError::BadRule {
+            rule: "(set)".to_owned(),
+            message: e.to_string(),
+        })?;
+        Ok(Self { set, rules })
+    }
+
+    /// The built-in list alone, for validators without a sandbox (remote commands).
+    pub(crate) fn defaults() -> &'static Self {
+        static DEFAULTS: std::sync::LazyLock<DenyList> = std::sync::LazyLock::new(|| {
+            DenyList::new(&[])
+                .unwrap_or_else(|_| unreachable!("the built-in rules are valid globs"))
+        });
+        &DEFAULTS
+    }
+
+    /// The first rule `path` matches.
+    pub(crate) fn matching(&self, path: &Path) -> Option<&str> {
+        self.set
+            .matches(path)
+            .first()
+            .map(|i| self.rules[*i].as_str())
+    }
+}
+
 /// Allowed roots plus a deny-list of sensitive files.
 #[derive(Debug, Clone)]
 pub struct PathSandbox {
     roots: Vec<PathBuf>,
-    deny: GlobSet,
-    deny_rules: Vec<String>,
+    deny: DenyList,
 }
 
 /// A path that passed the sandbox.
@@ -105,31 +155,9 @@ impl PathSandbox {
             }
             canonical.push(c);
         }
-        let mut builder = GlobSetBuilder::new();
-        let mut rules = Vec::new();
-        for rule in DEFAULT_DENY
-            .iter()
-            .map(|s| (*s).to_owned())
-            .chain(deny.iter().cloned())
-        {
-            let glob = globset::GlobBuilder::new(&rule)
-                .literal_separator(true)
-                .build()
-                .map_err(|e| SandboxError::BadRule {
-                    rule: rule.clone(),
-                    message: e.to_string(),
-                })?;
-            builder.add(glob);
-            rules.push(rule);
-        }
-        let deny = builder.build().map_err(|e| SandboxError::BadRule {
-            rule: "(set)".to_owned(),
-            message: e.to_string(),
-        })?;
         Ok(Self {
             roots: canonical,
-            deny,
-            deny_rules: rules,
+            deny: DenyList::new(deny)?,
         })
     }
 
@@ -140,10 +168,11 @@ impl PathSandbox {
 
     /// The deny rule a path matches, if any (checked on the path as given and as resolved).
     pub fn denied_by(&self, path: &Path) -> Option<&str> {
-        self.deny
-            .matches(path)
-            .first()
-            .map(|i| self.deny_rules[*i].as_str())
+        self.deny.matching(path)
+    }
+
+    pub(crate) fn deny_list(&self) -> &DenyList {
+        &self.deny
     }
 
     /// Resolves `path` (relative paths against `base`, else the first root) and checks it.

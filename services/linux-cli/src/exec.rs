@@ -26,6 +26,35 @@ pub struct ExecOutput {
     pub duration_ms: u64,
 }
 
+impl ExecOutput {
+    /// The result of a command that ended (`timeout: None`) or was killed after `timeout`, in which
+    /// case `killed` says how and stderr ends with that note.
+    pub(crate) fn assemble(
+        stdout: Capped,
+        stderr: Capped,
+        exit_code: Option<i32>,
+        timeout: Option<(Duration, &str)>,
+        started: Instant,
+    ) -> Self {
+        let (stdout, t1) = stdout.finish();
+        let (mut stderr, t2) = stderr.finish();
+        if let Some((after, killed)) = timeout {
+            stderr.push_str(&format!(
+                "\n[timed out after {} s; {killed}]",
+                after.as_secs_f64()
+            ));
+        }
+        Self {
+            exit_code: if timeout.is_some() { None } else { exit_code },
+            stdout,
+            stderr,
+            truncated: t1 || t2,
+            timed_out: timeout.is_some(),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
 /// Keeps the first `cap` bytes of a stream and counts the rest.
 #[derive(Default)]
 pub(crate) struct Capped {
@@ -120,26 +149,13 @@ pub async fn run(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let (stdout, t1) = stdout.finish();
-    let (mut stderr, t2) = stderr.finish();
-    if timed_out {
-        stderr.push_str(&format!(
-            "\n[timed out after {} s; the process group was killed]",
-            timeout.as_secs_f64()
-        ));
-    }
-    Ok(ExecOutput {
-        exit_code: if timed_out {
-            None
-        } else {
-            status.and_then(|s| s.code())
-        },
+    Ok(ExecOutput::assemble(
         stdout,
         stderr,
-        truncated: t1 || t2,
-        timed_out,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
+        status.and_then(|s| s.code()),
+        timed_out.then_some((timeout, "the process group was killed")),
+        started,
+    ))
 }
 
 #[cfg(test)]

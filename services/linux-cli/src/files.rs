@@ -198,20 +198,25 @@ impl Files {
         file.take(want)
             .read_to_end(&mut buf)
             .map_err(io("read", &r.absolute))?;
-        let binary = buf.iter().take(8192).any(|b| *b == 0)
-            || std::str::from_utf8(&buf).is_err() && buf.len() < 4 * 1024;
-        let (encoding, content) = match String::from_utf8(buf.clone()) {
-            Ok(s) if !binary => ("utf-8".to_owned(), s),
-            _ => ("base64".to_owned(), base64(&buf)),
+        let length = buf.len() as u64;
+        // Text unless it has NUL bytes or is not UTF-8; binary comes back base64-encoded.
+        let text = if buf.iter().take(8192).any(|b| *b == 0) {
+            Err(buf)
+        } else {
+            String::from_utf8(buf).map_err(std::string::FromUtf8Error::into_bytes)
+        };
+        let (binary, encoding, content) = match text {
+            Ok(s) => (false, "utf-8", s),
+            Err(bytes) => (true, "base64", base64(&bytes)),
         };
         Ok(FileContent {
             path: r.absolute.display().to_string(),
             size,
             offset,
-            length: buf.len() as u64,
-            more: offset + (buf.len() as u64) < size,
-            binary: encoding == "base64",
-            encoding,
+            length,
+            more: offset + length < size,
+            binary,
+            encoding: encoding.to_owned(),
             content,
         })
     }

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_runtime::approval::approval_required;
+use mcp_runtime::output::structured_error;
 use mcp_runtime::{BoxError, BuildContext, CallerContext, Check, HealthProbe, McpService};
-use mcp_security::{Decision, PathSandbox, PolicyConfig, Validation, Validator};
+use mcp_security::{Category, Decision, PathSandbox, PolicyConfig, Validation, Validator};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::{Json, Parameters};
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
@@ -313,12 +314,6 @@ pub struct LinuxHandler {
     tool_router: ToolRouter<Self>,
 }
 
-fn tool_error(text: String, body: Value) -> CallToolResult {
-    let mut r = CallToolResult::error(vec![ContentBlock::text(text)]);
-    r.structured_content = Some(body);
-    r
-}
-
 fn validation_details(v: &Validation, command: &str) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("category".into(), json!(v.category));
@@ -383,7 +378,7 @@ impl LinuxHandler {
         match v.decision {
             Decision::Block => {
                 audit(caller, tool, host, command, v, "blocked", None);
-                Err(tool_error(
+                Err(structured_error(
                     format!("refused ({}): {}. Nothing was run.", v.category, v.reason),
                     json!({ "error": "blocked", "category": v.category, "reason": v.reason, "validation": v }),
                 ))
@@ -691,20 +686,11 @@ impl LinuxHandler {
         };
         let resolved = self.svc.files.resolve(&a.path).map_err(|e| e.to_string())?;
         let shown = format!("writeFile {}", resolved.absolute.display());
-        let v = Validation {
-            is_safe: false,
-            category: mcp_security::Category::Write,
-            reason: format!(
-                "writes {} bytes to {}",
-                data.len(),
-                resolved.absolute.display()
-            ),
-            decision: self
-                .svc
-                .validator
-                .decision_for(mcp_security::Category::Write),
-            findings: Vec::new(),
-        };
+        let v = self.svc.validator.validate_action(
+            &shown,
+            Category::Write,
+            &format!("writes {} bytes", data.len()),
+        );
         if let Err(refusal) = self.gate("writeFile", &caller, "local", &shown, &v) {
             return Ok(refusal);
         }
@@ -782,16 +768,11 @@ impl LinuxHandler {
     ) -> Result<CallToolResult, String> {
         let caller = CallerContext::from_request(&ctx);
         let shown = format!("restoreBackup {}", a.id);
-        let v = Validation {
-            is_safe: false,
-            category: mcp_security::Category::Write,
-            reason: format!("overwrites a file with backup {}", a.id),
-            decision: self
-                .svc
-                .validator
-                .decision_for(mcp_security::Category::Write),
-            findings: Vec::new(),
-        };
+        let v = self.svc.validator.validate_action(
+            &shown,
+            Category::Write,
+            "overwrites a file with a backup",
+        );
         if let Err(refusal) = self.gate("restoreBackup", &caller, "local", &shown, &v) {
             return Ok(refusal);
         }

@@ -30,6 +30,13 @@ struct Verifier {
     problem: Arc<Mutex<Option<String>>>,
 }
 
+impl Verifier {
+    /// Records why the host key was refused, for the error the caller sees.
+    fn problem_is(&self, why: String) {
+        *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+}
+
 impl client::Handler for Verifier {
     type Error = russh::Error;
 
@@ -38,8 +45,7 @@ impl client::Handler for Verifier {
         presented: &russh::keys::PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } = presented else {
-            *self.problem.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some("the server presented a host certificate; only plain host keys listed in known_hosts are accepted".to_owned());
+            self.problem_is("the server presented a host certificate; only plain host keys listed in known_hosts are accepted".to_owned());
             return Ok(false);
         };
         let fingerprint = key.fingerprint(Default::default());
@@ -49,7 +55,7 @@ impl client::Handler for Verifier {
                 Ok(true) => found = true,
                 Ok(false) => {}
                 Err(russh::keys::Error::KeyChanged { line }) => {
-                    *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                    self.problem_is(format!(
                         "HOST KEY MISMATCH for {name}:{}: the server presented {fingerprint}, which differs from line {line} of {}; refusing to connect (possible man-in-the-middle)",
                         self.port,
                         self.known_hosts.display()
@@ -57,7 +63,7 @@ impl client::Handler for Verifier {
                     return Ok(false);
                 }
                 Err(e) => {
-                    *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                    self.problem_is(format!(
                         "cannot read known_hosts file {}: {e}",
                         self.known_hosts.display()
                     ));
@@ -66,7 +72,7 @@ impl client::Handler for Verifier {
             }
         }
         if !found {
-            *self.problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+            self.problem_is(format!(
                 "unknown host key for {} port {} ({fingerprint}): it is not in {}; verify the fingerprint and add it (e.g. `ssh-keyscan -p {} {}`)",
                 self.names.join(" / "),
                 self.port,
@@ -224,20 +230,14 @@ pub async fn execute(
         .disconnect(Disconnect::ByApplication, "", "en")
         .await;
     strip_pgid(&mut err.data);
-    let (stdout, t1) = out.finish();
-    let (mut stderr, t2) = err.finish();
-    if timed_out {
-        stderr.push_str(&format!(
-            "\n[timed out after {} s; the remote command was sent KILL and the session closed]",
-            timeout.as_secs_f64()
-        ));
-    }
-    Ok(ExecOutput {
-        exit_code: if timed_out { None } else { exit_code },
-        stdout,
-        stderr,
-        truncated: t1 || t2,
-        timed_out,
-        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
+    Ok(ExecOutput::assemble(
+        out,
+        err,
+        exit_code,
+        timed_out.then_some((
+            timeout,
+            "the remote command was sent KILL and the session closed",
+        )),
+        started,
+    ))
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TestService, call, downstream, mcp_client, skip, start_master};
+use common::{TestService, call, downstream, free_port, mcp_client, skip, start_master, text_of};
 use mcp_runtime::assertion::AssertionKey;
 use mcp_runtime::{ConfigDoc, ServerConfig, ShutdownToken};
 use rmcp::model::{CallToolResult, MetaObject, RequestMetaObject};
@@ -44,14 +44,6 @@ async fn start_linux(extra: &str, server: ServerConfig) -> Linux {
 
 fn structured(r: &CallToolResult) -> Value {
     r.structured_content.clone().unwrap_or(Value::Null)
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test]
@@ -97,7 +89,7 @@ async fn through_master_validate_run_refuse_and_require_approval() {
         .call_tool(call("linux_runCommand", json!({"command": "uptime"})))
         .await
         .unwrap();
-    assert_ne!(up.is_error, Some(true), "{}", text(&up));
+    assert_ne!(up.is_error, Some(true), "{}", text_of(&up));
     let up = structured(&up);
     assert_eq!(up["exit_code"], 0, "{up}");
     assert!(
@@ -127,8 +119,8 @@ async fn through_master_validate_run_refuse_and_require_approval() {
             .await
             .unwrap();
         assert_eq!(r.is_error, Some(true), "{cmd}");
-        assert_eq!(structured(&r)["error"], "blocked", "{cmd}: {}", text(&r));
-        assert!(text(&r).contains("Nothing was run"));
+        assert_eq!(structured(&r)["error"], "blocked", "{cmd}: {}", text_of(&r));
+        assert!(text_of(&r).contains("Nothing was run"));
     }
     assert!(!marker.exists(), "a blocked command ran");
 
@@ -192,7 +184,7 @@ async fn approval_tokens_are_checked_by_the_service() {
         .call_tool(with_token("writeFile", args.clone(), &token))
         .await
         .unwrap();
-    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
     assert_eq!(
         std::fs::read_to_string(linux.root.join("notes/a.txt")).unwrap(),
         "first"
@@ -204,7 +196,7 @@ async fn approval_tokens_are_checked_by_the_service() {
         .await
         .unwrap();
     assert_eq!(structured(&r)["error"], "approval_required");
-    assert!(text(&r).contains("already been used"), "{}", text(&r));
+    assert!(text_of(&r).contains("already been used"), "{}", text_of(&r));
 
     // Bound to the arguments: the same token for other content is refused.
     let token2 = key.sign_approval("writeFile", args.as_object(), "ap-2", 60);
@@ -216,7 +208,11 @@ async fn approval_tokens_are_checked_by_the_service() {
         ))
         .await
         .unwrap();
-    assert!(text(&r).contains("different arguments"), "{}", text(&r));
+    assert!(
+        text_of(&r).contains("different arguments"),
+        "{}",
+        text_of(&r)
+    );
     // Signed with another key: refused.
     let other = AssertionKey::from_bytes(&[9u8; 32]).unwrap();
     let forged = other.sign_approval("writeFile", args.as_object(), "ap-3", 60);
@@ -224,7 +220,7 @@ async fn approval_tokens_are_checked_by_the_service() {
         .call_tool(with_token("writeFile", args.clone(), &forged))
         .await
         .unwrap();
-    assert!(text(&r).contains("signature"), "{}", text(&r));
+    assert!(text_of(&r).contains("signature"), "{}", text_of(&r));
 
     // Second version, then restore the first byte for byte.
     let args2 = json!({"path": "notes/a.txt", "content": "second"});
@@ -245,7 +241,7 @@ async fn approval_tokens_are_checked_by_the_service() {
         .call_tool(with_token("restoreBackup", rargs.clone(), &t))
         .await
         .unwrap();
-    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
     assert_eq!(
         std::fs::read_to_string(linux.root.join("notes/a.txt")).unwrap(),
         "first"
@@ -258,7 +254,7 @@ async fn approval_tokens_are_checked_by_the_service() {
         .call_tool(with_token("runCommand", cargs.clone(), &t))
         .await
         .unwrap();
-    assert_eq!(structured(&r)["exit_code"], 0, "{}", text(&r));
+    assert_eq!(structured(&r)["exit_code"], 0, "{}", text_of(&r));
     assert_eq!(
         std::fs::read_to_string(linux.root.join("out.txt")).unwrap(),
         "approved\n"
@@ -309,14 +305,6 @@ fn keygen(path: &Path) {
         .expect("ssh-keygen")
         .success();
     assert!(ok, "ssh-keygen failed");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_sshd() -> Option<Sshd> {
@@ -447,7 +435,7 @@ async fn ssh_against_a_real_sshd_with_cmdb_lookup() {
         ))
         .await
         .unwrap();
-    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
     let body = structured(&r);
     assert_eq!(body["exit_code"], 0, "{body}");
     assert_eq!(
@@ -480,7 +468,7 @@ async fn ssh_against_a_real_sshd_with_cmdb_lookup() {
         .await
         .unwrap();
     assert_eq!(r.is_error, Some(true));
-    assert!(text(&r).contains("no-such-host"), "{}", text(&r));
+    assert!(text_of(&r).contains("no-such-host"), "{}", text_of(&r));
 
     // Dangerous remote command: refused before connecting (sshd would log a connection otherwise).
     let r = client
@@ -490,7 +478,7 @@ async fn ssh_against_a_real_sshd_with_cmdb_lookup() {
         ))
         .await
         .unwrap();
-    assert_eq!(structured(&r)["error"], "blocked", "{}", text(&r));
+    assert_eq!(structured(&r)["error"], "blocked", "{}", text_of(&r));
     let r = client
         .call_tool(call(
             "sshExecuteCommand",
@@ -502,7 +490,7 @@ async fn ssh_against_a_real_sshd_with_cmdb_lookup() {
         structured(&r)["error"],
         "blocked",
         "validation comes before host lookup: {}",
-        text(&r)
+        text_of(&r)
     );
     let r = client
         .call_tool(call(
@@ -541,36 +529,32 @@ async fn ssh_against_a_real_sshd_with_cmdb_lookup() {
     assert!(gone, "remote `{tag}` still running after the timeout");
     client.cancel().await.unwrap();
 
-    // Host key not in known_hosts: refused with a clear error, never learned.
-    let unknown = start_linux(&ssh_cfg("empty_known_hosts"), ServerConfig::default()).await;
-    let c = mcp_client(&unknown.svc.url("/mcp")).await;
-    let r = c
-        .call_tool(call(
-            "sshExecuteCommand",
-            json!({"host": "testbox", "command": "uptime"}),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(true));
-    assert!(text(&r).contains("unknown host key"), "{}", text(&r));
-    assert_eq!(
-        std::fs::read_to_string(d.join("empty_known_hosts")).unwrap(),
-        "",
-        "nothing learned"
-    );
-    c.cancel().await.unwrap();
-
-    // Wrong host key recorded: refused as a mismatch.
-    let wrong = start_linux(&ssh_cfg("wrong_known_hosts"), ServerConfig::default()).await;
-    let c = mcp_client(&wrong.svc.url("/mcp")).await;
-    let r = c
-        .call_tool(call(
-            "sshExecuteCommand",
-            json!({"host": "testbox", "command": "uptime"}),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(r.is_error, Some(true));
-    assert!(text(&r).contains("MISMATCH"), "{}", text(&r));
-    c.cancel().await.unwrap();
+    // Host key not in known_hosts (refused, never learned) and a different key recorded (a mismatch).
+    for (known_hosts, expected) in [
+        ("empty_known_hosts", "unknown host key"),
+        ("wrong_known_hosts", "MISMATCH"),
+    ] {
+        let before = std::fs::read_to_string(d.join(known_hosts)).unwrap();
+        let linux = start_linux(&ssh_cfg(known_hosts), ServerConfig::default()).await;
+        let c = mcp_client(&linux.svc.url("/mcp")).await;
+        let r = c
+            .call_tool(call(
+                "sshExecuteCommand",
+                json!({"host": "testbox", "command": "uptime"}),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.is_error, Some(true), "{known_hosts}");
+        assert!(
+            text_of(&r).contains(expected),
+            "{known_hosts}: {}",
+            text_of(&r)
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join(known_hosts)).unwrap(),
+            before,
+            "{known_hosts}: nothing learned"
+        );
+        c.cancel().await.unwrap();
+    }
 }

@@ -62,14 +62,6 @@ async fn wait_for(cond: impl Fn() -> bool, what: &str) {
     }
 }
 
-fn text_of(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn namespacing_aliases_and_transports() {
     let cmdb = start_cmdb(server_config()).await;
@@ -623,11 +615,7 @@ async fn conformance_suite_passes_through_master() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_downstream_down_at_startup_joins_when_it_comes_up() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let master = start_master(
         &downstream(
             "cmdb",

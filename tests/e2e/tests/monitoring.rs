@@ -153,11 +153,7 @@ async fn a_real_prometheus_scrapes_the_running_services() {
     };
     let cfg_path = dir.path().join("prometheus.yml");
     std::fs::write(&cfg_path, cfg).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let _prom = Prometheus(
         Command::new("prometheus")
             .arg(format!("--config.file={}", cfg_path.display()))

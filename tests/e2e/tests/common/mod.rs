@@ -94,6 +94,24 @@ pub async fn mcp_client(url: &str) -> RunningService<RoleClient, ()> {
     ().serve(transport).await.expect("client connects")
 }
 
+/// A port that was free a moment ago on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The text blocks of a tool result, joined by newlines.
+pub fn text_of(r: &rmcp::model::CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// True when CI demands that every real-component test runs (`MCP_E2E_REQUIRED=1`).
 pub fn required() -> bool {
     std::env::var("MCP_E2E_REQUIRED").is_ok_and(|v| v == "1")
