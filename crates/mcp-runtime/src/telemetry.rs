@@ -86,6 +86,7 @@ pub fn init(service: &str, format: LogFormat, default_filter: &str) {
         let filter = EnvFilter::try_from_default_env()
             .or_else(|_| EnvFilter::try_new(default_filter))
             .unwrap_or_else(|_| EnvFilter::new("info"));
+        let filter = cap_message_dumps(filter);
         let result = match format {
             LogFormat::Json => tracing_subscriber::registry()
                 .with(filter)
@@ -99,6 +100,15 @@ pub fn init(service: &str, format: LogFormat, default_filter: &str) {
         // Another subscriber (a test harness, an embedding program) may already be installed; keep it.
         let _ = result;
     });
+}
+
+/// rmcp logs whole JSON-RPC messages (tool arguments and results, secret values included) at debug
+/// and trace level; those targets stay at info whatever level the operator asks for.
+fn cap_message_dumps(filter: EnvFilter) -> EnvFilter {
+    ["rmcp=info", "rmcp::service=info", "rmcp::transport=info"]
+        .iter()
+        .filter_map(|d| d.parse().ok())
+        .fold(filter, EnvFilter::add_directive)
 }
 
 /// A layer writing one JSON object per event. Fields of enclosing spans are inherited.

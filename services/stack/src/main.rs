@@ -12,7 +12,7 @@ use mcp_runtime::{ConfigDoc, McpService, Running, ServerConfig, ShutdownToken};
 use serde::Deserialize;
 
 /// Every config section the stack reads.
-const SECTIONS: &[&str] = &["server", "ports", "master", "cmdb", "linux"];
+const SECTIONS: &[&str] = &["server", "ports", "master", "cmdb", "linux", "secrets"];
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Run every MCP service of the suite in one process")]
@@ -40,6 +40,7 @@ struct Ports {
     master: u16,
     linux: u16,
     cmdb: u16,
+    secrets: u16,
 }
 
 impl Default for Ports {
@@ -48,6 +49,7 @@ impl Default for Ports {
             master: mcp_master::Master::DEFAULT_PORT,
             linux: mcp_linux_cli::LinuxCli::DEFAULT_PORT,
             cmdb: mcp_cmdb::Cmdb::DEFAULT_PORT,
+            secrets: mcp_secrets::Secrets::DEFAULT_PORT,
         }
     }
 }
@@ -57,6 +59,8 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     doc.deny_unknown_sections(SECTIONS)?;
     // From a fresh clone the stack must work anywhere: fall back to the built-in sample inventory.
     doc.set_default("cmdb", "sample_if_missing", toml::Value::Boolean(true));
+    // ... and a demo KeePass database (password generated into secrets/) when no backend is set.
+    doc.set_default("secrets", "demo_if_empty", toml::Value::Boolean(true));
     let server = doc.server()?;
     let ports: Ports = doc.section("ports")?;
     // Master fronts every service of the stack unless the config lists its own downstreams.
@@ -70,7 +74,11 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
             toml::Value::from(format!("http://127.0.0.1:{}/mcp", ports.cmdb)),
         )])),
     );
-    for (name, port) in [("linux", ports.linux), ("cmdb", ports.cmdb)] {
+    for (name, port) in [
+        ("linux", ports.linux),
+        ("cmdb", ports.cmdb),
+        ("secrets", ports.secrets),
+    ] {
         let mut t = toml::Table::new();
         t.insert("name".into(), name.into());
         t.insert("url".into(), format!("http://127.0.0.1:{port}/mcp").into());
@@ -116,6 +124,7 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     }
     let _: mcp_cmdb::CmdbConfig = doc.section("cmdb")?;
     let _: mcp_linux_cli::LinuxConfig = doc.section("linux")?;
+    let _: mcp_secrets::SecretsConfig = doc.section("secrets")?;
     let master: mcp_master::MasterConfig = doc.section("master")?;
     master
         .validate()
@@ -144,6 +153,7 @@ async fn run(doc: ConfigDoc, server: ServerConfig, ports: Ports) -> anyhow::Resu
     let mut running = vec![
         start::<mcp_cmdb::Cmdb>(&doc, &server, ports.cmdb, &shutdown).await?,
         start::<mcp_linux_cli::LinuxCli>(&doc, &server, ports.linux, &shutdown).await?,
+        start::<mcp_secrets::Secrets>(&doc, &server, ports.secrets, &shutdown).await?,
     ];
     running.push(start::<mcp_master::Master>(&doc, &server, ports.master, &shutdown).await?);
     for r in &running {

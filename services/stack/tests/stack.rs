@@ -78,6 +78,7 @@ fn stack_serves_cmdb_from_a_fresh_directory_and_inspector_lists_its_tools() {
             .env("MCP_PORTS_CMDB", port.to_string())
             .env("MCP_PORTS_MASTER", master_port.to_string())
             .env("MCP_PORTS_LINUX", free_port().to_string())
+            .env("MCP_PORTS_SECRETS", free_port().to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -191,6 +192,7 @@ fn a_call_through_master_logs_one_correlation_and_trace_id_in_master_and_service
         .env("MCP_PORTS_CMDB", cmdb.to_string())
         .env("MCP_PORTS_MASTER", master.to_string())
         .env("MCP_PORTS_LINUX", free_port().to_string())
+        .env("MCP_PORTS_SECRETS", free_port().to_string())
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -286,4 +288,162 @@ fn a_call_through_master_logs_one_correlation_and_trace_id_in_master_and_service
         assert_eq!(line["correlation_id"], "corr-e2e-7", "{service}: {line}");
         assert_eq!(line["trace_id"], trace, "{service}: {line}");
     }
+}
+
+/// One MCP session over plain JSON-RPC POSTs.
+struct Session {
+    http: ::reqwest::Client,
+    url: String,
+    id: String,
+    next: u64,
+}
+
+impl Session {
+    async fn open(url: String) -> Self {
+        let http = ::reqwest::Client::new();
+        let init = http
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}))
+            .send()
+            .await
+            .unwrap();
+        let id = init.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let _ = init.text().await;
+        let s = Self {
+            http,
+            url,
+            id,
+            next: 2,
+        };
+        s.post(serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+            .await;
+        s
+    }
+
+    async fn post(&self, body: Value) -> String {
+        self.http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.id)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// `tools/call`; returns the JSON-RPC `result`.
+    async fn call(&mut self, name: &str, args: Value) -> Value {
+        self.next += 1;
+        let body = self
+            .post(serde_json::json!({"jsonrpc":"2.0","id":self.next,"method":"tools/call","params":{"name":name,"arguments":args}}))
+            .await;
+        let json = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: ").or(l.starts_with('{').then_some(l)))
+            .find_map(|l| serde_json::from_str::<Value>(l).ok())
+            .unwrap_or_else(|| panic!("no JSON-RPC answer: {body}"));
+        json["result"].clone()
+    }
+}
+
+#[test]
+fn secrets_through_master_on_the_demo_database() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (master, secrets) = (free_port(), free_port());
+    let mut stack = Stack(
+        Command::new(BIN)
+            .current_dir(cwd.path())
+            .env("MCP_PORTS_CMDB", free_port().to_string())
+            .env("MCP_PORTS_MASTER", master.to_string())
+            .env("MCP_PORTS_LINUX", free_port().to_string())
+            .env("MCP_PORTS_SECRETS", secrets.to_string())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(&format!("http://127.0.0.1:{master}/ready"));
+    wait_ready(&format!("http://127.0.0.1:{secrets}/ready"));
+    // First run: a demo database and its generated password, readable only by the owner.
+    let pw = cwd.path().join("secrets/keepass_demo_password");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&pw).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(&pw).unwrap().len() >= 24);
+    assert!(cwd.path().join("data/secrets/demo.kdbx").is_file());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut s = Session::open(format!("http://127.0.0.1:{master}/mcp")).await;
+        let r = s.call("secrets_listBackends", serde_json::json!({})).await;
+        assert_eq!(
+            r["structuredContent"]["backends"][0]["name"], "keepass",
+            "{r}"
+        );
+        assert_eq!(
+            r["structuredContent"]["backends"][0]["state"], "ready",
+            "{r}"
+        );
+        let r = s
+            .call(
+                "secrets_listSecrets",
+                serde_json::json!({"prefix": "keepass/Infra/"}),
+            )
+            .await;
+        let names: Vec<&str> = r["structuredContent"]["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["keepass/Infra/docker-registry", "keepass/Infra/postgres"],
+            "{r}"
+        );
+        assert!(!r.to_string().contains("demo-postgres-password"), "{r}");
+        let r = s
+            .call(
+                "secrets_getSecret",
+                serde_json::json!({"name": "keepass/Infra/docker-registry"}),
+            )
+            .await;
+        assert_eq!(r["structuredContent"]["field"], "password", "{r}");
+        assert_eq!(
+            r["structuredContent"]["value"].as_str().unwrap().len(),
+            32,
+            "{r}"
+        );
+        let r = s
+            .call(
+                "secrets_getSecret",
+                serde_json::json!({"name": "keepass/Infra/docker-registry", "field": "username"}),
+            )
+            .await;
+        assert_eq!(r["structuredContent"]["value"], "deploy", "{r}");
+        let r = s
+            .call(
+                "secrets_setSecret",
+                serde_json::json!({"name": "keepass/Infra/docker-registry", "value": "new"}),
+            )
+            .await;
+        assert_eq!(r["isError"], true, "{r}");
+        assert_eq!(r["structuredContent"]["error"], "approval_required", "{r}");
+    });
+    let _ = Command::new("kill")
+        .args(["-TERM", &stack.0.id().to_string()])
+        .status();
+    let _ = stack.0.wait();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stack.0.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(out.contains("Created a demo KeePass database"), "{out}");
 }
