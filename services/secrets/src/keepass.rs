@@ -613,23 +613,7 @@ impl SecretBackend for Arc<Keepass> {
         let full = path.to_owned();
         self.modify(move |db| {
             // Create the groups along the path.
-            let mut gid = db.root().id();
-            for name in &groups {
-                let existing = db.group(gid).and_then(|g| {
-                    g.groups()
-                        .find(|c| c.name.eq_ignore_ascii_case(name))
-                        .map(|c| c.id())
-                });
-                gid = match existing {
-                    Some(id) => id,
-                    None => {
-                        let mut parent = db.group_mut(gid).ok_or(SecretError::NotFound)?;
-                        let mut child = parent.add_group();
-                        child.name = name.clone();
-                        child.id()
-                    }
-                };
-            }
+            let gid = ensure_groups(db, &groups);
             let existing = db.group(gid).and_then(|g| {
                 g.entries()
                     .find(|e| e.get_title() == Some(title.as_str()))
@@ -691,6 +675,31 @@ impl SecretBackend for Arc<Keepass> {
     }
 }
 
+/// The group at `path` under the root (names matched case-insensitively), created as needed.
+fn ensure_groups<S: AsRef<str>>(db: &mut Database, path: &[S]) -> keepass::db::GroupId {
+    let mut gid = db.root().id();
+    for name in path {
+        let name = name.as_ref();
+        let existing = db.group(gid).and_then(|g| {
+            g.groups()
+                .find(|c| c.name.eq_ignore_ascii_case(name))
+                .map(|c| c.id())
+        });
+        gid = match existing {
+            Some(id) => id,
+            None => match db.group_mut(gid) {
+                Some(mut parent) => {
+                    let mut child = parent.add_group();
+                    child.name = name.to_owned();
+                    child.id()
+                }
+                None => return gid,
+            },
+        };
+    }
+    gid
+}
+
 /// KDF settings for databases this service creates (the demo database, tests): Argon2id at 32 MiB,
 /// strong enough for a local file and quick to open.
 pub fn new_database_config() -> DatabaseConfig {
@@ -725,21 +734,7 @@ pub fn create_database(
     let mut db = Database::with_config(config);
     db.root_mut().name = "Root".to_owned();
     for e in entries {
-        let mut gid = db.root().id();
-        for name in e.group {
-            let existing = db
-                .group(gid)
-                .and_then(|g| g.groups().find(|c| c.name == *name).map(|c| c.id()));
-            gid = match existing {
-                Some(id) => id,
-                None => {
-                    let mut parent = db.group_mut(gid).ok_or("group vanished")?;
-                    let mut child = parent.add_group();
-                    child.name = (*name).to_owned();
-                    child.id()
-                }
-            };
-        }
+        let gid = ensure_groups(&mut db, e.group);
         let mut g = db.group_mut(gid).ok_or("group vanished")?;
         let mut entry = g.add_entry();
         entry.set_unprotected(fields::TITLE, e.title);
