@@ -12,7 +12,9 @@ use mcp_runtime::{ConfigDoc, McpService, Running, ServerConfig, ShutdownToken};
 use serde::Deserialize;
 
 /// Every config section the stack reads.
-const SECTIONS: &[&str] = &["server", "ports", "master", "cmdb", "linux", "secrets"];
+const SECTIONS: &[&str] = &[
+    "server", "ports", "master", "cmdb", "linux", "secrets", "k8s",
+];
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Run every MCP service of the suite in one process")]
@@ -41,6 +43,7 @@ struct Ports {
     linux: u16,
     cmdb: u16,
     secrets: u16,
+    k8s: u16,
 }
 
 impl Default for Ports {
@@ -50,6 +53,7 @@ impl Default for Ports {
             linux: mcp_linux_cli::LinuxCli::DEFAULT_PORT,
             cmdb: mcp_cmdb::Cmdb::DEFAULT_PORT,
             secrets: mcp_secrets::Secrets::DEFAULT_PORT,
+            k8s: mcp_k8s::K8s::DEFAULT_PORT,
         }
     }
 }
@@ -78,6 +82,7 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
         ("linux", ports.linux),
         ("cmdb", ports.cmdb),
         ("secrets", ports.secrets),
+        ("k8s", ports.k8s),
     ] {
         let mut t = toml::Table::new();
         t.insert("name".into(), name.into());
@@ -125,6 +130,7 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     let _: mcp_cmdb::CmdbConfig = doc.section("cmdb")?;
     let _: mcp_linux_cli::LinuxConfig = doc.section("linux")?;
     let _: mcp_secrets::SecretsConfig = doc.section("secrets")?;
+    let _: mcp_k8s::K8sConfig = doc.section("k8s")?;
     let master: mcp_master::MasterConfig = doc.section("master")?;
     master
         .validate()
@@ -154,6 +160,8 @@ async fn run(doc: ConfigDoc, server: ServerConfig, ports: Ports) -> anyhow::Resu
         start::<mcp_cmdb::Cmdb>(&doc, &server, ports.cmdb, &shutdown).await?,
         start::<mcp_linux_cli::LinuxCli>(&doc, &server, ports.linux, &shutdown).await?,
         start::<mcp_secrets::Secrets>(&doc, &server, ports.secrets, &shutdown).await?,
+        // Without a cluster the k8s service runs degraded and its tools say why.
+        start::<mcp_k8s::K8s>(&doc, &server, ports.k8s, &shutdown).await?,
     ];
     running.push(start::<mcp_master::Master>(&doc, &server, ports.master, &shutdown).await?);
     for r in &running {
