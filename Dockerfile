@@ -12,20 +12,21 @@ COPY crates/security/Cargo.toml crates/security/Cargo.toml
 COPY services/master/Cargo.toml services/master/Cargo.toml
 COPY services/secrets/Cargo.toml services/secrets/Cargo.toml
 COPY services/k8s/Cargo.toml services/k8s/Cargo.toml
+COPY services/ai-models/Cargo.toml services/ai-models/Cargo.toml
 COPY services/stack/Cargo.toml services/stack/Cargo.toml
 COPY tests/e2e/Cargo.toml tests/e2e/Cargo.toml
 RUN cargo fetch --locked
 
 FROM deps AS build
 COPY . .
-RUN cargo build --release --locked --bin mcp-master --bin mcp-cmdb --bin mcp-linux-cli --bin mcp-secrets --bin mcp-k8s --bin mcp-stack
+RUN cargo build --release --locked --bin mcp-master --bin mcp-cmdb --bin mcp-linux-cli --bin mcp-secrets --bin mcp-k8s --bin mcp-ai-models --bin mcp-stack
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /app --create-home mcp
-COPY --from=build /src/target/release/mcp-master /src/target/release/mcp-cmdb /src/target/release/mcp-linux-cli /src/target/release/mcp-secrets /src/target/release/mcp-k8s /src/target/release/mcp-stack /usr/local/bin/
+COPY --from=build /src/target/release/mcp-master /src/target/release/mcp-cmdb /src/target/release/mcp-linux-cli /src/target/release/mcp-secrets /src/target/release/mcp-k8s /src/target/release/mcp-ai-models /src/target/release/mcp-stack /usr/local/bin/
 COPY data/cmdb.csv /app/data/cmdb.csv
 COPY workflows /app/workflows
 WORKDIR /app

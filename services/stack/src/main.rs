@@ -13,7 +13,14 @@ use serde::Deserialize;
 
 /// Every config section the stack reads.
 const SECTIONS: &[&str] = &[
-    "server", "ports", "master", "cmdb", "linux", "secrets", "k8s",
+    "server",
+    "ports",
+    "master",
+    "cmdb",
+    "linux",
+    "secrets",
+    "k8s",
+    "ai_models",
 ];
 
 #[derive(Parser, Debug)]
@@ -44,6 +51,7 @@ struct Ports {
     cmdb: u16,
     secrets: u16,
     k8s: u16,
+    ai_models: u16,
 }
 
 impl Default for Ports {
@@ -54,6 +62,7 @@ impl Default for Ports {
             cmdb: mcp_cmdb::Cmdb::DEFAULT_PORT,
             secrets: mcp_secrets::Secrets::DEFAULT_PORT,
             k8s: mcp_k8s::K8s::DEFAULT_PORT,
+            ai_models: mcp_ai_models::AiModels::DEFAULT_PORT,
         }
     }
 }
@@ -83,6 +92,7 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
         ("cmdb", ports.cmdb),
         ("secrets", ports.secrets),
         ("k8s", ports.k8s),
+        ("ai_models", ports.ai_models),
     ] {
         let mut t = toml::Table::new();
         t.insert("name".into(), name.into());
@@ -131,6 +141,7 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     let _: mcp_linux_cli::LinuxConfig = doc.section("linux")?;
     let _: mcp_secrets::SecretsConfig = doc.section("secrets")?;
     let _: mcp_k8s::K8sConfig = doc.section("k8s")?;
+    let _: mcp_ai_models::AiConfig = doc.section("ai_models")?;
     let master: mcp_master::MasterConfig = doc.section("master")?;
     master
         .validate()
@@ -162,6 +173,8 @@ async fn run(doc: ConfigDoc, server: ServerConfig, ports: Ports) -> anyhow::Resu
         start::<mcp_secrets::Secrets>(&doc, &server, ports.secrets, &shutdown).await?,
         // Without a cluster the k8s service runs degraded and its tools say why.
         start::<mcp_k8s::K8s>(&doc, &server, ports.k8s, &shutdown).await?,
+        // Without API keys ai-models runs degraded and its tools say where the keys go.
+        start::<mcp_ai_models::AiModels>(&doc, &server, ports.ai_models, &shutdown).await?,
     ];
     running.push(start::<mcp_master::Master>(&doc, &server, ports.master, &shutdown).await?);
     for r in &running {

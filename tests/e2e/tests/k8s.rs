@@ -598,9 +598,11 @@ async fn per_identity_namespace_rules_follow_the_identity_master_asserts() {
             let cfg = rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(url)
                 .auth_header(token.to_owned());
             use rmcp::ServiceExt;
-            ().serve(rmcp::transport::StreamableHttpClientTransport::from_config(cfg))
-                .await
-                .unwrap()
+            ().serve(rmcp::transport::StreamableHttpClientTransport::from_config(
+                cfg,
+            ))
+            .await
+            .unwrap()
         }
     };
     let dana = connect("dana-tok").await;
@@ -608,11 +610,22 @@ async fn per_identity_namespace_rules_follow_the_identity_master_asserts() {
     let r = tool(&dana, "k8s_list_pods", json!({"namespace": "team-a"})).await;
     assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
     let r = tool(&dana, "k8s_list_pods", json!({"namespace": "default"})).await;
-    assert!(text_of(&r).contains("no k8s.rule lets `dana` read in namespace `default`"), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("no k8s.rule lets `dana` read in namespace `default`"),
+        "{}",
+        text_of(&r)
+    );
     let r = tool(&dana, "k8s_list_namespaces", json!({})).await;
-    assert_eq!(sc(&r)["namespaces"], json!([{"name": "team-a", "phase": "Active", "age": sc(&r)["namespaces"][0]["age"]}]));
+    assert_eq!(
+        sc(&r)["namespaces"],
+        json!([{"name": "team-a", "phase": "Active", "age": sc(&r)["namespaces"][0]["age"]}])
+    );
     let r = tool(&otto, "k8s_list_pods", json!({"namespace": "team-a"})).await;
-    assert!(text_of(&r).contains("no k8s.rule lets `otto`"), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("no k8s.rule lets `otto`"),
+        "{}",
+        text_of(&r)
+    );
     dana.cancel().await.unwrap();
     otto.cancel().await.unwrap();
 }

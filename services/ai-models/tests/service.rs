@@ -1,0 +1,339 @@
+//! The `mcp-ai-models` binary against fake Gemini and Anthropic servers: generations with usage and
+//! cost, retries honouring Retry-After, no retry on bad keys, allow-lists, budgets, usage sums, and
+//! canary keys that never reach logs (at debug level), metrics or errors.
+
+mod fake_llm;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+
+const GEMINI_KEY: &str = "CANARY-gemini-key-5f1a";
+const ANTHROPIC_KEY: &str = "CANARY-anthropic-key-9c2e";
+
+struct Service {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("out.log")).unwrap_or_default()
+    }
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(fake: &fake_llm::Fake, keys: bool, extra: &str) -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    if keys {
+        std::fs::write(dir.path().join("gemini_api_key"), format!("{GEMINI_KEY}\n")).unwrap();
+        std::fs::write(dir.path().join("anthropic_api_key"), ANTHROPIC_KEY).unwrap();
+    }
+    let port = free_port();
+    let config = format!(
+        "[server]\nport = {port}\nlog_level = \"debug\"\n\n[ai_models]\nmax_retries = 2\nretry_base_ms = 50\nmax_backoff_secs = 5\n{extra}\n\n[ai_models.gemini]\nenabled = true\nbase_url = \"{url}\"\napi_key_file = \"{d}/gemini_api_key\"\nmodels = [\"gemini-2.5-flash\"]\ndefault_model = \"gemini-2.5-flash\"\napi_version = \"\"\n[ai_models.gemini.prices]\n\"gemini-2.5-flash\" = {{ input_per_mtok = 0.30, output_per_mtok = 2.50 }}\n\n[ai_models.anthropic]\nenabled = true\nbase_url = \"{url}\"\napi_key_file = \"{d}/anthropic_api_key\"\nmodels = [\"claude-sonnet-4-5\", \"claude-haiku-4-5\"]\ndefault_model = \"claude-sonnet-4-5\"\napi_version = \"2023-06-01\"\n[ai_models.anthropic.prices]\n\"claude-sonnet-4-5\" = {{ input_per_mtok = 3.0, output_per_mtok = 15.0 }}\n",
+        url = fake.url
+    );
+    std::fs::write(dir.path().join("ai.toml"), config).unwrap();
+    let log = std::fs::File::create(dir.path().join("out.log")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_mcp-ai-models"))
+        .arg("--config")
+        .arg(dir.path().join("ai.toml"))
+        .env_remove("RUST_LOG")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let svc = Service { child, port, dir };
+    for _ in 0..200 {
+        if reqwest::get(svc.url("/health"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return svc;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("mcp-ai-models did not start: {}", svc.log());
+}
+
+async fn client(svc: &Service) -> RunningService<RoleClient, ()> {
+    ().serve(StreamableHttpClientTransport::from_uri(svc.url("/mcp")))
+        .await
+        .unwrap()
+}
+
+async fn tool(c: &RunningService<RoleClient, ()>, name: &str, args: Value) -> CallToolResult {
+    c.call_tool(
+        CallToolRequestParams::new(name.to_owned())
+            .with_arguments(args.as_object().cloned().unwrap()),
+    )
+    .await
+    .unwrap()
+}
+
+fn text(r: &CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn sc(r: &CallToolResult) -> Value {
+    r.structured_content.clone().unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generations_retries_usage_and_keys_that_never_leak() {
+    let fake = fake_llm::start(GEMINI_KEY, ANTHROPIC_KEY).await;
+    let svc = start(&fake, true, "").await;
+    let c = client(&svc).await;
+    let mut errors = Vec::new();
+
+    let r = tool(&c, "listModels", json!({})).await;
+    assert_eq!(sc(&r)["providers"][0]["key_present"], true, "{}", text(&r));
+
+    let r = tool(&c, "gemini_generateContent", json!({"prompt": "hello", "temperature": 0.2, "max_output_tokens": 50, "system_instruction": "be brief"})).await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let s = sc(&r);
+    assert_eq!(s["text"], "echo: hello");
+    assert_eq!(s["finish_reason"], "STOP");
+    assert_eq!(
+        s["usage"],
+        json!({"input_tokens": 12, "output_tokens": 7, "total_tokens": 19})
+    );
+    let expected = (12.0 * 0.30 + 7.0 * 2.50) / 1e6;
+    assert!(
+        (s["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-12,
+        "{s}"
+    );
+
+    let r = tool(
+        &c,
+        "anthropic_createMessage",
+        json!({"prompt": "hi", "system": "terse", "max_tokens": 64}),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert_eq!(sc(&r)["text"], "echo: hi");
+    assert_eq!(sc(&r)["finish_reason"], "end_turn");
+    assert!(
+        (sc(&r)["cost_usd"].as_f64().unwrap() - (20.0 * 3.0 + 10.0 * 15.0) / 1e6).abs() < 1e-12
+    );
+
+    // 429 with Retry-After: 1, then success; 529 overloaded, then success.
+    let r = tool(
+        &c,
+        "gemini_generateContent",
+        json!({"prompt": "please 429"}),
+    )
+    .await;
+    assert_eq!(sc(&r)["attempts"], 2, "{}", text(&r));
+    let t = fake.arrivals("please 429");
+    assert!(
+        t[1] - t[0] >= Duration::from_millis(990),
+        "retried after {:?}",
+        t[1] - t[0]
+    );
+    let r = tool(
+        &c,
+        "anthropic_createMessage",
+        json!({"prompt": "overloaded"}),
+    )
+    .await;
+    assert_eq!(sc(&r)["attempts"], 2, "{}", text(&r));
+
+    // Persistent 500: max_retries + 1 attempts, then a clear error.
+    let r = tool(
+        &c,
+        "gemini_generateContent",
+        json!({"prompt": "500 always"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text(&r).contains("HTTP 500") && text(&r).contains("An internal error"),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(fake.arrivals("500 always").len(), 3);
+    errors.push(text(&r));
+    let r = tool(&c, "gemini_generateContent", json!({"prompt": "malformed"})).await;
+    assert!(text(&r).contains("cannot read"), "{}", text(&r));
+    errors.push(text(&r));
+
+    // Models outside the allow-list never reach the provider.
+    let before = fake.requests();
+    let r = tool(
+        &c,
+        "anthropic_createMessage",
+        json!({"prompt": "x", "model": "claude-opus-4-1"}),
+    )
+    .await;
+    assert!(
+        text(&r).contains("not allowed") && text(&r).contains("claude-haiku-4-5"),
+        "{}",
+        text(&r)
+    );
+    let r = tool(
+        &c,
+        "gemini_generateContent",
+        json!({"contents": [{"role": "assistant", "text": "x"}]}),
+    )
+    .await;
+    assert!(text(&r).contains("role `assistant`"), "{}", text(&r));
+    assert_eq!(fake.requests(), before);
+
+    // A wrong key: no retry, the key file named, the key itself nowhere.
+    std::fs::write(
+        svc.dir.path().join("anthropic_api_key"),
+        "CANARY-wrong-key-0000",
+    )
+    .unwrap();
+    let r = tool(
+        &c,
+        "anthropic_createMessage",
+        json!({"prompt": "with wrong key"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    let t = text(&r);
+    assert!(t.contains("401") && t.contains("anthropic_api_key"), "{t}");
+    assert!(
+        fake.arrivals("with wrong key").is_empty(),
+        "the fake refuses before counting"
+    );
+    errors.push(t);
+    std::fs::write(
+        svc.dir.path().join("gemini_api_key"),
+        "CANARY-wrong-gemini-0000",
+    )
+    .unwrap();
+    let r = tool(
+        &c,
+        "gemini_generateContent",
+        json!({"prompt": "wrong gemini key"}),
+    )
+    .await;
+    assert!(
+        text(&r).contains("API key not valid") && text(&r).contains("gemini_api_key"),
+        "{}",
+        text(&r)
+    );
+    errors.push(text(&r));
+    // Re-read on change: the right key works again without a restart.
+    std::fs::write(svc.dir.path().join("anthropic_api_key"), ANTHROPIC_KEY).unwrap();
+    let r = tool(
+        &c,
+        "anthropic_createMessage",
+        json!({"prompt": "key is back"}),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+
+    // Usage: five successful calls.
+    let r = tool(&c, "getUsage", json!({})).await;
+    let u = sc(&r);
+    assert_eq!(u["total"]["calls"], 5, "{u}");
+    assert_eq!(u["total"]["input_tokens"], 12 * 2 + 20 * 3);
+    assert_eq!(u["by_provider"]["gemini"]["calls"], 2);
+    assert_eq!(u["by_provider"]["anthropic"]["output_tokens"], 30);
+    let cost = u["total"]["cost_usd"].as_f64().unwrap();
+    assert!(
+        (cost - (2.0 * expected + 3.0 * (20.0 * 3.0 + 10.0 * 15.0) / 1e6)).abs() < 1e-12,
+        "{u}"
+    );
+
+    let metrics = reqwest::get(svc.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"mcp_llm_tokens_total{kind="input",model="gemini-2.5-flash",provider="gemini"} 24"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("mcp_llm_cost_usd_total{model=\"claude-sonnet-4-5\",provider=\"anthropic\"}")
+    );
+    c.cancel().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = svc.log();
+    assert!(
+        log.contains(r#""level":"DEBUG""#),
+        "the log was not at debug level"
+    );
+    assert!(log.contains("LLM call finished."));
+    for key in [
+        GEMINI_KEY,
+        ANTHROPIC_KEY,
+        "CANARY-wrong-key-0000",
+        "CANARY-wrong-gemini-0000",
+    ] {
+        assert!(!log.contains(key), "log contains {key}");
+        assert!(!metrics.contains(key), "metrics contain {key}");
+        for e in &errors {
+            assert!(!e.contains(key), "error contains {key}: {e}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_keys_degrade_health_and_budgets_stop_spending() {
+    let fake = fake_llm::start(GEMINI_KEY, ANTHROPIC_KEY).await;
+    let svc = start(&fake, false, "daily_budget_usd = 0.00001").await;
+    let health: Value = reqwest::get(svc.url("/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["checks"]["gemini"]["details"]["key_present"], false);
+    let c = client(&svc).await;
+    let r = tool(&c, "gemini_generateContent", json!({"prompt": "x"})).await;
+    assert!(
+        text(&r).contains("no gemini API key") && text(&r).contains("GEMINI_API_KEY_FILE"),
+        "{}",
+        text(&r)
+    );
+
+    // Keys arrive: the next call reads them. The budget allows the first call, then refuses.
+    std::fs::write(svc.dir.path().join("anthropic_api_key"), ANTHROPIC_KEY).unwrap();
+    let r = tool(&c, "anthropic_createMessage", json!({"prompt": "first"})).await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let r = tool(&c, "anthropic_createMessage", json!({"prompt": "second"})).await;
+    assert!(text(&r).contains("daily budget"), "{}", text(&r));
+    assert!(fake.arrivals("second").is_empty());
+    c.cancel().await.unwrap();
+}
