@@ -13,24 +13,25 @@ COPY services/master/Cargo.toml services/master/Cargo.toml
 COPY services/secrets/Cargo.toml services/secrets/Cargo.toml
 COPY services/k8s/Cargo.toml services/k8s/Cargo.toml
 COPY services/ai-models/Cargo.toml services/ai-models/Cargo.toml
+COPY services/freqtrade/Cargo.toml services/freqtrade/Cargo.toml
 COPY services/stack/Cargo.toml services/stack/Cargo.toml
 COPY tests/e2e/Cargo.toml tests/e2e/Cargo.toml
 RUN cargo fetch --locked
 
 FROM deps AS build
 COPY . .
-RUN cargo build --release --locked --bin mcp-master --bin mcp-cmdb --bin mcp-linux-cli --bin mcp-secrets --bin mcp-k8s --bin mcp-ai-models --bin mcp-stack
+RUN cargo build --release --locked --bin mcp-master --bin mcp-cmdb --bin mcp-linux-cli --bin mcp-secrets --bin mcp-k8s --bin mcp-ai-models --bin mcp-freqtrade --bin mcp-stack
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /app --create-home mcp
-COPY --from=build /src/target/release/mcp-master /src/target/release/mcp-cmdb /src/target/release/mcp-linux-cli /src/target/release/mcp-secrets /src/target/release/mcp-k8s /src/target/release/mcp-ai-models /src/target/release/mcp-stack /usr/local/bin/
+COPY --from=build /src/target/release/mcp-master /src/target/release/mcp-cmdb /src/target/release/mcp-linux-cli /src/target/release/mcp-secrets /src/target/release/mcp-k8s /src/target/release/mcp-ai-models /src/target/release/mcp-freqtrade /src/target/release/mcp-stack /usr/local/bin/
 COPY data/cmdb.csv /app/data/cmdb.csv
 COPY workflows /app/workflows
 WORKDIR /app
-RUN mkdir -p /app/data/master /app/data/linux-cli/workspace /app/data/linux-cli/backups /app/data/secrets && chown -R mcp:mcp /app
+RUN mkdir -p /app/data/master /app/data/linux-cli/workspace /app/data/linux-cli/backups /app/data/secrets /app/data/freqtrade && chown -R mcp:mcp /app
 USER mcp
 ENV MCP_SERVER_HOST=0.0.0.0
 # Each service overrides the port; /health answers 503 only when the service is unhealthy.

@@ -21,6 +21,7 @@ const SECTIONS: &[&str] = &[
     "secrets",
     "k8s",
     "ai_models",
+    "freqtrade",
 ];
 
 #[derive(Parser, Debug)]
@@ -52,6 +53,7 @@ struct Ports {
     secrets: u16,
     k8s: u16,
     ai_models: u16,
+    freqtrade: u16,
 }
 
 impl Default for Ports {
@@ -63,6 +65,7 @@ impl Default for Ports {
             secrets: mcp_secrets::Secrets::DEFAULT_PORT,
             k8s: mcp_k8s::K8s::DEFAULT_PORT,
             ai_models: mcp_ai_models::AiModels::DEFAULT_PORT,
+            freqtrade: mcp_freqtrade::Freqtrade::DEFAULT_PORT,
         }
     }
 }
@@ -93,6 +96,7 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
         ("secrets", ports.secrets),
         ("k8s", ports.k8s),
         ("ai_models", ports.ai_models),
+        ("freqtrade", ports.freqtrade),
     ] {
         let mut t = toml::Table::new();
         t.insert("name".into(), name.into());
@@ -142,6 +146,7 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     let _: mcp_secrets::SecretsConfig = doc.section("secrets")?;
     let _: mcp_k8s::K8sConfig = doc.section("k8s")?;
     let _: mcp_ai_models::AiConfig = doc.section("ai_models")?;
+    let _: mcp_freqtrade::FreqtradeConfig = doc.section("freqtrade")?;
     let master: mcp_master::MasterConfig = doc.section("master")?;
     master
         .validate()
@@ -175,6 +180,8 @@ async fn run(doc: ConfigDoc, server: ServerConfig, ports: Ports) -> anyhow::Resu
         start::<mcp_k8s::K8s>(&doc, &server, ports.k8s, &shutdown).await?,
         // Without API keys ai-models runs degraded and its tools say where the keys go.
         start::<mcp_ai_models::AiModels>(&doc, &server, ports.ai_models, &shutdown).await?,
+        // Clones the Freqtrade repository in the background; degraded until it is there.
+        start::<mcp_freqtrade::Freqtrade>(&doc, &server, ports.freqtrade, &shutdown).await?,
     ];
     running.push(start::<mcp_master::Master>(&doc, &server, ports.master, &shutdown).await?);
     for r in &running {

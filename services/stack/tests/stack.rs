@@ -81,6 +81,9 @@ fn stack_serves_cmdb_from_a_fresh_directory_and_inspector_lists_its_tools() {
             .env("MCP_PORTS_SECRETS", free_port().to_string())
             .env("MCP_PORTS_K8S", free_port().to_string())
             .env("MCP_PORTS_AI_MODELS", free_port().to_string())
+            .env("MCP_PORTS_FREQTRADE", free_port().to_string())
+            // No clone of the real Freqtrade repository during tests.
+            .env("MCP_FREQTRADE_REPO_URL", "")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -197,6 +200,9 @@ fn a_call_through_master_logs_one_correlation_and_trace_id_in_master_and_service
         .env("MCP_PORTS_SECRETS", free_port().to_string())
         .env("MCP_PORTS_K8S", free_port().to_string())
         .env("MCP_PORTS_AI_MODELS", free_port().to_string())
+        .env("MCP_PORTS_FREQTRADE", free_port().to_string())
+        // No clone of the real Freqtrade repository during tests.
+        .env("MCP_FREQTRADE_REPO_URL", "")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -370,6 +376,9 @@ fn secrets_through_master_on_the_demo_database() {
             .env("MCP_PORTS_SECRETS", secrets.to_string())
             .env("MCP_PORTS_K8S", free_port().to_string())
             .env("MCP_PORTS_AI_MODELS", free_port().to_string())
+            .env("MCP_PORTS_FREQTRADE", free_port().to_string())
+            // No clone of the real Freqtrade repository during tests.
+            .env("MCP_FREQTRADE_REPO_URL", "")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
