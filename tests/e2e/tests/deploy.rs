@@ -161,6 +161,21 @@ fn kubernetes_manifests_validate_against_the_schemas_and_ports_md() {
             assert!(c["resources"]["limits"].is_object(), "{name}");
         }
     }
+    // Every service compose runs has a Deployment here too.
+    let deployed: Vec<String> = files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            serde_yaml_ng::Deserializer::from_str(&text)
+                .map(|d| serde::Deserialize::deserialize(d).unwrap())
+                .filter(|v: &Value| v["kind"] == "Deployment")
+                .map(|v| v["metadata"]["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (name, _) in mcp_services(&compose()) {
+        assert!(deployed.contains(&name), "{name} has no Deployment in deploy/kubernetes");
+    }
     if !tool_available("kubernetes-validate", "--version") {
         skip("kubernetes-validate (pip install kubernetes-validate) is not installed");
         return;
