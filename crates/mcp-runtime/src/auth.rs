@@ -40,6 +40,13 @@ impl Identity {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+
+    /// Whether a rule naming `identities` (`*` for everyone) or `roles` applies to this identity:
+    /// the access rules of the secrets and k8s services read subjects this way.
+    pub fn is_named_by(&self, identities: &[String], roles: &[String]) -> bool {
+        identities.iter().any(|i| i == "*" || *i == self.name)
+            || roles.iter().any(|role| self.has_role(role))
+    }
 }
 
 /// Errors reading a tokens file.

@@ -4,49 +4,15 @@
 
 mod fake_llm;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{RoleClient, ServiceExt};
+use mcp_test_support::{ServiceProcess, client, free_port, structured as sc, text, tool};
 use serde_json::{Value, json};
 
 const GEMINI_KEY: &str = "CANARY-gemini-key-5f1a";
 const ANTHROPIC_KEY: &str = "CANARY-anthropic-key-9c2e";
 
-struct Service {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("out.log")).unwrap_or_default()
-    }
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start(fake: &fake_llm::Fake, keys: bool, extra: &str) -> Service {
+async fn start(fake: &fake_llm::Fake, keys: bool, extra: &str) -> ServiceProcess {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     if keys {
@@ -58,62 +24,14 @@ async fn start(fake: &fake_llm::Fake, keys: bool, extra: &str) -> Service {
         "[server]\nport = {port}\nlog_level = \"debug\"\n\n[ai_models]\nmax_retries = 2\nretry_base_ms = 50\nmax_backoff_secs = 5\n{extra}\n\n[ai_models.gemini]\nenabled = true\nbase_url = \"{url}\"\napi_key_file = \"{d}/gemini_api_key\"\nmodels = [\"gemini-2.5-flash\"]\ndefault_model = \"gemini-2.5-flash\"\napi_version = \"\"\n[ai_models.gemini.prices]\n\"gemini-2.5-flash\" = {{ input_per_mtok = 0.30, output_per_mtok = 2.50 }}\n\n[ai_models.anthropic]\nenabled = true\nbase_url = \"{url}\"\napi_key_file = \"{d}/anthropic_api_key\"\nmodels = [\"claude-sonnet-4-5\", \"claude-haiku-4-5\"]\ndefault_model = \"claude-sonnet-4-5\"\napi_version = \"2023-06-01\"\n[ai_models.anthropic.prices]\n\"claude-sonnet-4-5\" = {{ input_per_mtok = 3.0, output_per_mtok = 15.0 }}\n",
         url = fake.url
     );
-    std::fs::write(dir.path().join("ai.toml"), config).unwrap();
-    let log = std::fs::File::create(dir.path().join("out.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_mcp-ai-models"))
-        .arg("--config")
-        .arg(dir.path().join("ai.toml"))
-        .env_remove("RUST_LOG")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let svc = Service { child, port, dir };
-    for _ in 0..200 {
-        if reqwest::get(svc.url("/health"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return svc;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("mcp-ai-models did not start: {}", svc.log());
-}
-
-async fn client(svc: &Service) -> RunningService<RoleClient, ()> {
-    ().serve(StreamableHttpClientTransport::from_uri(svc.url("/mcp")))
-        .await
-        .unwrap()
-}
-
-async fn tool(c: &RunningService<RoleClient, ()>, name: &str, args: Value) -> CallToolResult {
-    c.call_tool(
-        CallToolRequestParams::new(name.to_owned())
-            .with_arguments(args.as_object().cloned().unwrap()),
-    )
-    .await
-    .unwrap()
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn sc(r: &CallToolResult) -> Value {
-    r.structured_content.clone().unwrap_or(Value::Null)
+    ServiceProcess::spawn(env!("CARGO_BIN_EXE_mcp-ai-models"), dir, port, &config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generations_retries_usage_and_keys_that_never_leak() {
     let fake = fake_llm::start(GEMINI_KEY, ANTHROPIC_KEY).await;
     let svc = start(&fake, true, "").await;
-    let c = client(&svc).await;
+    let c = client(&svc.url("/mcp"), None).await;
     let mut errors = Vec::new();
 
     let r = tool(&c, "listModels", json!({})).await;
@@ -211,11 +129,7 @@ async fn generations_retries_usage_and_keys_that_never_leak() {
     assert_eq!(fake.requests(), before);
 
     // A wrong key: no retry, the key file named, the key itself nowhere.
-    std::fs::write(
-        svc.dir.path().join("anthropic_api_key"),
-        "CANARY-wrong-key-0000",
-    )
-    .unwrap();
+    std::fs::write(svc.path("anthropic_api_key"), "CANARY-wrong-key-0000").unwrap();
     let r = tool(
         &c,
         "anthropic_createMessage",
@@ -230,11 +144,7 @@ async fn generations_retries_usage_and_keys_that_never_leak() {
         "the fake refuses before counting"
     );
     errors.push(t);
-    std::fs::write(
-        svc.dir.path().join("gemini_api_key"),
-        "CANARY-wrong-gemini-0000",
-    )
-    .unwrap();
+    std::fs::write(svc.path("gemini_api_key"), "CANARY-wrong-gemini-0000").unwrap();
     let r = tool(
         &c,
         "gemini_generateContent",
@@ -248,7 +158,7 @@ async fn generations_retries_usage_and_keys_that_never_leak() {
     );
     errors.push(text(&r));
     // Re-read on change: the right key works again without a restart.
-    std::fs::write(svc.dir.path().join("anthropic_api_key"), ANTHROPIC_KEY).unwrap();
+    std::fs::write(svc.path("anthropic_api_key"), ANTHROPIC_KEY).unwrap();
     let r = tool(
         &c,
         "anthropic_createMessage",
@@ -320,7 +230,7 @@ async fn missing_keys_degrade_health_and_budgets_stop_spending() {
         .unwrap();
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["checks"]["gemini"]["details"]["key_present"], false);
-    let c = client(&svc).await;
+    let c = client(&svc.url("/mcp"), None).await;
     let r = tool(&c, "gemini_generateContent", json!({"prompt": "x"})).await;
     assert!(
         text(&r).contains("no gemini API key") && text(&r).contains("GEMINI_API_KEY_FILE"),
@@ -329,7 +239,7 @@ async fn missing_keys_degrade_health_and_budgets_stop_spending() {
     );
 
     // Keys arrive: the next call reads them. The budget allows the first call, then refuses.
-    std::fs::write(svc.dir.path().join("anthropic_api_key"), ANTHROPIC_KEY).unwrap();
+    std::fs::write(svc.path("anthropic_api_key"), ANTHROPIC_KEY).unwrap();
     let r = tool(&c, "anthropic_createMessage", json!({"prompt": "first"})).await;
     assert_ne!(r.is_error, Some(true), "{}", text(&r));
     let r = tool(&c, "anthropic_createMessage", json!({"prompt": "second"})).await;

@@ -1,6 +1,7 @@
 //! The `mcp-cmdb` binary as an operator runs it: config errors exit 64, JSON logs carry the caller's
 //! correlation id, SIGTERM drains and exits cleanly.
 
+use mcp_test_support::free_port;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -8,14 +9,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-cmdb");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[test]
 fn bad_config_exits_64_naming_the_key() {

@@ -8,20 +8,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use mcp_runtime::{ConfigDoc, Running, ServerConfig, ShutdownToken};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
+use mcp_test_support::{skip, structured as sc, text, tool};
+use rmcp::RoleClient;
 use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
-
-fn required() -> bool {
-    std::env::var("MCP_E2E_REQUIRED").is_ok_and(|v| v == "1")
-}
-
-fn skip(why: &str) {
-    assert!(!required(), "MCP_E2E_REQUIRED=1 but {why}");
-    eprintln!("\n!!!!! SKIPPED: {why} (.ci/run provides it) !!!!!\n");
-}
 
 fn cache() -> PathBuf {
     PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/mcp-suite/freqtrade")
@@ -197,30 +187,7 @@ async fn reqwest_get(url: &str) -> Value {
 }
 
 async fn client(svc: &Svc) -> RunningService<RoleClient, ()> {
-    ().serve(StreamableHttpClientTransport::from_uri(svc.url("/mcp")))
-        .await
-        .unwrap()
-}
-
-async fn tool(c: &RunningService<RoleClient, ()>, name: &str, args: Value) -> CallToolResult {
-    c.call_tool(
-        CallToolRequestParams::new(name.to_owned())
-            .with_arguments(args.as_object().cloned().unwrap()),
-    )
-    .await
-    .unwrap()
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn sc(r: &CallToolResult) -> Value {
-    r.structured_content.clone().unwrap_or(Value::Null)
+    mcp_test_support::client(&svc.url("/mcp"), None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -161,8 +161,7 @@ impl Access {
             return Ok(());
         }
         let granted = self.rules.iter().any(|r| {
-            let applies = r.identities.iter().any(|i| i == "*" || *i == who.name)
-                || r.roles.iter().any(|role| who.has_role(role));
+            let applies = who.is_named_by(&r.identities, &r.roles);
             let place = match namespace {
                 Some(ns) => r.namespaces.is_match(ns),
                 None => r.cluster,

@@ -102,8 +102,7 @@ impl Acl {
             return true;
         }
         self.rules.iter().any(|r| {
-            let applies = r.identities.iter().any(|i| i == "*" || *i == who.name)
-                || r.roles.iter().any(|role| who.has_role(role));
+            let applies = who.is_named_by(&r.identities, &r.roles);
             applies && r.actions.contains(&action) && r.paths.is_match(address)
         })
     }

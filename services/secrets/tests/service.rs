@@ -3,7 +3,6 @@
 //! logs (at debug level), metrics, the audit file or error messages.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use keepass::DatabaseKey;
@@ -11,11 +10,10 @@ use keepass::config::{DatabaseConfig, KdfConfig};
 use mcp_runtime::approval::APPROVAL_META_KEY;
 use mcp_runtime::assertion::AssertionKey;
 use mcp_secrets::keepass::{NewEntry, create_database};
-use rmcp::model::{CallToolRequestParams, CallToolResult, MetaObject, RequestMetaObject};
+use mcp_test_support::{ServiceProcess, call, free_port, text, tool};
+use rmcp::RoleClient;
+use rmcp::model::{MetaObject, RequestMetaObject};
 use rmcp::service::RunningService;
-use rmcp::transport::StreamableHttpClientTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
 const CANARY: &str = "CANARY-7d1e-never-in-logs";
@@ -23,38 +21,8 @@ const SET_CANARY: &str = "CANARY-SET-44a0-never-in-logs";
 const DB_PASSWORD: &str = "db-pass-for-tests";
 const APPROVAL_KEY: &str = "approval-key-for-tests-0123456789abcdef";
 
-struct Service {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/mcp", self.port)
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
-            + &std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
-    }
-    fn audit(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl")).unwrap_or_default()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn audit_of(svc: &ServiceProcess) -> String {
+    std::fs::read_to_string(svc.path("audit.jsonl")).unwrap_or_default()
 }
 
 fn make_db(dir: &Path) -> PathBuf {
@@ -96,7 +64,7 @@ fn make_db(dir: &Path) -> PathBuf {
     path
 }
 
-async fn start(extra: &str) -> Service {
+async fn start(extra: &str) -> ServiceProcess {
     let dir = tempfile::tempdir().unwrap();
     let db = make_db(dir.path());
     let tokens = format!(
@@ -138,52 +106,11 @@ actions = ["list", "get"]
 "#,
         db = db.display()
     );
-    std::fs::write(dir.path().join("secrets.toml"), config).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_mcp-secrets"))
-        .arg("--config")
-        .arg(dir.path().join("secrets.toml"))
-        .env_remove("RUST_LOG")
-        .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
-        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let svc = Service { child, port, dir };
-    let health = format!("http://127.0.0.1:{port}/health");
-    for _ in 0..200 {
-        if reqwest::get(&health)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return svc;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("mcp-secrets did not come up: {}", svc.log());
+    ServiceProcess::spawn(env!("CARGO_BIN_EXE_mcp-secrets"), dir, port, &config).await
 }
 
-async fn client(svc: &Service, token: &str) -> RunningService<RoleClient, ()> {
-    let config =
-        StreamableHttpClientTransportConfig::with_uri(svc.url()).auth_header(token.to_owned());
-    ().serve(StreamableHttpClientTransport::from_config(config))
-        .await
-        .unwrap()
-}
-
-fn call(name: &str, args: Value) -> CallToolRequestParams {
-    CallToolRequestParams::new(name.to_owned()).with_arguments(args.as_object().cloned().unwrap())
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-async fn tool(c: &RunningService<RoleClient, ()>, name: &str, args: Value) -> CallToolResult {
-    c.call_tool(call(name, args)).await.unwrap()
+async fn client(svc: &ServiceProcess, token: &str) -> RunningService<RoleClient, ()> {
+    mcp_test_support::client(&svc.url("/mcp"), Some(token)).await
 }
 
 #[tokio::test]
@@ -340,7 +267,7 @@ async fn tools_rules_approvals_and_a_canary_that_never_leaks() {
         "approval_required"
     );
 
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", svc.port))
+    let metrics = reqwest::get(svc.url("/metrics"))
         .await
         .unwrap()
         .text()
@@ -365,7 +292,7 @@ async fn tools_rules_approvals_and_a_canary_that_never_leaks() {
     drop(bob);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = svc.log();
-    let audit = svc.audit();
+    let audit = audit_of(&svc);
     // The captures are real: debug lines and one audit record per access are there.
     assert!(
         log.contains(r#""level":"DEBUG""#),
@@ -422,15 +349,15 @@ async fn the_read_rate_limit_trips_with_a_clear_error() {
     let r = tool(&bob, "getSecret", json!({"name": "keepass/Cloud/storage"})).await;
     assert_ne!(r.is_error, Some(true), "{}", text(&r));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(svc.audit().contains(r#""decision":"rate_limited""#));
+    assert!(audit_of(&svc).contains(r#""decision":"rate_limited""#));
 }
 
 #[tokio::test]
 async fn a_wrong_password_keeps_the_service_up_and_degraded() {
     let svc = start("").await;
     // Replace the password file and touch the database: the next access re-opens and fails.
-    std::fs::write(svc.dir.path().join("db-password"), "wrong").unwrap();
-    let db = svc.dir.path().join("vault.kdbx");
+    std::fs::write(svc.path("db-password"), "wrong").unwrap();
+    let db = svc.path("vault.kdbx");
     let bytes = std::fs::read(&db).unwrap();
     std::fs::write(&db, &bytes).unwrap();
     let alice = client(&svc, "alice-token").await;
@@ -442,7 +369,7 @@ async fn a_wrong_password_keeps_the_service_up_and_degraded() {
     .await;
     // The last good version keeps serving reads; health says why it is degraded.
     assert_eq!(r.structured_content.unwrap()["value"], CANARY);
-    let health: Value = reqwest::get(format!("http://127.0.0.1:{}/health", svc.port))
+    let health: Value = reqwest::get(svc.url("/health"))
         .await
         .unwrap()
         .json()

@@ -1,6 +1,7 @@
 //! `mcp-stack` as a user starts it: every service on its port from embedded defaults, reachable by
 //! the MCP Inspector CLI; `hash-token` for the tokens file.
 
+use mcp_test_support::{free_port, required};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -9,14 +10,6 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-stack");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Stack(Child);
 
 impl Drop for Stack {
@@ -24,10 +17,6 @@ impl Drop for Stack {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn required() -> bool {
-    std::env::var("MCP_E2E_REQUIRED").is_ok_and(|v| v == "1")
 }
 
 fn wait_ready(url: &str) {

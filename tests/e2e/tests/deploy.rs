@@ -174,7 +174,10 @@ fn kubernetes_manifests_validate_against_the_schemas_and_ports_md() {
         })
         .collect();
     for (name, _) in mcp_services(&compose()) {
-        assert!(deployed.contains(&name), "{name} has no Deployment in deploy/kubernetes");
+        assert!(
+            deployed.contains(&name),
+            "{name} has no Deployment in deploy/kubernetes"
+        );
     }
     if !tool_available("kubernetes-validate", "--version") {
         skip("kubernetes-validate (pip install kubernetes-validate) is not installed");

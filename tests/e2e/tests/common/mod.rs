@@ -94,45 +94,9 @@ pub async fn mcp_client(url: &str) -> RunningService<RoleClient, ()> {
     ().serve(transport).await.expect("client connects")
 }
 
-/// A port that was free a moment ago on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// The text blocks of a tool result, joined by newlines.
-pub fn text_of(r: &rmcp::model::CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// True when CI demands that every real-component test runs (`MCP_E2E_REQUIRED=1`).
-pub fn required() -> bool {
-    std::env::var("MCP_E2E_REQUIRED").is_ok_and(|v| v == "1")
-}
-
-/// Skips loudly, or fails when real components are required.
-pub fn skip(why: &str) {
-    if required() {
-        panic!("MCP_E2E_REQUIRED=1 but {why}");
-    }
-    eprintln!(
-        "\n!!!!! SKIPPED: {why} (set MCP_E2E_REQUIRED=1 to make this a failure; .ci/run installs it) !!!!!\n"
-    );
-}
-
-/// A `tools/call` request for `name` with JSON-object `args`.
-pub fn call(name: &str, args: serde_json::Value) -> rmcp::model::CallToolRequestParams {
-    let mut p = rmcp::model::CallToolRequestParams::new(name.to_owned());
-    p.arguments = args.as_object().cloned();
-    p
-}
+// Shared with the service packages' own tests.
+#[allow(unused_imports)]
+pub use mcp_test_support::{call, free_port, required, skip, text as text_of};
 
 /// `(service, port)` rows of the table in ports.md.
 pub fn ports_md() -> Vec<(String, u16)> {
