@@ -108,6 +108,21 @@ impl Access {
         self.check(who, Verb::Read, Some(ns), None, false).is_ok()
     }
 
+    /// Checks the kind deny-list alone: for listings across every namespace, whose items are then
+    /// filtered with [`Access::namespace_visible`].
+    pub fn check_kind(&self, kind: &str, plural: &str) -> Result<(), Denied> {
+        if self
+            .denied_kinds
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(kind) || k.eq_ignore_ascii_case(plural))
+        {
+            return Err(Denied(format!(
+                "kind `{kind}` is denied by k8s.denied_kinds"
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks one action. `namespace` is `None` for cluster-scoped resources; `kind` names the
     /// kind and plural (`Secret`, `secrets`) checked against the kind deny-list.
     pub fn check(
@@ -118,15 +133,8 @@ impl Access {
         kind: Option<(&str, &str)>,
         dry_run: bool,
     ) -> Result<(), Denied> {
-        if let Some((kind, plural)) = kind
-            && self
-                .denied_kinds
-                .iter()
-                .any(|k| k.eq_ignore_ascii_case(kind) || k.eq_ignore_ascii_case(plural))
-        {
-            return Err(Denied(format!(
-                "kind `{kind}` is denied by k8s.denied_kinds"
-            )));
+        if let Some((kind, plural)) = kind {
+            self.check_kind(kind, plural)?;
         }
         if verb == Verb::Write && self.read_only && !dry_run {
             return Err(Denied(

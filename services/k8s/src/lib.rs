@@ -119,10 +119,19 @@ async fn build_client(cfg: &K8sConfig) -> Result<Client, String> {
             .map_err(|e| format!("k8s.api_server `{url}` is not a URL: {e}"))?;
         let mut c = Config::new(uri);
         if let Some(t) = &cfg.token_file {
-            if !t.exists() {
-                return Err(format!("k8s.token_file {} does not exist", t.display()));
+            let raw = std::fs::read_to_string(t)
+                .map_err(|e| format!("cannot read k8s.token_file {}: {e}", t.display()))?;
+            let token = raw.trim();
+            if token.is_empty() {
+                return Err(format!("k8s.token_file {} is empty", t.display()));
             }
-            c.auth_info.token_file = Some(t.display().to_string());
+            if token.len() == raw.len() {
+                // Re-read by the client, so a rotated (projected) token is picked up.
+                c.auth_info.token_file = Some(t.display().to_string());
+            } else {
+                // A file written with a trailing newline (echo > file) cannot go into a header as is.
+                c.auth_info.token = Some(secrecy::SecretString::from(token.to_owned()));
+            }
         }
         c.root_cert_file = cfg.ca_file.clone();
         c.accept_invalid_certs = cfg.insecure_skip_tls_verify;
@@ -364,6 +373,27 @@ impl K8s {
         Ok(match (&caps.scope, namespace) {
             (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client, ns, ar),
             _ => Api::all_with(client, ar),
+        })
+    }
+
+    /// A listing across every namespace: only the kind is checked here; items are filtered by
+    /// the namespaces the caller may see.
+    fn listing_all(
+        &self,
+        caller: &CallerContext,
+        tool: &str,
+        kind: &str,
+        plural: &str,
+    ) -> Result<(), String> {
+        self.access.check_kind(kind, plural).map_err(|denied| {
+            audit(
+                caller,
+                tool,
+                None,
+                &format!("list {plural} in every namespace"),
+                "denied",
+            );
+            format!("refused: {denied}")
         })
     }
 
@@ -712,18 +742,8 @@ impl K8sHandler {
         {
             return Ok(r);
         }
-        if all
-            && let Some(r) = self.svc.gate(
-                &caller,
-                "list_pods",
-                Verb::Read,
-                None,
-                Some(("Pod", "pods")),
-                false,
-                "list pods",
-            )?
-        {
-            return Ok(r);
+        if all {
+            self.svc.listing_all(&caller, "list_pods", "Pod", "pods")?;
         }
         let client = self.svc.client()?.clone();
         let api: Api<Pod> = if all {
@@ -878,7 +898,10 @@ impl K8sHandler {
         let ns = ns_or_default(a.namespace.as_deref());
         let all = ns == "*" || !namespaced;
         let scope_ns = (!all).then_some(ns.as_str());
-        if let Some(r) = self.svc.gate(
+        if namespaced && all {
+            self.svc
+                .listing_all(&caller, "list_resources", &ar.kind, &ar.plural)?;
+        } else if let Some(r) = self.svc.gate(
             &caller,
             "list_resources",
             Verb::Read,

@@ -682,6 +682,11 @@ impl SecretsHandler {
         let mut secrets = Vec::new();
         let mut errors = BTreeMap::new();
         let mut truncated = false;
+        if let Some(n) = &a.backend
+            && !self.svc.backends.iter().any(|b| b.name() == n)
+        {
+            return Err(format!("unknown backend `{n}`; see listBackends"));
+        }
         for b in &self.svc.backends {
             if a.backend.as_deref().is_some_and(|n| n != b.name()) {
                 continue;
@@ -700,11 +705,6 @@ impl SecretsHandler {
                     errors.insert(b.name().to_owned(), e.to_string());
                 }
             }
-        }
-        if let Some(n) = &a.backend
-            && !self.svc.backends.iter().any(|b| b.name() == n)
-        {
-            return Err(format!("unknown backend `{n}`; see listBackends"));
         }
         if secrets.len() > limit {
             secrets.truncate(limit);

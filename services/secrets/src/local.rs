@@ -146,6 +146,11 @@ impl SecretBackend for Local {
                     Err(e) => return Err(SecretError::Io(e)),
                 }
             }
+            Source::Env(_) if path.is_empty() || path.contains('=') || path.contains('\0') => {
+                return Err(SecretError::InvalidPath(format!(
+                    "`{path}` is not a variable name"
+                )));
+            }
             Source::Env(prefix) => {
                 std::env::var(format!("{prefix}{path}")).map_err(|_| SecretError::NotFound)?
             }
@@ -168,5 +173,88 @@ impl SecretBackend for Local {
 
     async fn delete(&self, _path: &str) -> Result<Deleted, SecretError> {
         Err(SecretError::ReadOnly(self.name.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn dir_and_env_backends_read_and_refuse_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("db_password"), "from-file\n").unwrap();
+        std::fs::write(dir.path().join(".hidden"), "x").unwrap();
+        let files = Local::new("files", Source::Dir(dir.path().to_owned()));
+        let names: Vec<String> = files
+            .list(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["files/db_password"]);
+        assert_eq!(
+            files
+                .get("db_password", None, None)
+                .await
+                .unwrap()
+                .value
+                .expose_secret(),
+            "from-file"
+        );
+        assert!(matches!(
+            files.get("missing", None, None).await,
+            Err(SecretError::NotFound)
+        ));
+        for bad in ["../etc/passwd", ".hidden", "a/b", ""] {
+            assert!(
+                matches!(
+                    files.get(bad, None, None).await,
+                    Err(SecretError::InvalidPath(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            files
+                .set("x", None, SecretString::from("v".to_owned()))
+                .await,
+            Err(SecretError::ReadOnly(_))
+        ));
+        assert!(!files.writable());
+
+        // Cargo sets CARGO_PKG_* for test runs; no need to change the environment.
+        let env = Local::new("env", Source::Env("CARGO_PKG_".to_owned()));
+        assert_eq!(
+            env.get("NAME", None, None)
+                .await
+                .unwrap()
+                .value
+                .expose_secret(),
+            "mcp-secrets"
+        );
+        assert!(
+            env.list(100)
+                .await
+                .unwrap()
+                .iter()
+                .any(|m| m.name == "env/NAME")
+        );
+        assert!(matches!(
+            env.get("NO_SUCH_SUFFIX", None, None).await,
+            Err(SecretError::NotFound)
+        ));
+        assert!(matches!(
+            env.get("", None, None).await,
+            Err(SecretError::InvalidPath(_))
+        ));
+        assert_eq!(env.kind(), "env");
+        assert!(matches!(
+            env.delete("x").await,
+            Err(SecretError::ReadOnly(_))
+        ));
     }
 }

@@ -620,6 +620,10 @@ async fn per_identity_namespace_rules_follow_the_identity_master_asserts() {
         sc(&r)["namespaces"],
         json!([{"name": "team-a", "phase": "Active", "age": sc(&r)["namespaces"][0]["age"]}])
     );
+    // Every namespace: only those the rules show (team-a has no pods in the fake).
+    let r = tool(&dana, "k8s_list_pods", json!({"namespace": "*"})).await;
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    assert_eq!(sc(&r)["count"], 0, "{}", text_of(&r));
     let r = tool(&otto, "k8s_list_pods", json!({"namespace": "team-a"})).await;
     assert!(
         text_of(&r).contains("no k8s.rule lets `otto`"),
@@ -628,4 +632,54 @@ async fn per_identity_namespace_rules_follow_the_identity_master_asserts() {
     );
     dana.cancel().await.unwrap();
     otto.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_server_with_a_token_file_and_ca_file_works_without_a_kubeconfig() {
+    let fake = fake_k8s::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), format!("{}\n", fake_k8s::TOKEN)).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &fake.ca_pem).unwrap();
+    let d = dir.path().display().to_string();
+    let text = format!(
+        "[k8s]\napi_server = {:?}\ntoken_file = \"{d}/token\"\nca_file = \"{d}/ca.pem\"\n",
+        fake.url
+    );
+    let doc = ConfigDoc::from_str(&text, "test").unwrap();
+    let shutdown = ShutdownToken::new();
+    let svc = mcp_runtime::start::<mcp_k8s::K8s>(&doc, server_config(), shutdown.clone())
+        .await
+        .unwrap();
+    let c = mcp_client(&svc.url("/mcp")).await;
+    let r = tool(&c, "list_pods", json!({})).await;
+    assert_eq!(sc(&r)["count"], 3, "{}", text_of(&r));
+    c.cancel().await.unwrap();
+    shutdown.cancel();
+    // A token file without the newline is handed to the client to re-read (rotation).
+    std::fs::write(dir.path().join("token"), fake_k8s::TOKEN).unwrap();
+    let shutdown = ShutdownToken::new();
+    let svc = mcp_runtime::start::<mcp_k8s::K8s>(&doc, server_config(), shutdown.clone())
+        .await
+        .unwrap();
+    let c = mcp_client(&svc.url("/mcp")).await;
+    let r = tool(&c, "list_pods", json!({})).await;
+    assert_eq!(sc(&r)["count"], 3, "{}", text_of(&r));
+    c.cancel().await.unwrap();
+    shutdown.cancel();
+
+    // Without the CA the server's certificate is not trusted: TLS verification is on.
+    let text = format!(
+        "[k8s]\napi_server = {:?}\ntoken_file = \"{d}/token\"\n",
+        fake.url
+    );
+    let doc = ConfigDoc::from_str(&text, "test").unwrap();
+    let shutdown = ShutdownToken::new();
+    let svc = mcp_runtime::start::<mcp_k8s::K8s>(&doc, server_config(), shutdown.clone())
+        .await
+        .unwrap();
+    let c = mcp_client(&svc.url("/mcp")).await;
+    let r = tool(&c, "list_pods", json!({})).await;
+    assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    c.cancel().await.unwrap();
+    shutdown.cancel();
 }
