@@ -191,6 +191,8 @@ pub struct MasterConfig {
     /// HMAC key file (a Docker secret) used to sign the caller's identity for downstreams; services
     /// configured with the same `server.identity_key_file` trust it.
     pub identity_key_file: Option<PathBuf>,
+    /// Human approvals (`[master.approvals]`).
+    pub approvals: crate::approvals::ApprovalsConfig,
 }
 
 impl Default for MasterConfig {
@@ -208,6 +210,7 @@ impl Default for MasterConfig {
             rate_limit: RateLimitConfig::default(),
             audit_db: PathBuf::from("data/master/audit.sqlite"),
             identity_key_file: None,
+            approvals: crate::approvals::ApprovalsConfig::default(),
             toolset: Vec::new(),
             per_namespace_toolsets: true,
             discovery: true,

@@ -12,7 +12,7 @@ use mcp_runtime::assertion::{AssertionKey, IDENTITY_META_KEY};
 use rand::Rng;
 use rmcp::model::*;
 use rmcp::{ErrorData, Peer, RoleServer};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Audit, AuditRecord, redacted_args};
@@ -106,8 +106,8 @@ pub(crate) fn read_only_annotations() -> ToolAnnotations {
         .open_world(false)
 }
 
-/// Master's own tools, in namespace `master`.
-pub fn local_tools(sep: &str) -> Vec<Tool> {
+/// Master's own tools: `master_*`, and `approvals_*` when approvals are enabled (a key is set).
+pub fn local_tools(sep: &str, approvals: bool) -> Vec<Tool> {
     let empty = Arc::new(
         json!({"type": "object", "properties": {}, "additionalProperties": false})
             .as_object()
@@ -115,7 +115,7 @@ pub fn local_tools(sep: &str) -> Vec<Tool> {
             .unwrap_or_default(),
     );
     let ro = read_only_annotations();
-    vec![
+    let mut tools = vec![
         Tool::new(
             wire_name("master", sep, "hello_world"),
             "Say hello: a quick check that the gateway answers.",
@@ -127,8 +127,55 @@ pub fn local_tools(sep: &str) -> Vec<Tool> {
             "State of the gateway and of every downstream service: up/down, circuit, tool count, latency, last error.",
             empty,
         )
+        .annotate(ro.clone()),
+    ];
+    if !approvals {
+        return tools;
+    }
+    tools.extend([
+        Tool::new(
+            wire_name("approvals", sep, "list"),
+            "Approvals, newest first: id, status (pending, approved, denied, expired, executed, failed, abandoned), requester, tool, redacted arguments, reason, expiry, decision and the result of an executed call.",
+            schema(json!({"type": "object", "properties": {
+                "status": {"type": "string", "description": "Only this status, e.g. pending"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 500}
+            }, "additionalProperties": false})),
+        )
         .annotate(ro),
-    ]
+        Tool::new(
+            wire_name("approvals", sep, "approve"),
+            "Approve a pending call (approver role; not your own request unless configured). Master then runs exactly that call with a single-use approval token and returns its result.",
+            schema(json!({"type": "object", "properties": {
+                "id": {"type": "string"}, "comment": {"type": "string"}
+            }, "required": ["id"], "additionalProperties": false})),
+        )
+        .annotate(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(true)
+                .idempotent(false)
+                .open_world(true),
+        ),
+        Tool::new(
+            wire_name("approvals", sep, "deny"),
+            "Deny a pending call with a reason; it never runs.",
+            schema(json!({"type": "object", "properties": {
+                "id": {"type": "string"}, "reason": {"type": "string"}
+            }, "required": ["id", "reason"], "additionalProperties": false})),
+        )
+        .annotate(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(false)
+                .idempotent(true)
+                .open_world(false),
+        ),
+    ]);
+    tools
+}
+
+fn schema(v: Value) -> Arc<Map<String, Value>> {
+    Arc::new(v.as_object().cloned().unwrap_or_default())
 }
 
 struct InFlight {
@@ -152,7 +199,15 @@ pub struct Gateway {
     audit: Audit,
     pub metrics: MasterMetrics,
     assertion_key: Option<AssertionKey>,
+    approvals: Option<(Arc<crate::approvals::Approvals>, AssertionKey)>,
     started: Instant,
+}
+
+/// What master signs with: the caller's identity for services, and approval tokens (with the
+/// store of pending approvals). Approvals are off without their key.
+pub struct Signing {
+    pub identity: Option<AssertionKey>,
+    pub approvals: Option<(Arc<crate::approvals::Approvals>, AssertionKey)>,
 }
 
 /// Removes an in-flight entry when a forwarded call ends, however it ends.
@@ -178,6 +233,16 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
+/// Whether a service answered a structured `approval_required` refusal.
+fn is_approval_required(r: &CallToolResult) -> bool {
+    r.is_error == Some(true)
+        && r.structured_content
+            .as_ref()
+            .and_then(|s| s.get("error"))
+            .and_then(Value::as_str)
+            == Some("approval_required")
+}
+
 fn tool_error(text: impl Into<String>) -> CallToolResponse {
     CallToolResult::error(vec![ContentBlock::text(text)]).into()
 }
@@ -194,8 +259,12 @@ impl Gateway {
         limits: Arc<RateLimits>,
         audit: Audit,
         metrics: MasterMetrics,
-        assertion_key: Option<AssertionKey>,
+        keys: Signing,
     ) -> Self {
+        let Signing {
+            identity: assertion_key,
+            approvals,
+        } = keys;
         let views = build_views(&cfg, &downstreams);
         let g = Self {
             cfg,
@@ -212,6 +281,7 @@ impl Gateway {
             audit,
             metrics,
             assertion_key,
+            approvals,
             started: Instant::now(),
         };
         let idx = g.build_index();
@@ -322,7 +392,7 @@ impl Gateway {
         let max = self.cfg.max_name_length;
         let mut idx = Index::default();
         let mut owner: HashMap<String, String> = HashMap::new();
-        for t in local_tools(sep) {
+        for t in local_tools(sep, self.approvals.is_some()) {
             owner.insert(t.name.to_string(), "master".to_owned());
             idx.tool_ns.insert(t.name.to_string(), "master".to_owned());
             idx.tool_routes.insert(
@@ -578,6 +648,19 @@ impl Gateway {
                 return Err(unknown(&requested));
             }
             Action::Approve => {
+                if let (Some(_), Route::Downstream { index, name }) = (&self.approvals, &route) {
+                    let r = self.request_approval(
+                        &wire,
+                        *index,
+                        name,
+                        request.arguments.clone(),
+                        "policy requires a human approval for this tool",
+                        caller,
+                        &arguments,
+                    );
+                    audit(&wire, "approve", "pending", None);
+                    return Ok(r);
+                }
                 audit(
                     &wire,
                     "approve",
@@ -585,7 +668,7 @@ impl Gateway {
                     Some("approval required".into()),
                 );
                 return Ok(tool_error(format!(
-                    "approval required: policy requires a human approval before `{wire}` runs, and approvals are not enabled on this master yet; ask an operator to allow this tool for your role"
+                    "approval required: policy requires a human approval before `{wire}` runs, and approvals are not enabled on this master (set master.identity_key_file or master.approvals.key_file); ask an operator to allow this tool for your role"
                 )));
             }
         }
@@ -609,6 +692,19 @@ impl Gateway {
             return Ok(tool_error(msg));
         }
         let (index, name) = match route {
+            Route::Local(name)
+                if name.starts_with(&wire_name("approvals", &self.cfg.separator, "")) =>
+            {
+                let r = self
+                    .approvals_tool(&name, request.arguments.as_ref(), caller, ct)
+                    .await;
+                let status = match &r {
+                    CallToolResponse::Complete(c) if c.is_error == Some(true) => "error",
+                    _ => "success",
+                };
+                audit(&wire, "allow", status, None);
+                return Ok(r);
+            }
             Route::Local(name) => {
                 let r = self.call_local(&name);
                 audit(&wire, "allow", "success", None);
@@ -707,6 +803,27 @@ impl Gateway {
         };
         let elapsed = started.elapsed();
         let (result, status, decision, error) = match outcome {
+            Ok(CallToolResponse::Complete(r))
+                if self.approvals.is_some() && is_approval_required(&r) =>
+            {
+                let reason = r
+                    .structured_content
+                    .as_ref()
+                    .and_then(|s| s.get("reason"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("the service requires a human approval")
+                    .to_owned();
+                let pending = self.request_approval(
+                    &wire,
+                    index,
+                    &name,
+                    request.arguments.clone(),
+                    &reason,
+                    caller,
+                    &arguments,
+                );
+                (Ok(pending), "error", "approval_pending", None)
+            }
             Ok(CallToolResponse::Complete(r)) => {
                 let status = if r.is_error == Some(true) {
                     "error"
@@ -835,6 +952,163 @@ impl Gateway {
                 .await;
         }
         r
+    }
+
+    /// Records a pending approval for a downstream call and answers the caller with its id.
+    #[allow(clippy::too_many_arguments)] // the call's route, arguments and caller, as recorded
+    fn request_approval(
+        &self,
+        wire: &str,
+        index: usize,
+        local: &str,
+        arguments: Option<Map<String, Value>>,
+        reason: &str,
+        caller: &CallerContext,
+        redacted: &str,
+    ) -> CallToolResponse {
+        let Some((ap, _)) = &self.approvals else {
+            return tool_error("approvals are not enabled on this master");
+        };
+        let row = ap.request(
+            wire,
+            reason,
+            redacted,
+            &caller.correlation_id,
+            crate::approvals::PendingCall {
+                downstream: index,
+                local_tool: local.to_owned(),
+                arguments,
+                requester: caller.identity.clone(),
+            },
+        );
+        self.metrics
+            .approvals
+            .with_label_values(&["requested"])
+            .inc();
+        tracing::info!(target: "audit", message = "Approval requested.", approval_id = %row.id, tool = wire, requester = %row.requester, reason, correlation_id = %caller.correlation_id);
+        let sep = &self.cfg.separator;
+        let message = format!(
+            "pending approval {id}: `{wire}` needs a human approval ({reason}). An approver runs {approve} id={id} (or {deny}); {list} shows its state and, once it ran, its result.",
+            id = row.id,
+            approve = wire_name("approvals", sep, "approve"),
+            deny = wire_name("approvals", sep, "deny"),
+            list = wire_name("approvals", sep, "list"),
+        );
+        let mut r = CallToolResult::structured(json!({
+            "status": "pending_approval",
+            "approval_id": row.id,
+            "tool": wire,
+            "reason": reason,
+            "expires": row.expires,
+            "message": message,
+        }));
+        r.content = vec![ContentBlock::text(message)];
+        r.is_error = Some(true);
+        r.into()
+    }
+
+    /// `approvals_list`, `approvals_approve`, `approvals_deny`.
+    async fn approvals_tool(
+        &self,
+        wire: &str,
+        args: Option<&Map<String, Value>>,
+        caller: &CallerContext,
+        ct: &CancellationToken,
+    ) -> CallToolResponse {
+        let Some((ap, key)) = &self.approvals else {
+            return tool_error(
+                "approvals are not enabled on this master: set master.identity_key_file or master.approvals.key_file",
+            );
+        };
+        let sep = &self.cfg.separator;
+        let arg = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_str);
+        if wire == wire_name("approvals", sep, "list") {
+            let limit = args
+                .and_then(|a| a.get("limit"))
+                .and_then(Value::as_u64)
+                .unwrap_or(50)
+                .clamp(1, 500);
+            let rows = ap.list(arg("status"), usize::try_from(limit).unwrap_or(50));
+            return CallToolResult::structured(json!({ "count": rows.len(), "approvals": rows }))
+                .into();
+        }
+        let Some(id) = arg("id") else {
+            return tool_error("`id` is required (see approvals_list)");
+        };
+        let approve = wire == wire_name("approvals", sep, "approve");
+        let comment = arg(if approve { "comment" } else { "reason" }).unwrap_or_default();
+        if !approve && comment.trim().is_empty() {
+            return tool_error("`reason` is required to deny an approval");
+        }
+        let (row, call) = match ap.decide(id, &caller.identity, approve, comment) {
+            Ok(v) => v,
+            Err(e) => return tool_error(e),
+        };
+        self.metrics
+            .approvals
+            .with_label_values(&[if approve { "approved" } else { "denied" }])
+            .inc();
+        tracing::info!(target: "audit", message = "Approval decided.", approval_id = %row.id, decision = %row.status, approver = %caller.identity.name, requester = %row.requester, tool = %row.tool);
+        let Some(call) = call else {
+            return CallToolResult::structured(json!({ "approval": row })).into();
+        };
+        match self.execute_approved(&row, call, key, ct).await {
+            Ok(r) => {
+                let ok = r.is_error != Some(true);
+                let shown = crate::audit::redact(&serde_json::to_value(&r).unwrap_or(Value::Null));
+                ap.finish(id, ok, &shown.to_string());
+                CallToolResult::structured(json!({ "approval": ap.get(id), "result": r })).into()
+            }
+            Err(e) => {
+                ap.finish(id, false, &e);
+                tool_error(format!("approved, but the call failed: {e}"))
+            }
+        }
+    }
+
+    /// Runs an approved call with a single-use token bound to the service's tool and arguments,
+    /// on behalf of the requester.
+    async fn execute_approved(
+        &self,
+        row: &crate::approvals::ApprovalRow,
+        call: crate::approvals::PendingCall,
+        key: &AssertionKey,
+        ct: &CancellationToken,
+    ) -> Result<CallToolResult, String> {
+        let d = self.downstream(call.downstream).clone();
+        let client = d
+            .admit()
+            .map_err(|_| format!("service {} is unavailable", d.name()))?;
+        let token = key.sign_approval(&call.local_tool, call.arguments.as_ref(), &row.id, 300);
+        let mut meta = RequestMetaObject::default();
+        meta.insert(
+            mcp_runtime::approval::APPROVAL_META_KEY.to_owned(),
+            serde_json::to_value(token).unwrap_or(Value::Null),
+        );
+        meta.insert(
+            mcp_runtime::telemetry::CORRELATION_META_KEY.to_owned(),
+            Value::String(row.correlation_id.clone()),
+        );
+        if let Some(ak) = &self.assertion_key
+            && let Ok(v) = serde_json::to_value(ak.sign(&call.requester, &row.correlation_id))
+        {
+            meta.insert(IDENTITY_META_KEY.to_owned(), v);
+        }
+        let mut params = CallToolRequestParams::new(call.local_tool.clone());
+        params.arguments = call.arguments;
+        params.meta = Some(meta);
+        match d.request(client.call_tool(params), ct).await {
+            Ok(r) => Ok(r),
+            Err(CallError::Remote(e)) => Err(e.message.to_string()),
+            Err(CallError::Timeout(t)) => Err(format!(
+                "service {} did not answer within {}",
+                d.name(),
+                fmt_secs(t)
+            )),
+            Err(CallError::Cancelled) => Err("cancelled".to_owned()),
+            Err(CallError::Connection(e)) => Err(format!("service {} failed: {e}", d.name())),
+            Err(CallError::Unavailable(_)) => Err(format!("service {} is unavailable", d.name())),
+        }
     }
 
     fn call_local(&self, wire: &str) -> CallToolResponse {

@@ -2,6 +2,7 @@
 //! prompts and resources under namespaces, and guards every call with policy, rate limits, a
 //! circuit breaker per service and an audit record.
 
+pub mod approvals;
 pub mod audit;
 pub mod config;
 pub mod downstream;
@@ -66,6 +67,26 @@ impl McpService for Master {
             .collect::<Result<Vec<_>, String>>()?;
         let health = Duration::from_millis(cfg.health_interval_ms);
         let reconnect = Duration::from_millis(cfg.reconnect_max_ms);
+        // Approvals need a key shared with the services (their approval key defaults to their
+        // identity key, as master's does).
+        let approvals = match cfg
+            .approvals
+            .key_file
+            .as_deref()
+            .or(cfg.identity_key_file.as_deref())
+        {
+            Some(path) => {
+                let key = mcp_runtime::assertion::AssertionKey::load(path)?;
+                let dir = cfg
+                    .audit_db
+                    .parent()
+                    .map(std::path::Path::to_path_buf)
+                    .unwrap_or_default();
+                let store = approvals::Approvals::open(cfg.approvals.clone(), &dir)?;
+                Some((Arc::new(store), key))
+            }
+            None => None,
+        };
         let gateway = Arc::new(Gateway::new(
             cfg,
             downstreams,
@@ -73,7 +94,10 @@ impl McpService for Master {
             limits,
             audit,
             metrics,
-            assertion_key,
+            gateway::Signing {
+                identity: assertion_key,
+                approvals,
+            },
         ));
         for d in gateway.downstreams() {
             tokio::spawn(d.clone().supervise(

@@ -21,6 +21,7 @@ pub struct MasterMetrics {
     pub policy_denied: IntCounter,
     pub endpoint_tools: IntGaugeVec,
     pub endpoint_calls: IntCounterVec,
+    pub approvals: IntCounterVec,
 }
 
 impl MasterMetrics {
@@ -85,6 +86,13 @@ impl MasterMetrics {
                 ),
                 &["endpoint"],
             )?,
+            approvals: IntCounterVec::new(
+                Opts::new(
+                    "mcp_approvals_total",
+                    "Approvals by decision: requested, approved, denied.",
+                ),
+                &["decision"],
+            )?,
         };
         registry.register(Box::new(m.downstream_up.clone()))?;
         registry.register(Box::new(m.circuit_state.clone()))?;
@@ -96,6 +104,7 @@ impl MasterMetrics {
         registry.register(Box::new(m.policy_denied.clone()))?;
         registry.register(Box::new(m.endpoint_tools.clone()))?;
         registry.register(Box::new(m.endpoint_calls.clone()))?;
+        registry.register(Box::new(m.approvals.clone()))?;
         Ok(m)
     }
 

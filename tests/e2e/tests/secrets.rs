@@ -129,7 +129,8 @@ actions = ["list", "get"]
     let listed = r.structured_content.unwrap();
     assert_eq!(listed["count"], 1, "{listed}");
 
-    // A write needs an approval; its value never reaches master's audit store.
+    // A write becomes a pending approval; its value reaches neither master's audit store nor the
+    // approvals store.
     let canary = "CANARY-write-through-master-31c9";
     let r = alice
         .call_tool(call(
@@ -139,8 +140,8 @@ actions = ["list", "get"]
         .await
         .unwrap();
     assert_eq!(
-        r.structured_content.as_ref().unwrap()["error"],
-        "approval_required"
+        r.structured_content.as_ref().unwrap()["status"],
+        "pending_approval"
     );
     alice.cancel().await.unwrap();
     bob.cancel().await.unwrap();
@@ -166,6 +167,19 @@ actions = ["list", "get"]
         .unwrap_or_else(|| panic!("no audit row for setSecret: {rows:?}"));
     assert!(set.1.contains("keepass/Infra/postgres"), "{set:?}");
     assert!(rows.iter().all(|(_, a)| !a.contains(canary)), "{rows:?}");
+    for f in ["approvals.sqlite", "approvals.sqlite-wal"] {
+        let bytes = std::fs::read(master.path(f)).unwrap_or_else(|e| {
+            if f.ends_with("-wal") {
+                Vec::new()
+            } else {
+                panic!("{f}: {e}")
+            }
+        });
+        assert!(
+            !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+            "{f} holds the value"
+        );
+    }
     shutdown.cancel();
     let _ = secrets.stop().await;
 }

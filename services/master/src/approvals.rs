@@ -1,0 +1,271 @@
+//! Human approvals: a call that policy marks `approve`, or that a service answers with
+//! `approval_required`, becomes a pending approval (SQLite). An approver (another identity holding
+//! the approver role, unless self-approval is allowed) approves or denies it; on approval master
+//! runs the exact call again with a single-use approval token the service verifies.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use mcp_runtime::auth::Identity;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `[master.approvals]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// SQLite file of approvals (default: beside the audit database).
+    pub db: Option<PathBuf>,
+    /// HMAC key file for approval tokens (default: `master.identity_key_file`); services verify
+    /// with the same key (`server.approval_key_file`, default their identity key).
+    pub key_file: Option<PathBuf>,
+    /// Seconds a pending approval stays usable.
+    pub ttl_secs: u64,
+    /// Role an approver must hold.
+    pub approver_role: String,
+    /// Let requesters approve their own calls (single-user setups).
+    pub allow_self_approval: bool,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            db: None,
+            key_file: None,
+            ttl_secs: 3600,
+            approver_role: "approver".to_owned(),
+            allow_self_approval: false,
+        }
+    }
+}
+
+/// What master needs to run an approved call again.
+#[derive(Debug, Clone)]
+pub struct PendingCall {
+    pub downstream: usize,
+    /// The service's own tool name (what the token is bound to).
+    pub local_tool: String,
+    pub arguments: Option<Map<String, Value>>,
+    pub requester: Identity,
+}
+
+/// One approval as the tools and the API show it (arguments redacted).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ApprovalRow {
+    pub id: String,
+    /// pending, approved, denied, expired, executed, failed.
+    pub status: String,
+    pub requester: String,
+    pub tool: String,
+    pub arguments: String,
+    pub args_sha256: String,
+    pub reason: String,
+    pub created: u64,
+    pub expires: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    pub correlation_id: String,
+}
+
+/// The approvals store.
+pub struct Approvals {
+    pub cfg: ApprovalsConfig,
+    db: Mutex<Connection>,
+    /// Full arguments of pending calls, by id (memory only: arguments may hold secrets).
+    calls: Mutex<HashMap<String, PendingCall>>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
+    Ok(ApprovalRow {
+        id: r.get(0)?,
+        status: r.get(1)?,
+        requester: r.get(2)?,
+        tool: r.get(3)?,
+        arguments: r.get(4)?,
+        args_sha256: r.get(5)?,
+        reason: r.get(6)?,
+        created: r.get::<_, i64>(7)?.try_into().unwrap_or(0),
+        expires: r.get::<_, i64>(8)?.try_into().unwrap_or(0),
+        decided_by: r.get(9)?,
+        comment: r.get(10)?,
+        result: r.get(11)?,
+        correlation_id: r.get(12)?,
+    })
+}
+
+const COLUMNS: &str = "id, status, requester, tool, arguments, args_sha256, reason, created, expires, decided_by, comment, result, correlation_id";
+
+impl Approvals {
+    pub fn open(cfg: ApprovalsConfig, default_dir: &Path) -> Result<Self, String> {
+        let path = cfg
+            .db
+            .clone()
+            .unwrap_or_else(|| default_dir.join("approvals.sqlite"));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let conn =
+            Connection::open(&path).map_err(|e| format!("approvals db {}: {e}", path.display()))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             CREATE TABLE IF NOT EXISTS approvals (
+               id TEXT PRIMARY KEY, status TEXT NOT NULL, requester TEXT NOT NULL, tool TEXT NOT NULL,
+               arguments TEXT NOT NULL, args_sha256 TEXT NOT NULL, reason TEXT NOT NULL,
+               created INTEGER NOT NULL, expires INTEGER NOT NULL, decided_by TEXT, comment TEXT,
+               result TEXT, correlation_id TEXT NOT NULL);
+             UPDATE approvals SET status = 'abandoned', comment = 'master restarted before a decision; call again'
+               WHERE status = 'pending';",
+        )
+        .map_err(|e| format!("approvals db {}: {e}", path.display()))?;
+        Ok(Self {
+            cfg,
+            db: Mutex::new(conn),
+            calls: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a pending approval and keeps the call to run once approved.
+    pub fn request(
+        &self,
+        wire: &str,
+        reason: &str,
+        redacted_args: &str,
+        correlation_id: &str,
+        call: PendingCall,
+    ) -> ApprovalRow {
+        let id = format!("ap-{}", uuid::Uuid::new_v4().simple());
+        let created = now();
+        let r = ApprovalRow {
+            id: id.clone(),
+            status: "pending".to_owned(),
+            requester: call.requester.name.clone(),
+            tool: wire.to_owned(),
+            arguments: redacted_args.to_owned(),
+            args_sha256: mcp_runtime::approval::args_hash(call.arguments.as_ref()),
+            reason: reason.to_owned(),
+            created,
+            expires: created + self.cfg.ttl_secs,
+            decided_by: None,
+            comment: None,
+            result: None,
+            correlation_id: correlation_id.to_owned(),
+        };
+        let _ = self.conn().execute(
+            &format!("INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, ?10)"),
+            params![r.id, r.status, r.requester, r.tool, r.arguments, r.args_sha256, r.reason, r.created as i64, r.expires as i64, r.correlation_id],
+        );
+        if let Ok(mut c) = self.calls.lock() {
+            c.insert(id, call);
+        }
+        r
+    }
+
+    fn expire(&self) {
+        let _ = self.conn().execute(
+            "UPDATE approvals SET status = 'expired' WHERE status = 'pending' AND expires <= ?1",
+            params![now() as i64],
+        );
+    }
+
+    pub fn get(&self, id: &str) -> Option<ApprovalRow> {
+        self.expire();
+        self.conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
+                params![id],
+                row,
+            )
+            .optional()
+            .ok()
+            .flatten()
+    }
+
+    /// Newest first, optionally one status.
+    pub fn list(&self, status: Option<&str>, limit: usize) -> Vec<ApprovalRow> {
+        self.expire();
+        let conn = self.conn();
+        let Ok(mut stmt) = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM approvals WHERE (?1 IS NULL OR status = ?1) ORDER BY created DESC, rowid DESC LIMIT ?2"
+        )) else {
+            return Vec::new();
+        };
+        stmt.query_map(params![status, limit as i64], row)
+            .map(|rows| rows.filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    }
+
+    /// Approves or denies a pending approval; an approval hands back the call to run.
+    pub fn decide(
+        &self,
+        id: &str,
+        approver: &Identity,
+        approve: bool,
+        comment: &str,
+    ) -> Result<(ApprovalRow, Option<PendingCall>), String> {
+        let current = self.get(id).ok_or_else(|| format!("no approval `{id}`"))?;
+        if current.status != "pending" {
+            return Err(format!(
+                "approval `{id}` is {}, not pending",
+                current.status
+            ));
+        }
+        if !approver.has_role(&self.cfg.approver_role) {
+            return Err(format!(
+                "`{}` may not decide approvals: the `{}` role is required",
+                approver.name, self.cfg.approver_role
+            ));
+        }
+        if approver.name == current.requester && !self.cfg.allow_self_approval {
+            return Err(format!(
+                "`{}` requested this call and may not decide it; another approver must (master.approvals.allow_self_approval is off)",
+                approver.name
+            ));
+        }
+        let call = self.calls.lock().ok().and_then(|mut c| c.remove(id));
+        let status = match (approve, &call) {
+            (false, _) => "denied",
+            (true, Some(_)) => "approved",
+            (true, None) => {
+                return Err(format!(
+                    "approval `{id}` can no longer run: its call was lost (master restarted); call again"
+                ));
+            }
+        };
+        let _ = self.conn().execute(
+            "UPDATE approvals SET status = ?2, decided_by = ?3, comment = ?4 WHERE id = ?1 AND status = 'pending'",
+            params![id, status, approver.name, comment],
+        );
+        let row = self.get(id).ok_or_else(|| format!("no approval `{id}`"))?;
+        Ok((row, if approve { call } else { None }))
+    }
+
+    /// Records how the approved call ended (result redacted and bounded).
+    pub fn finish(&self, id: &str, ok: bool, result: &str) {
+        let mut text = result.to_owned();
+        text.truncate(text.floor_char_boundary(16 * 1024));
+        let _ = self.conn().execute(
+            "UPDATE approvals SET status = ?2, result = ?3 WHERE id = ?1",
+            params![id, if ok { "executed" } else { "failed" }, text],
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! Human approvals through master: a write the secrets service refuses with `approval_required`
+//! becomes a pending approval; another identity with the approver role approves it and master runs
+//! exactly that call with a single-use token; self-approval, non-approvers, denial and expiry.
+
+mod common;
+
+use common::*;
+use mcp_runtime::{ConfigDoc, ServerConfig, ShutdownToken};
+use serde_json::{Value, json};
+
+async fn as_user(url: &str, token: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    mcp_test_support::client(url, Some(token)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn approvals_run_the_exact_call_for_another_approver_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("shared.key");
+    std::fs::write(&key, "approval-and-identity-key-0123456789abcdef").unwrap();
+    let text = format!(
+        "[secrets]\naudit_file = \"\"\ndemo_if_empty = true\ndemo_path = {:?}\ndemo_password_file = {:?}\n",
+        dir.path().join("demo.kdbx").display().to_string(),
+        dir.path().join("demo_pw").display().to_string(),
+    );
+    let doc = ConfigDoc::from_str(&text, "test").unwrap();
+    let shutdown = ShutdownToken::new();
+    let secrets = mcp_runtime::start::<mcp_secrets::Secrets>(
+        &doc,
+        ServerConfig {
+            identity_key_file: Some(key.clone()),
+            ..server_config()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "[[token]]\nidentity = \"alice\"\nroles = [\"approver\"]\nsha256 = \"{}\"\n\n[[token]]\nidentity = \"bob\"\nroles = [\"approver\"]\nsha256 = \"{}\"\n\n[[token]]\nidentity = \"carol\"\nsha256 = \"{}\"\n",
+            mcp_runtime::auth::hash_token("alice-tok"),
+            mcp_runtime::auth::hash_token("bob-tok"),
+            mcp_runtime::auth::hash_token("carol-tok"),
+        ),
+    )
+    .unwrap();
+    let master = start_master(
+        &format!(
+            "identity_key_file = {:?}\n[master.approvals]\nttl_secs = 2\n{}",
+            key.display().to_string(),
+            downstream("secrets", None, "http", &secrets.url("/mcp"))
+        ),
+        ServerConfig {
+            auth_tokens_file: Some(tokens),
+            ..server_config()
+        },
+    )
+    .await;
+    let url = master.url("/mcp");
+    let alice = as_user(&url, "alice-tok").await;
+    let bob = as_user(&url, "bob-tok").await;
+    let carol = as_user(&url, "carol-tok").await;
+
+    let args = json!({"name": "keepass/Infra/postgres", "value": "rotated-by-approval"});
+    let r = alice
+        .call_tool(call("secrets_setSecret", args.clone()))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    let pending = r.structured_content.clone().unwrap();
+    assert_eq!(pending["status"], "pending_approval", "{pending}");
+    let id = pending["approval_id"].as_str().unwrap().to_owned();
+    assert!(text_of(&r).contains(&format!("pending approval {id}")));
+
+    // The listing shows it, arguments redacted.
+    let r = bob
+        .call_tool(call("approvals_list", json!({"status": "pending"})))
+        .await
+        .unwrap();
+    let list = r.structured_content.unwrap();
+    assert_eq!(list["approvals"][0]["id"], id.as_str(), "{list}");
+    assert_eq!(list["approvals"][0]["requester"], "alice");
+    assert!(!list.to_string().contains("rotated-by-approval"), "{list}");
+
+    // Nobody approves their own call; a caller without the role cannot decide.
+    let r = alice
+        .call_tool(call("approvals_approve", json!({"id": id})))
+        .await
+        .unwrap();
+    assert!(text_of(&r).contains("may not decide it"), "{}", text_of(&r));
+    let r = carol
+        .call_tool(call("approvals_approve", json!({"id": id})))
+        .await
+        .unwrap();
+    assert!(text_of(&r).contains("role is required"), "{}", text_of(&r));
+
+    // Another approver: master runs exactly the call, as alice, with a token.
+    let r = bob
+        .call_tool(call(
+            "approvals_approve",
+            json!({"id": id, "comment": "ok"}),
+        ))
+        .await
+        .unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    let done = r.structured_content.unwrap();
+    assert_eq!(done["approval"]["status"], "executed", "{done}");
+    assert_eq!(done["approval"]["decided_by"], "bob");
+    assert_eq!(
+        done["result"]["structuredContent"]["secret"]["name"], "keepass/Infra/postgres",
+        "{done}"
+    );
+    let r = alice
+        .call_tool(call(
+            "secrets_getSecret",
+            json!({"name": "keepass/Infra/postgres"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.structured_content.unwrap()["value"],
+        "rotated-by-approval"
+    );
+    let r = bob
+        .call_tool(call("approvals_approve", json!({"id": id})))
+        .await
+        .unwrap();
+    assert!(
+        text_of(&r).contains("is executed, not pending"),
+        "{}",
+        text_of(&r)
+    );
+
+    // Denial: the call never runs.
+    let r = alice
+        .call_tool(call(
+            "secrets_deleteSecret",
+            json!({"name": "keepass/Infra/postgres"}),
+        ))
+        .await
+        .unwrap();
+    let id2 = r.structured_content.unwrap()["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = bob
+        .call_tool(call("approvals_deny", json!({"id": id2})))
+        .await
+        .unwrap();
+    assert!(text_of(&r).contains("`reason` is required"));
+    let r = bob
+        .call_tool(call(
+            "approvals_deny",
+            json!({"id": id2, "reason": "keep it"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.structured_content.unwrap()["approval"]["status"],
+        "denied"
+    );
+    let r = alice
+        .call_tool(call(
+            "secrets_getSecret",
+            json!({"name": "keepass/Infra/postgres"}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.structured_content.unwrap()["value"],
+        "rotated-by-approval"
+    );
+
+    // Expiry (ttl 2 s): an expired approval cannot be used.
+    let r = carol
+        .call_tool(call("secrets_setSecret", args.clone()))
+        .await
+        .unwrap();
+    let id3 = r.structured_content.unwrap()["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let r = bob
+        .call_tool(call("approvals_approve", json!({"id": id3})))
+        .await
+        .unwrap();
+    assert!(text_of(&r).contains("is expired"), "{}", text_of(&r));
+
+    let metrics = reqwest::get(master.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (decision, n) in [("requested", 3), ("approved", 1), ("denied", 1)] {
+        assert!(
+            metrics.contains(&format!(
+                "mcp_approvals_total{{decision=\"{decision}\"}} {n}"
+            )),
+            "{decision}"
+        );
+    }
+    let listed: Value = bob
+        .call_tool(call("approvals_list", json!({})))
+        .await
+        .unwrap()
+        .structured_content
+        .unwrap();
+    assert_eq!(listed["count"], 3);
+    for c in [alice, bob, carol] {
+        c.cancel().await.unwrap();
+    }
+    shutdown.cancel();
+}
