@@ -95,6 +95,7 @@ pub struct Runtime<F, H> {
     server: ServerConfig,
     metrics: Option<Metrics>,
     shutdown: CancellationToken,
+    api: Option<Router>,
 }
 
 impl<F, H> Runtime<F, H>
@@ -114,7 +115,16 @@ where
             server: ServerConfig::default(),
             metrics: None,
             shutdown: CancellationToken::new(),
+            api: None,
         }
+    }
+
+    /// Extra HTTP routes of the service (master's `/approvals`), served behind the same edge
+    /// checks as `/mcp`: Host/Origin, body limit and bearer auth (the caller's `Identity` is in the
+    /// request extensions).
+    pub fn with_api(mut self, api: Option<Router>) -> Self {
+        self.api = api;
+        self
     }
 
     /// Extra MCP endpoints: each name is served at `/mcp/<name>` and `/sse/<name>` with handlers
@@ -244,6 +254,9 @@ where
             .nest_service("/mcp", streamable_for(String::new()));
         for name in &self.endpoints {
             mcp = mcp.nest_service(&format!("/mcp/{name}"), streamable_for(name.clone()));
+        }
+        if let Some(api) = &self.api {
+            mcp = mcp.merge(api.clone());
         }
         let mcp = mcp
             .layer(axum::middleware::from_fn(edge::delete_compat))

@@ -63,6 +63,11 @@ pub trait McpService: Send + Sync + Sized + 'static {
     fn endpoint_handler(self: &Arc<Self>, _name: &str) -> Self::Handler {
         self.handler()
     }
+
+    /// Extra HTTP routes, served behind the edge checks and auth of `/mcp`.
+    fn api(self: &Arc<Self>) -> Option<axum::Router> {
+        None
+    }
 }
 
 /// Builds service `S` from the `[S::SECTION]` table of `doc` and serves it with `server` settings.
@@ -87,6 +92,7 @@ pub async fn start<S: McpService>(
     );
     let health = svc.health();
     let endpoints = svc.endpoints();
+    let api = svc.api();
     let named = {
         let svc = svc.clone();
         Arc::new(move |name: &str| svc.endpoint_handler(name))
@@ -94,6 +100,7 @@ pub async fn start<S: McpService>(
     let factory = move || svc.handler();
     Runtime::new(S::NAME, S::VERSION, factory)
         .with_endpoints(endpoints, named)
+        .with_api(api)
         .with_config(server)
         .with_health(health)
         .with_metrics(metrics)

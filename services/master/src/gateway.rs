@@ -233,6 +233,22 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
+/// Why an approval action did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalFailure {
+    #[error(
+        "approvals are not enabled on this master: set master.identity_key_file or master.approvals.key_file"
+    )]
+    Disabled,
+    #[error("{0}")]
+    Invalid(String),
+    /// Not allowed, not pending, expired or unknown.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Whether a service answered a structured `approval_required` refusal.
 fn is_approval_required(r: &CallToolResult) -> bool {
     r.is_error == Some(true)
@@ -1015,53 +1031,81 @@ impl Gateway {
         caller: &CallerContext,
         ct: &CancellationToken,
     ) -> CallToolResponse {
-        let Some((ap, key)) = &self.approvals else {
-            return tool_error(
-                "approvals are not enabled on this master: set master.identity_key_file or master.approvals.key_file",
-            );
-        };
         let sep = &self.cfg.separator;
         let arg = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_str);
-        if wire == wire_name("approvals", sep, "list") {
-            let limit = args
-                .and_then(|a| a.get("limit"))
-                .and_then(Value::as_u64)
-                .unwrap_or(50)
-                .clamp(1, 500);
-            let rows = ap.list(arg("status"), usize::try_from(limit).unwrap_or(50));
-            return CallToolResult::structured(json!({ "count": rows.len(), "approvals": rows }))
-                .into();
-        }
-        let Some(id) = arg("id") else {
-            return tool_error("`id` is required (see approvals_list)");
+        let outcome = if wire == wire_name("approvals", sep, "list") {
+            let limit = args.and_then(|a| a.get("limit")).and_then(Value::as_u64);
+            self.list_approvals(arg("status"), limit)
+        } else {
+            let approve = wire == wire_name("approvals", sep, "approve");
+            match arg("id") {
+                None => Err(ApprovalFailure::Invalid(
+                    "`id` is required (see approvals_list)".to_owned(),
+                )),
+                Some(id) => {
+                    let comment =
+                        arg(if approve { "comment" } else { "reason" }).unwrap_or_default();
+                    self.decide_approval(id, approve, comment, &caller.identity, ct)
+                        .await
+                }
+            }
         };
-        let approve = wire == wire_name("approvals", sep, "approve");
-        let comment = arg(if approve { "comment" } else { "reason" }).unwrap_or_default();
+        match outcome {
+            Ok(v) => CallToolResult::structured(v).into(),
+            Err(e) => tool_error(e.to_string()),
+        }
+    }
+
+    /// Approvals, newest first (`approvals_list`, `GET /approvals`).
+    pub fn list_approvals(
+        &self,
+        status: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<Value, ApprovalFailure> {
+        let (ap, _) = self.approvals.as_ref().ok_or(ApprovalFailure::Disabled)?;
+        let limit = usize::try_from(limit.unwrap_or(50).clamp(1, 500)).unwrap_or(50);
+        let rows = ap.list(status, limit);
+        Ok(json!({ "count": rows.len(), "approvals": rows }))
+    }
+
+    /// Approves (and runs) or denies one approval (`approvals_approve`/`_deny`, `POST /approvals/…`).
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        comment: &str,
+        approver: &mcp_runtime::auth::Identity,
+        ct: &CancellationToken,
+    ) -> Result<Value, ApprovalFailure> {
+        let (ap, key) = self.approvals.as_ref().ok_or(ApprovalFailure::Disabled)?;
         if !approve && comment.trim().is_empty() {
-            return tool_error("`reason` is required to deny an approval");
+            return Err(ApprovalFailure::Invalid(
+                "`reason` is required to deny an approval".to_owned(),
+            ));
         }
-        let (row, call) = match ap.decide(id, &caller.identity, approve, comment) {
-            Ok(v) => v,
-            Err(e) => return tool_error(e),
-        };
+        let (row, call) = ap
+            .decide(id, approver, approve, comment)
+            .map_err(ApprovalFailure::Refused)?;
         self.metrics
             .approvals
             .with_label_values(&[if approve { "approved" } else { "denied" }])
             .inc();
-        tracing::info!(target: "audit", message = "Approval decided.", approval_id = %row.id, decision = %row.status, approver = %caller.identity.name, requester = %row.requester, tool = %row.tool);
+        tracing::info!(target: "audit", message = "Approval decided.", approval_id = %row.id, decision = %row.status, approver = %approver.name, requester = %row.requester, tool = %row.tool);
         let Some(call) = call else {
-            return CallToolResult::structured(json!({ "approval": row })).into();
+            return Ok(json!({ "approval": row }));
         };
         match self.execute_approved(&row, call, key, ct).await {
             Ok(r) => {
                 let ok = r.is_error != Some(true);
                 let shown = crate::audit::redact(&serde_json::to_value(&r).unwrap_or(Value::Null));
                 ap.finish(id, ok, &shown.to_string());
-                CallToolResult::structured(json!({ "approval": ap.get(id), "result": r })).into()
+                Ok(json!({ "approval": ap.get(id), "result": r }))
             }
             Err(e) => {
                 ap.finish(id, false, &e);
-                tool_error(format!("approved, but the call failed: {e}"))
+                Err(ApprovalFailure::Failed(format!(
+                    "approved, but the call failed: {e}"
+                )))
             }
         }
     }

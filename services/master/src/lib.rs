@@ -3,6 +3,7 @@
 //! circuit breaker per service and an audit record.
 
 pub mod approvals;
+pub mod approvals_api;
 pub mod audit;
 pub mod config;
 pub mod downstream;
@@ -185,6 +186,10 @@ impl McpService for Master {
             .cloned()
             .unwrap_or_else(toolsets::View::all);
         MasterHandler::new(self.gateway.clone(), view)
+    }
+
+    fn api(self: &Arc<Self>) -> Option<axum::Router> {
+        Some(approvals_api::router(self.gateway.clone()))
     }
 
     fn health(self: &Arc<Self>) -> Arc<dyn HealthProbe> {

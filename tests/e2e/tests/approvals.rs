@@ -172,6 +172,67 @@ async fn approvals_run_the_exact_call_for_another_approver_only() {
         "rotated-by-approval"
     );
 
+    // The HTTP API: same rules, bearer auth.
+    let r = alice
+        .call_tool(call(
+            "secrets_setSecret",
+            json!({"name": "keepass/Infra/postgres", "value": "via-http"}),
+        ))
+        .await
+        .unwrap();
+    let id4 = r.structured_content.unwrap()["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let http = reqwest::Client::new();
+    let post = |token: Option<&str>, path: String, body: Value| {
+        let mut rb = http.post(master.url(&path)).json(&body);
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        rb.send()
+    };
+    let r = post(None, format!("/approvals/{id4}/approve"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = post(
+        Some("carol-tok"),
+        format!("/approvals/{id4}/approve"),
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = post(
+        Some("bob-tok"),
+        format!("/approvals/{id4}/approve"),
+        json!({"comment": "via http"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["approval"]["status"], "executed", "{body}");
+    let r = post(
+        Some("bob-tok"),
+        "/approvals/ap-nope/deny".to_owned(),
+        json!({"reason": "x"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    let listed: Value = http
+        .get(master.url("/approvals?status=executed"))
+        .bearer_auth("bob-tok")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["count"], 2, "{listed}");
+
     // Expiry (ttl 2 s): an expired approval cannot be used.
     let r = carol
         .call_tool(call("secrets_setSecret", args.clone()))
@@ -194,7 +255,7 @@ async fn approvals_run_the_exact_call_for_another_approver_only() {
         .text()
         .await
         .unwrap();
-    for (decision, n) in [("requested", 3), ("approved", 1), ("denied", 1)] {
+    for (decision, n) in [("requested", 4), ("approved", 2), ("denied", 1)] {
         assert!(
             metrics.contains(&format!(
                 "mcp_approvals_total{{decision=\"{decision}\"}} {n}"
@@ -208,7 +269,7 @@ async fn approvals_run_the_exact_call_for_another_approver_only() {
         .unwrap()
         .structured_content
         .unwrap();
-    assert_eq!(listed["count"], 3);
+    assert_eq!(listed["count"], 4);
     for c in [alice, bob, carol] {
         c.cancel().await.unwrap();
     }
