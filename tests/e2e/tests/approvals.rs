@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use mcp_runtime::{ConfigDoc, ServerConfig, ShutdownToken};
+use mcp_runtime::ServerConfig;
 use serde_json::{Value, json};
 
 async fn as_user(url: &str, token: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
@@ -17,34 +17,15 @@ async fn approvals_run_the_exact_call_for_another_approver_only() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("shared.key");
     std::fs::write(&key, "approval-and-identity-key-0123456789abcdef").unwrap();
-    let text = format!(
-        "[secrets]\naudit_file = \"\"\ndemo_if_empty = true\ndemo_path = {:?}\ndemo_password_file = {:?}\n",
-        dir.path().join("demo.kdbx").display().to_string(),
-        dir.path().join("demo_pw").display().to_string(),
+    let secrets = start_secrets_demo(&key, "").await;
+    let tokens = tokens_file(
+        dir.path(),
+        &[
+            ("alice", &["approver"], "alice-tok"),
+            ("bob", &["approver"], "bob-tok"),
+            ("carol", &[], "carol-tok"),
+        ],
     );
-    let doc = ConfigDoc::from_str(&text, "test").unwrap();
-    let shutdown = ShutdownToken::new();
-    let secrets = mcp_runtime::start::<mcp_secrets::Secrets>(
-        &doc,
-        ServerConfig {
-            identity_key_file: Some(key.clone()),
-            ..server_config()
-        },
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(
-        &tokens,
-        format!(
-            "[[token]]\nidentity = \"alice\"\nroles = [\"approver\"]\nsha256 = \"{}\"\n\n[[token]]\nidentity = \"bob\"\nroles = [\"approver\"]\nsha256 = \"{}\"\n\n[[token]]\nidentity = \"carol\"\nsha256 = \"{}\"\n",
-            mcp_runtime::auth::hash_token("alice-tok"),
-            mcp_runtime::auth::hash_token("bob-tok"),
-            mcp_runtime::auth::hash_token("carol-tok"),
-        ),
-    )
-    .unwrap();
     let master = start_master(
         &format!(
             "identity_key_file = {:?}\n[master.approvals]\nttl_secs = 2\n{}",
@@ -273,5 +254,4 @@ async fn approvals_run_the_exact_call_for_another_approver_only() {
     for c in [alice, bob, carol] {
         c.cancel().await.unwrap();
     }
-    shutdown.cancel();
 }

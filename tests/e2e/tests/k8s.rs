@@ -570,16 +570,13 @@ async fn per_identity_namespace_rules_follow_the_identity_master_asserts() {
         },
     )
     .await;
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(
-        &tokens,
-        format!(
-            "[[token]]\nidentity = \"dana\"\nroles = [\"dev\"]\nsha256 = \"{}\"\n\n[[token]]\nidentity = \"otto\"\nroles = [\"ops\"]\nsha256 = \"{}\"\n",
-            mcp_runtime::auth::hash_token("dana-tok"),
-            mcp_runtime::auth::hash_token("otto-tok"),
-        ),
-    )
-    .unwrap();
+    let tokens = tokens_file(
+        dir.path(),
+        &[
+            ("dana", &["dev"], "dana-tok"),
+            ("otto", &["ops"], "otto-tok"),
+        ],
+    );
     let master = start_master(
         &format!(
             "identity_key_file = {:?}\n{}",

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use mcp_runtime::{ConfigDoc, ServerConfig, ShutdownToken};
+use mcp_runtime::ServerConfig;
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -25,16 +25,9 @@ async fn rules_follow_the_identity_master_asserts() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("identity.key");
     std::fs::write(&key, "0123456789abcdef0123456789abcdef0123456789abcdef\n").unwrap();
-    let db = dir.path().join("demo.kdbx");
-    let pw = dir.path().join("demo_password");
-    let text = format!(
+    let secrets = start_secrets_demo(
+        &key,
         r#"
-[secrets]
-audit_file = ""
-demo_if_empty = true
-demo_path = {db:?}
-demo_password_file = {pw:?}
-
 [[secrets.rule]]
 identities = ["alice"]
 paths = ["keepass/**"]
@@ -45,32 +38,15 @@ roles = ["viewer"]
 paths = ["keepass/Cloud/**"]
 actions = ["list", "get"]
 "#,
-        db = db.display().to_string(),
-        pw = pw.display().to_string(),
+    )
+    .await;
+    let tokens = tokens_file(
+        dir.path(),
+        &[
+            ("alice", &["admin"], "alice-tok"),
+            ("bob", &["viewer"], "bob-tok"),
+        ],
     );
-    let doc = ConfigDoc::from_str(&text, "test").unwrap();
-    let shutdown = ShutdownToken::new();
-    let secrets = mcp_runtime::start::<mcp_secrets::Secrets>(
-        &doc,
-        ServerConfig {
-            identity_key_file: Some(key.clone()),
-            ..server_config()
-        },
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
-
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(
-        &tokens,
-        format!(
-            "[[token]]\nidentity = \"alice\"\nroles = [\"admin\"]\nsha256 = \"{}\"\n\n[[token]]\nidentity = \"bob\"\nroles = [\"viewer\"]\nsha256 = \"{}\"\n",
-            mcp_runtime::auth::hash_token("alice-tok"),
-            mcp_runtime::auth::hash_token("bob-tok"),
-        ),
-    )
-    .unwrap();
     let master = start_master(
         &format!(
             "identity_key_file = {:?}\n{}",
@@ -180,6 +156,4 @@ actions = ["list", "get"]
             "{f} holds the value"
         );
     }
-    shutdown.cancel();
-    let _ = secrets.stop().await;
 }

@@ -212,3 +212,47 @@ pub async fn assert_conformance_passes(url: &str, baseline: &str) {
         .unwrap_or(0);
     assert!(passed >= 40, "only {passed} checks passed:\n{summary}");
 }
+
+/// Writes a tokens file for `users` (identity, roles, token) into `dir`.
+pub fn tokens_file(dir: &Path, users: &[(&str, &[&str], &str)]) -> PathBuf {
+    let text: String = users
+        .iter()
+        .map(|(name, roles, token)| {
+            format!(
+                "[[token]]\nidentity = {name:?}\nroles = {roles:?}\nsha256 = \"{}\"\n\n",
+                mcp_runtime::auth::hash_token(token)
+            )
+        })
+        .collect();
+    let path = dir.join("tokens.toml");
+    std::fs::write(&path, text).expect("tokens file");
+    path
+}
+
+/// The secrets service with its demo KeePass database, trusting master's identity (and approval)
+/// key, with extra `[[secrets.rule]]` TOML.
+pub async fn start_secrets_demo(key: &Path, rules: &str) -> TestService {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[secrets]\naudit_file = \"\"\ndemo_if_empty = true\ndemo_path = {:?}\ndemo_password_file = {:?}\n{rules}\n",
+        dir.path().join("demo.kdbx").display().to_string(),
+        dir.path().join("demo_pw").display().to_string(),
+    );
+    let doc = ConfigDoc::from_str(&text, "test secrets config").expect("config");
+    let shutdown = ShutdownToken::new();
+    let running = mcp_runtime::start::<mcp_secrets::Secrets>(
+        &doc,
+        ServerConfig {
+            identity_key_file: Some(key.to_owned()),
+            ..server_config()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("start secrets");
+    TestService {
+        running: Some(running),
+        shutdown,
+        dir,
+    }
+}
