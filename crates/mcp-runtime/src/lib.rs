@@ -10,6 +10,7 @@ pub mod assertion;
 pub mod auth;
 pub mod config;
 mod edge;
+pub mod files;
 pub mod health;
 mod instrument;
 pub mod metrics;

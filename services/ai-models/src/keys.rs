@@ -1,24 +1,16 @@
 //! API keys read from files (Docker secrets), re-read when the file changes, held as
 //! [`SecretString`] and scrubbed from anything a provider sends back.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use mcp_runtime::files::FileStamp;
 use secrecy::{ExposeSecret, SecretString};
-
-/// What identifies the version of the key file we read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    mtime_ns: i128,
-    ino: u64,
-}
 
 /// One provider's key file.
 pub struct KeyFile {
     path: PathBuf,
-    cached: Mutex<Option<(Stamp, SecretString)>>,
+    cached: Mutex<Option<(FileStamp, SecretString)>>,
 }
 
 impl KeyFile {
@@ -35,12 +27,7 @@ impl KeyFile {
 
     /// The key, re-read when the file changed; `None` when the file is missing or empty.
     pub fn get(&self) -> Option<SecretString> {
-        let md = std::fs::metadata(&self.path).ok()?;
-        let stamp = Stamp {
-            len: md.len(),
-            mtime_ns: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
-            ino: md.ino(),
-        };
+        let stamp = FileStamp::of(&self.path).ok()?;
         let mut cached = self
             .cached
             .lock()

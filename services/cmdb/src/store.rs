@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
+use mcp_runtime::files::FileStamp;
 use rusqlite::{Connection, params_from_iter};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -74,7 +75,7 @@ struct Snapshot {
     extra_columns: Vec<String>,
     issues: Vec<RowIssue>,
     loaded_at: SystemTime,
-    fingerprint: Option<(SystemTime, u64)>,
+    fingerprint: Option<FileStamp>,
 }
 
 /// What the last reload attempt did, for health.
@@ -82,7 +83,7 @@ struct Snapshot {
 struct ReloadState {
     last_error: Option<String>,
     /// File version whose load failed, so it is not parsed again on every tick.
-    failed_fingerprint: Option<(SystemTime, u64)>,
+    failed_fingerprint: Option<FileStamp>,
     reloads: u64,
 }
 
@@ -124,9 +125,8 @@ pub struct StoreStatus {
     pub last_reload_error: Option<String>,
 }
 
-fn fingerprint(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+fn fingerprint(path: &Path) -> Option<FileStamp> {
+    FileStamp::of(path).ok()
 }
 
 impl Store {
@@ -211,7 +211,7 @@ impl Store {
         }
     }
 
-    fn record_error(&self, message: String, failed: Option<(SystemTime, u64)>) {
+    fn record_error(&self, message: String, failed: Option<FileStamp>) {
         if let Ok(mut st) = self.state.write() {
             st.failed_fingerprint = failed;
             if st.last_error.as_deref() != Some(message.as_str()) {
@@ -442,7 +442,7 @@ fn load(path: &Path) -> Result<Snapshot, StoreError> {
 fn load_text(
     text: &str,
     origin: &str,
-    fingerprint: Option<(SystemTime, u64)>,
+    fingerprint: Option<FileStamp>,
 ) -> Result<Snapshot, StoreError> {
     let format_err = |message: String| StoreError::Format {
         path: origin.to_owned(),

@@ -5,7 +5,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use keepass::config::{DatabaseConfig, DatabaseVersion, KdfConfig};
 use keepass::db::{EntryRef, GroupRef, fields};
 use keepass::{Database, DatabaseKey};
+use mcp_runtime::files::FileStamp;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -42,30 +43,13 @@ fn default_keep_backups() -> usize {
     20
 }
 
-/// What identifies the version of the file on disk we loaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    mtime_ns: i128,
-    ino: u64,
-}
-
-fn stamp(path: &Path) -> std::io::Result<Stamp> {
-    let m = fs::metadata(path)?;
-    Ok(Stamp {
-        len: m.len(),
-        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        ino: m.ino(),
-    })
-}
-
 #[derive(Default)]
 struct State {
     db: Option<Arc<Database>>,
     /// Stamp of the file `db` was read from.
-    loaded: Option<Stamp>,
+    loaded: Option<FileStamp>,
     /// Stamp of the file the last failed open saw (so a bad file is not re-read on every call).
-    failed: Option<Stamp>,
+    failed: Option<FileStamp>,
     error: Option<String>,
 }
 
@@ -160,7 +144,7 @@ impl Keepass {
 
     /// Re-opens the file if it changed since it was loaded; returns the database to use.
     async fn refresh(&self) -> Result<Arc<Database>, SecretError> {
-        let current = stamp(&self.cfg.path);
+        let current = FileStamp::of(&self.cfg.path);
         let (db, loaded, failed) = self.read_state(|s| (s.db.clone(), s.loaded, s.failed));
         if let (Some(db), Ok(now)) = (&db, &current)
             && loaded == Some(*now)
@@ -174,8 +158,8 @@ impl Keepass {
     /// Re-opens under the write lock (re-checking, another call may have done it).
     async fn reopen_locked(
         &self,
-        current: std::io::Result<Stamp>,
-        failed: Option<Stamp>,
+        current: std::io::Result<FileStamp>,
+        failed: Option<FileStamp>,
     ) -> Result<Arc<Database>, SecretError> {
         let current = match current {
             Ok(s) => s,
@@ -228,7 +212,7 @@ impl Keepass {
         }
     }
 
-    fn fail(&self, seen: Option<Stamp>, reason: String) -> Result<Arc<Database>, SecretError> {
+    fn fail(&self, seen: Option<FileStamp>, reason: String) -> Result<Arc<Database>, SecretError> {
         tracing::warn!(
             message = "KeePass database cannot be opened.",
             backend = %self.name,
@@ -245,7 +229,7 @@ impl Keepass {
     }
 
     /// Saves `db` over the file: backup of the current file, temp file, fsync, rename.
-    fn save(&self, db: &Database) -> Result<Stamp, SecretError> {
+    fn save(&self, db: &Database) -> Result<FileStamp, SecretError> {
         if !matches!(db.config.version, DatabaseVersion::KDB4(_)) {
             return Err(SecretError::Unsupported(format!(
                 "backend `{}` is a {} database, which can be read but not written; save it once as KDBX 4 in KeePassXC to enable writes",
@@ -297,7 +281,7 @@ impl Keepass {
             let _ = fs::remove_file(&tmp);
             return Err(SecretError::Io(e));
         }
-        Ok(stamp(path)?)
+        Ok(FileStamp::of(path)?)
     }
 
     fn backup_dir(&self) -> PathBuf {
@@ -370,11 +354,11 @@ impl Keepass {
             return Err(SecretError::ReadOnly(self.name.clone()));
         }
         let _guard = self.write.lock().await;
-        let current = stamp(&self.cfg.path);
+        let current = FileStamp::of(&self.cfg.path);
         let failed = self.read_state(|s| s.failed);
         let db = self.reopen_locked(current, failed).await?;
         // Never write over a file we could not read: it may be a newer version someone else saved.
-        let on_disk = stamp(&self.cfg.path)?;
+        let on_disk = FileStamp::of(&self.cfg.path)?;
         if self.read_state(|s| s.loaded) != Some(on_disk) {
             let reason = self.read_state(|s| s.error.clone()).unwrap_or_default();
             return Err(self.unavailable(format!(
