@@ -318,11 +318,7 @@ impl Keepass {
         );
         let target = dir.join(name);
         let data = fs::read(&self.cfg.path)?;
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&target)?;
+        let mut f = create_private(&target)?;
         f.write_all(&data)?;
         f.sync_all()?;
         let mut backups: Vec<PathBuf> = fs::read_dir(&dir)?
@@ -684,6 +680,18 @@ fn ensure_groups<S: AsRef<str>>(db: &mut Database, path: &[S]) -> keepass::db::G
     gid
 }
 
+/// Creates `path` (and its directory) for writing, readable only by the owner; never overwrites.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<File> {
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
 /// KDF settings for databases this service creates (the demo database, tests): Argon2id at 32 MiB,
 /// strong enough for a local file and quick to open.
 pub fn new_database_config() -> DatabaseConfig {
@@ -730,15 +738,8 @@ pub fn create_database(
             entry.set_protected(*k, *v);
         }
     }
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut f =
+        create_private(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     db.save(&mut f, key)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     f.sync_all().map_err(|e| e.to_string())

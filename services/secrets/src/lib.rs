@@ -137,14 +137,7 @@ fn generate_password() -> String {
 }
 
 fn write_private(path: &Path, data: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = keepass::create_private(path)?;
     f.write_all(data.as_bytes())?;
     f.sync_all()
 }
