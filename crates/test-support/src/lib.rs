@@ -126,6 +126,15 @@ impl ServiceProcess {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Kills the process with SIGKILL (no shutdown, no flush) and hands back its directory, so
+    /// that a test can start it again on the same data.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.dir, placeholder)
+    }
 }
 
 impl Drop for ServiceProcess {

@@ -81,7 +81,7 @@ pub struct Approvals {
     calls: Mutex<HashMap<String, PendingCall>>,
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -257,6 +257,19 @@ impl Approvals {
         );
         let row = self.get(id).ok_or_else(|| format!("no approval `{id}`"))?;
         Ok((row, if approve { call } else { None }))
+    }
+
+    /// How many approvals have this status (expired ones first marked expired).
+    pub fn count(&self, status: &str) -> u64 {
+        self.expire();
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM approvals WHERE status = ?1",
+                params![status],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.try_into().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Records how the approved call ended (result redacted and bounded).

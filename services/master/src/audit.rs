@@ -54,7 +54,7 @@ pub struct Audit {
     tx: mpsc::Sender<AuditRecord>,
 }
 
-fn is_secret_key(key: &str) -> bool {
+pub(crate) fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
         "password",

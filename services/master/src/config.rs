@@ -193,6 +193,8 @@ pub struct MasterConfig {
     pub identity_key_file: Option<PathBuf>,
     /// Human approvals (`[master.approvals]`).
     pub approvals: crate::approvals::ApprovalsConfig,
+    /// Workflows (`[master.workflows]`).
+    pub workflows: crate::workflow::WorkflowsConfig,
 }
 
 impl Default for MasterConfig {
@@ -211,6 +213,7 @@ impl Default for MasterConfig {
             audit_db: PathBuf::from("data/master/audit.sqlite"),
             identity_key_file: None,
             approvals: crate::approvals::ApprovalsConfig::default(),
+            workflows: crate::workflow::WorkflowsConfig::default(),
             toolset: Vec::new(),
             per_namespace_toolsets: true,
             discovery: true,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use mcp_runtime::CallerContext;
@@ -13,6 +13,7 @@ use rand::Rng;
 use rmcp::model::*;
 use rmcp::{ErrorData, Peer, RoleServer};
 use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Audit, AuditRecord, redacted_args};
@@ -129,6 +130,7 @@ pub fn local_tools(sep: &str, approvals: bool) -> Vec<Tool> {
         )
         .annotate(ro.clone()),
     ];
+    tools.extend(crate::workflow::tools(sep));
     if !approvals {
         return tools;
     }
@@ -200,7 +202,21 @@ pub struct Gateway {
     pub metrics: MasterMetrics,
     assertion_key: Option<AssertionKey>,
     approvals: Option<(Arc<crate::approvals::Approvals>, AssertionKey)>,
+    approval_events: broadcast::Sender<ApprovalEvent>,
+    workflows: OnceLock<Arc<crate::workflow::Engine>>,
     started: Instant,
+}
+
+/// How a decided approval ended, for whoever waits on it (workflow steps, waiting callers).
+#[derive(Debug, Clone)]
+pub struct ApprovalEvent {
+    pub id: String,
+    /// executed, failed, denied.
+    pub status: String,
+    /// The approved call's result, when it ran.
+    pub result: Option<CallToolResult>,
+    /// Why it did not run, or failed.
+    pub error: Option<String>,
 }
 
 /// What master signs with: the caller's identity for services, and approval tokens (with the
@@ -298,6 +314,8 @@ impl Gateway {
             metrics,
             assertion_key,
             approvals,
+            approval_events: broadcast::channel(256).0,
+            workflows: OnceLock::new(),
             started: Instant::now(),
         };
         let idx = g.build_index();
@@ -620,7 +638,7 @@ impl Gateway {
         request: CallToolRequestParams,
         meta: RequestMetaObject,
         caller: &CallerContext,
-        peer: &Peer<RoleServer>,
+        peer: Option<&Peer<RoleServer>>,
         ct: &CancellationToken,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
@@ -721,6 +739,25 @@ impl Gateway {
                 audit(&wire, "allow", status, None);
                 return Ok(r);
             }
+            Route::Local(name)
+                if name.starts_with(&wire_name("orchestrator", &self.cfg.separator, "")) =>
+            {
+                let tool = &name[wire_name("orchestrator", &self.cfg.separator, "").len()..];
+                let r = match self.workflows.get() {
+                    Some(engine) => {
+                        engine
+                            .call(tool, request.arguments.as_ref(), caller)
+                            .await
+                    }
+                    None => tool_error("workflows are not available on this master"),
+                };
+                let status = match &r {
+                    CallToolResponse::Complete(c) if c.is_error == Some(true) => "error",
+                    _ => "success",
+                };
+                audit(&wire, "allow", status, None);
+                return Ok(r);
+            }
             Route::Local(name) => {
                 let r = self.call_local(&name);
                 audit(&wire, "allow", "success", None);
@@ -758,7 +795,10 @@ impl Gateway {
                 meta.insert(IDENTITY_META_KEY.to_owned(), v);
             }
         }
-        if let Ok(mut m) = self.inflight.lock() {
+        // Calls of a workflow step have no client to relay progress or requests to.
+        if let Some(peer) = peer
+            && let Ok(mut m) = self.inflight.lock()
+        {
             m.entry(index).or_default().push(InFlight {
                 id: call_id,
                 peer: peer.clone(),
@@ -916,7 +956,7 @@ impl Gateway {
         client: &crate::downstream::Client,
         params: CallToolRequestParams,
         original_token: Option<ProgressToken>,
-        peer: &Peer<RoleServer>,
+        peer: Option<&Peer<RoleServer>>,
         guard: &mut InFlightGuard<'_>,
         ct: &CancellationToken,
     ) -> Result<CallToolResponse, CallError> {
@@ -932,7 +972,7 @@ impl Gateway {
                 return Err(CallError::Connection(e.to_string()));
             }
         };
-        if let Some(original) = original_token {
+        if let (Some(original), Some(peer)) = (original_token, peer) {
             let key = token_key(&handle.progress_token);
             if let Ok(mut m) = self.progress.lock() {
                 m.insert(key.clone(), (peer.clone(), original));
@@ -1001,6 +1041,17 @@ impl Gateway {
             .approvals
             .with_label_values(&["requested"])
             .inc();
+        self.refresh_pending();
+        self.audit.record(AuditRecord {
+            identity: caller.identity.name.clone(),
+            tool: wire.to_owned(),
+            arguments: redacted.to_owned(),
+            decision: "approval_requested".to_owned(),
+            status: "pending".to_owned(),
+            duration_ms: 0.0,
+            correlation_id: caller.correlation_id.clone(),
+            error: Some(format!("{}: {reason}", row.id)),
+        });
         tracing::info!(target: "audit", message = "Approval requested.", approval_id = %row.id, tool = wire, requester = %row.requester, reason, correlation_id = %caller.correlation_id);
         let sep = &self.cfg.separator;
         let message = format!(
@@ -1086,12 +1137,30 @@ impl Gateway {
         let (row, call) = ap
             .decide(id, approver, approve, comment)
             .map_err(ApprovalFailure::Refused)?;
-        self.metrics
-            .approvals
-            .with_label_values(&[if approve { "approved" } else { "denied" }])
-            .inc();
+        let decision = if approve { "approved" } else { "denied" };
+        self.metrics.approvals.with_label_values(&[decision]).inc();
+        self.metrics.approval_decision.observe(
+            crate::approvals::now().saturating_sub(row.created) as f64,
+        );
+        self.refresh_pending();
         tracing::info!(target: "audit", message = "Approval decided.", approval_id = %row.id, decision = %row.status, approver = %approver.name, requester = %row.requester, tool = %row.tool);
+        self.audit.record(AuditRecord {
+            identity: approver.name.clone(),
+            tool: row.tool.clone(),
+            arguments: row.arguments.clone(),
+            decision: format!("approval_{decision}"),
+            status: decision.to_owned(),
+            duration_ms: 0.0,
+            correlation_id: row.correlation_id.clone(),
+            error: (!comment.is_empty()).then(|| format!("{} {}: {comment}", row.id, if approve { "comment" } else { "reason" })),
+        });
         let Some(call) = call else {
+            let _ = self.approval_events.send(ApprovalEvent {
+                id: row.id.clone(),
+                status: "denied".to_owned(),
+                result: None,
+                error: Some(comment.to_owned()),
+            });
             return Ok(json!({ "approval": row }));
         };
         match self.execute_approved(&row, call, key, ct).await {
@@ -1099,14 +1168,85 @@ impl Gateway {
                 let ok = r.is_error != Some(true);
                 let shown = crate::audit::redact(&serde_json::to_value(&r).unwrap_or(Value::Null));
                 ap.finish(id, ok, &shown.to_string());
+                let _ = self.approval_events.send(ApprovalEvent {
+                    id: row.id.clone(),
+                    status: if ok { "executed" } else { "failed" }.to_owned(),
+                    result: Some(r.clone()),
+                    error: None,
+                });
                 Ok(json!({ "approval": ap.get(id), "result": r }))
             }
             Err(e) => {
                 ap.finish(id, false, &e);
+                let _ = self.approval_events.send(ApprovalEvent {
+                    id: row.id.clone(),
+                    status: "failed".to_owned(),
+                    result: None,
+                    error: Some(e.clone()),
+                });
                 Err(ApprovalFailure::Failed(format!(
                     "approved, but the call failed: {e}"
                 )))
             }
+        }
+    }
+
+    /// Sets the pending-approvals gauge from the store.
+    pub fn refresh_pending(&self) {
+        if let Some((ap, _)) = &self.approvals {
+            self.metrics
+                .approvals_pending
+                .set(i64::try_from(ap.count("pending")).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Decisions as they happen.
+    pub fn approval_events(&self) -> broadcast::Receiver<ApprovalEvent> {
+        self.approval_events.subscribe()
+    }
+
+    /// One approval as stored.
+    pub fn approval(&self, id: &str) -> Option<crate::approvals::ApprovalRow> {
+        self.approvals.as_ref().and_then(|(ap, _)| ap.get(id))
+    }
+
+    /// The workflow engine, once set.
+    pub fn workflows(&self) -> Option<&Arc<crate::workflow::Engine>> {
+        self.workflows.get()
+    }
+
+    /// Installs the workflow engine (once).
+    pub fn set_workflows(&self, engine: Arc<crate::workflow::Engine>) {
+        let _ = self.workflows.set(engine);
+    }
+
+    /// A pending approval for a workflow step marked `approval: true` (the step's exact call).
+    pub fn request_step_approval(
+        &self,
+        wire: &str,
+        arguments: Map<String, Value>,
+        reason: &str,
+        caller: &CallerContext,
+    ) -> Result<String, String> {
+        if self.approvals.is_none() {
+            return Err(format!(
+                "step needs an approval, but approvals are not enabled on this master (set master.identity_key_file or master.approvals.key_file), so `{wire}` cannot run"
+            ));
+        }
+        let Some((_, Route::Downstream { index, name }, _)) = self.canonical(wire) else {
+            return Err(format!("unknown tool `{wire}`"));
+        };
+        let redacted = redacted_args(Some(&arguments));
+        let r = self.request_approval(wire, index, &name, Some(arguments), reason, caller, &redacted);
+        match r {
+            CallToolResponse::Complete(c) => c
+                .structured_content
+                .as_ref()
+                .and_then(|s| s.get("approval_id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| "approval could not be recorded".to_owned()),
+            _ => Err("approval could not be recorded".to_owned()),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod namespace;
 pub mod policy;
 pub mod relay;
 pub mod toolsets;
+pub mod workflow;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -88,6 +89,17 @@ impl McpService for Master {
             }
             None => None,
         };
+        let data_dir = cfg
+            .audit_db
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let engine = workflow::Engine::open(
+            cfg.workflows.clone(),
+            &data_dir,
+            metrics.clone(),
+            &cfg.separator,
+        )?;
         let gateway = Arc::new(Gateway::new(
             cfg,
             downstreams,
@@ -100,6 +112,8 @@ impl McpService for Master {
                 approvals,
             },
         ));
+        let engine = Arc::new(engine.bind(Arc::downgrade(&gateway)));
+        gateway.set_workflows(engine.clone());
         for d in gateway.downstreams() {
             tokio::spawn(d.clone().supervise(
                 Arc::downgrade(&gateway),
@@ -161,6 +175,9 @@ impl McpService for Master {
             }
         }
         gateway.metrics.refresh_downstreams(gateway.downstreams());
+        gateway.refresh_pending();
+        // Runs a previous master left in progress continue from their checkpoints.
+        engine.resume_all();
         Ok(Self { gateway })
     }
 

@@ -22,6 +22,13 @@ pub struct MasterMetrics {
     pub endpoint_tools: IntGaugeVec,
     pub endpoint_calls: IntCounterVec,
     pub approvals: IntCounterVec,
+    pub approvals_pending: prometheus::IntGauge,
+    pub approval_decision: prometheus::Histogram,
+    pub workflows: IntCounterVec,
+    pub workflows_active: IntGaugeVec,
+    pub workflow_duration: HistogramVec,
+    pub workflow_step_failures: IntCounterVec,
+    pub workflow_checkpoint: prometheus::Histogram,
 }
 
 impl MasterMetrics {
@@ -93,6 +100,61 @@ impl MasterMetrics {
                 ),
                 &["decision"],
             )?,
+            approvals_pending: prometheus::IntGauge::new(
+                "mcp_approvals_pending",
+                "Approvals waiting for a decision.",
+            )?,
+            approval_decision: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "mcp_approval_decision_seconds",
+                    "Time from an approval request to its decision.",
+                )
+                .buckets(vec![
+                    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0,
+                ]),
+            )?,
+            workflows: IntCounterVec::new(
+                Opts::new(
+                    "mcp_workflows_total",
+                    "Workflow runs by status: started, completed, failed, cancelled, needs_attention.",
+                ),
+                &["status"],
+            )?,
+            workflows_active: IntGaugeVec::new(
+                Opts::new(
+                    "mcp_workflows_active",
+                    "Workflow runs not ended: running, waiting_approval, needs_attention.",
+                ),
+                &["status"],
+            )?,
+            workflow_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "mcp_workflow_duration_seconds",
+                    "Duration of workflow runs (in this master process), by final status.",
+                )
+                .buckets(vec![
+                    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+                    3600.0,
+                ]),
+                &["status"],
+            )?,
+            workflow_step_failures: IntCounterVec::new(
+                Opts::new(
+                    "mcp_workflow_step_failures_total",
+                    "Failed workflow step attempts by reason: tool_error, error, timeout, denied, expired, template, protocol, approval.",
+                ),
+                &["reason"],
+            )?,
+            workflow_checkpoint: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "mcp_workflow_checkpoint_seconds",
+                    "Time to commit one workflow checkpoint (SQLite, WAL, synchronous=FULL).",
+                )
+                .buckets(vec![
+                    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                    0.1,
+                ]),
+            )?,
         };
         registry.register(Box::new(m.downstream_up.clone()))?;
         registry.register(Box::new(m.circuit_state.clone()))?;
@@ -105,6 +167,22 @@ impl MasterMetrics {
         registry.register(Box::new(m.endpoint_tools.clone()))?;
         registry.register(Box::new(m.endpoint_calls.clone()))?;
         registry.register(Box::new(m.approvals.clone()))?;
+        registry.register(Box::new(m.approvals_pending.clone()))?;
+        registry.register(Box::new(m.approval_decision.clone()))?;
+        registry.register(Box::new(m.workflows.clone()))?;
+        registry.register(Box::new(m.workflows_active.clone()))?;
+        registry.register(Box::new(m.workflow_duration.clone()))?;
+        registry.register(Box::new(m.workflow_step_failures.clone()))?;
+        registry.register(Box::new(m.workflow_checkpoint.clone()))?;
+        for status in ["started", "completed", "failed", "cancelled", "needs_attention"] {
+            m.workflows.with_label_values(&[status]);
+        }
+        for status in ["running", "waiting_approval", "needs_attention"] {
+            m.workflows_active.with_label_values(&[status]);
+        }
+        for decision in ["requested", "approved", "denied"] {
+            m.approvals.with_label_values(&[decision]);
+        }
         Ok(m)
     }
 

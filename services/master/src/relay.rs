@@ -145,7 +145,7 @@ impl MasterHandler {
             let meta = context.meta.clone();
             return self
                 .gateway
-                .call_tool(inner, meta, &caller, &context.peer, &context.ct)
+                .call_tool(inner, meta, &caller, Some(&context.peer), &context.ct)
                 .await;
         }
         Err(unknown_tool(&name))
@@ -247,7 +247,7 @@ impl ServerHandler for MasterHandler {
             }
         }
         self.gateway
-            .call_tool(request, meta, &caller, &context.peer, &context.ct)
+            .call_tool(request, meta, &caller, Some(&context.peer), &context.ct)
             .await
     }
 

@@ -130,6 +130,23 @@ pub fn npx_available() -> bool {
     tool_available("npx", "--version")
 }
 
+/// A binary of another workspace package, built by `cargo test --workspace` beside this test's
+/// own executable (`target/<profile>/`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first, or `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
 /// Directory of this crate (for scripts and data files).
 pub fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,226 @@
+//! Durable workflows: definitions (YAML/JSON, minijinja templates), a SQLite checkpoint store and
+//! the engine that runs steps through the gateway and resumes runs after a restart.
+
+pub mod definition;
+pub mod engine;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_runtime::CallerContext;
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, Tool, ToolAnnotations};
+use serde_json::{Map, Value, json};
+
+pub use engine::{Engine, IDEMPOTENCY_META_KEY, WorkflowError, WorkflowsConfig};
+
+use crate::namespace::wire_name;
+
+fn schema(v: Value) -> Arc<Map<String, Value>> {
+    Arc::new(v.as_object().cloned().unwrap_or_default())
+}
+
+/// The `orchestrator_*` tools.
+pub fn tools(sep: &str) -> Vec<Tool> {
+    let ro = crate::gateway::read_only_annotations();
+    let run_id = json!({"type": "string", "description": "Run id (wf-…) from orchestrator_executeWorkflow or orchestrator_listWorkflows"});
+    vec![
+        Tool::new(
+            wire_name("orchestrator", sep, "executeWorkflow"),
+            "Run a workflow: a template by name (see orchestrator_listWorkflows) or an ad-hoc definition {name, inputs, steps: [{id, service, tool, params, needs, retry, timeout, on_error, approval}]} in YAML or JSON. Params may use {{ inputs.x }} and {{ steps.<id>.result }} / .text. Everything is validated before anything runs; steps whose needs are met run in parallel; every step is checkpointed and the run resumes after a master restart. Waits for the end (or an approval) up to wait_secs, then returns the run's state; the run goes on either way.",
+            schema(json!({"type": "object", "properties": {
+                "workflow": {"description": "Template name, or a definition object", "type": ["string", "object"]},
+                "definition": {"description": "Ad-hoc definition: an object, or YAML/JSON text", "type": ["string", "object"]},
+                "inputs": {"type": "object", "description": "Values of the workflow's inputs"},
+                "parameters": {"type": "object", "description": "Same as inputs (the seed's name)"},
+                "wait": {"type": "boolean", "description": "Wait for the run (default true); false returns the run id at once"},
+                "wait_secs": {"type": "integer", "minimum": 0, "maximum": 100}
+            }, "additionalProperties": false})),
+        )
+        .annotate(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(true)
+                .idempotent(false)
+                .open_world(true),
+        ),
+        Tool::new(
+            wire_name("orchestrator", sep, "listWorkflows"),
+            "Workflow templates (name, description, inputs, steps) and recent runs, newest first (your own; all runs for approvers).",
+            schema(json!({"type": "object", "properties": {
+                "status": {"type": "string", "description": "Only runs with this status: running, waiting_approval, needs_attention, completed, failed, cancelled"},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 500}
+            }, "additionalProperties": false})),
+        )
+        .annotate(ro.clone()),
+        Tool::new(
+            wire_name("orchestrator", sep, "getWorkflow"),
+            "One run: status, each step's state, attempts, timings, result (secret results withheld), error and approval id.",
+            schema(json!({"type": "object", "properties": {"run_id": run_id}, "required": ["run_id"], "additionalProperties": false})),
+        )
+        .annotate(ro),
+        Tool::new(
+            wire_name("orchestrator", sep, "resumeWorkflow"),
+            "Resume a failed or cancelled run (failed steps run again, completed ones never), or one needing attention after a crash: step_action `rerun` runs the interrupted step again, `skip` treats it as done.",
+            schema(json!({"type": "object", "properties": {
+                "run_id": run_id,
+                "step_action": {"type": "string", "enum": ["rerun", "skip"]},
+                "wait": {"type": "boolean"},
+                "wait_secs": {"type": "integer", "minimum": 0, "maximum": 100}
+            }, "required": ["run_id"], "additionalProperties": false})),
+        )
+        .annotate(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(true)
+                .idempotent(false)
+                .open_world(true),
+        ),
+        Tool::new(
+            wire_name("orchestrator", sep, "cancelWorkflow"),
+            "Cancel a run: steps in flight are cancelled at their services, nothing further starts.",
+            schema(json!({"type": "object", "properties": {
+                "run_id": run_id,
+                "reason": {"type": "string"}
+            }, "required": ["run_id"], "additionalProperties": false})),
+        )
+        .annotate(
+            ToolAnnotations::new()
+                .read_only(false)
+                .destructive(false)
+                .idempotent(true)
+                .open_world(false),
+        ),
+    ]
+}
+
+fn error(text: impl Into<String>) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(text)]).into()
+}
+
+fn run_result(doc: Value, text: String) -> CallToolResponse {
+    let failed = matches!(
+        doc.get("status").and_then(Value::as_str),
+        Some("failed" | "cancelled" | "needs_attention")
+    );
+    let mut r = CallToolResult::structured(doc);
+    r.content = vec![ContentBlock::text(text)];
+    r.is_error = Some(failed);
+    r.into()
+}
+
+impl Engine {
+    fn wait_for(&self, args: &Map<String, Value>) -> Option<Duration> {
+        if args.get("wait").and_then(Value::as_bool) == Some(false) {
+            return None;
+        }
+        let secs = args
+            .get("wait_secs")
+            .and_then(Value::as_u64)
+            .unwrap_or(self.default_wait_secs())
+            .min(100);
+        Some(Duration::from_secs(secs))
+    }
+
+    /// One `orchestrator_*` call.
+    pub async fn call(
+        self: &Arc<Self>,
+        tool: &str,
+        args: Option<&Map<String, Value>>,
+        caller: &CallerContext,
+    ) -> CallToolResponse {
+        let empty = Map::new();
+        let args = args.unwrap_or(&empty);
+        let s = |k: &str| args.get(k).and_then(Value::as_str);
+        let who = &caller.identity;
+        let outcome: Result<(String, Option<Duration>), WorkflowError> = match tool {
+            "executeWorkflow" => self.execute(args, caller).map(|id| (id, self.wait_for(args))),
+            "resumeWorkflow" => match s("run_id") {
+                Some(id) => self
+                    .resume(id, who, s("step_action"))
+                    .map(|()| (id.to_owned(), self.wait_for(args))),
+                None => Err(WorkflowError::Invalid("`run_id` is required".to_owned())),
+            },
+            "cancelWorkflow" => match s("run_id") {
+                Some(id) => self
+                    .cancel(id, who, s("reason").unwrap_or("no reason given"))
+                    .map(|()| (id.to_owned(), Some(Duration::from_secs(10)))),
+                None => Err(WorkflowError::Invalid("`run_id` is required".to_owned())),
+            },
+            "getWorkflow" => match s("run_id") {
+                Some(id) => Ok((id.to_owned(), None)),
+                None => Err(WorkflowError::Invalid("`run_id` is required".to_owned())),
+            },
+            "listWorkflows" => {
+                let limit = args
+                    .get("limit")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(50)
+                    .clamp(1, 500) as usize;
+                return match self.list(who, s("status"), limit) {
+                    Ok(v) => CallToolResult::structured(v).into(),
+                    Err(e) => error(e.to_string()),
+                };
+            }
+            other => Err(WorkflowError::Invalid(format!("no orchestrator tool `{other}`"))),
+        };
+        let (run_id, wait) = match outcome {
+            Ok(x) => x,
+            Err(e) => return error(e.to_string()),
+        };
+        if let Some(w) = wait {
+            self.wait(&run_id, w).await;
+        }
+        match self.describe(&run_id, who) {
+            Ok((doc, text)) => run_result(doc, text),
+            Err(e) => error(e.to_string()),
+        }
+    }
+
+    /// Resolves what to run (template or ad-hoc definition) and starts it.
+    fn execute(
+        self: &Arc<Self>,
+        args: &Map<String, Value>,
+        caller: &CallerContext,
+    ) -> Result<String, WorkflowError> {
+        let def = match (args.get("workflow"), args.get("definition")) {
+            (Some(_), Some(_)) => {
+                return Err(WorkflowError::Invalid(
+                    "give either `workflow` (a template name) or `definition`, not both".to_owned(),
+                ));
+            }
+            (Some(Value::String(name)), None) => self.templates().get(name).cloned().ok_or_else(|| {
+                WorkflowError::Invalid(format!(
+                    "no workflow template `{name}`; templates: {}",
+                    self.templates().keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })?,
+            (Some(v @ Value::Object(_)), None) | (None, Some(v @ Value::Object(_))) => {
+                serde_json::from_value(v.clone()).map_err(|e| {
+                    WorkflowError::Invalid(format!("not a valid workflow definition: {e}"))
+                })?
+            }
+            (None, Some(Value::String(text))) => {
+                definition::parse(text).map_err(WorkflowError::Invalid)?
+            }
+            (None, None) => {
+                return Err(WorkflowError::Invalid(
+                    "say which workflow: `workflow` (a template name, see orchestrator_listWorkflows) or `definition`".to_owned(),
+                ));
+            }
+            _ => {
+                return Err(WorkflowError::Invalid(
+                    "`workflow` must be a template name or a definition object".to_owned(),
+                ));
+            }
+        };
+        let inputs = match args.get("inputs").or_else(|| args.get("parameters")) {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => {
+                return Err(WorkflowError::Invalid("`inputs` must be an object".to_owned()));
+            }
+        };
+        self.start(def, &inputs, caller)
+    }
+}
