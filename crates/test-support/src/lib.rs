@@ -82,7 +82,7 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Writes `config` (which should set `server.port = port`) and starts `bin --config`, then
+    /// Writes `config` (which should set `server.port = port`) and starts `bin --config` in `dir`, then
     /// waits up to 10 s for `/health` to answer 200.
     pub async fn spawn(bin: &str, dir: tempfile::TempDir, port: u16, config: &str) -> Self {
         let path = dir.path().join("config.toml");
@@ -91,6 +91,8 @@ impl ServiceProcess {
         let child = Command::new(bin)
             .arg("--config")
             .arg(&path)
+            // Relative paths (data/, secrets/) land in the temp dir, never in the source tree.
+            .current_dir(dir.path())
             .env_remove("RUST_LOG")
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)

@@ -27,6 +27,13 @@ pub struct ApprovalsConfig {
     pub approver_role: String,
     /// Let requesters approve their own calls (single-user setups).
     pub allow_self_approval: bool,
+    /// Seconds a call needing approval waits for the decision (progress notifications meanwhile)
+    /// before answering "pending approval <id>"; 0 answers at once.
+    pub wait_secs: u64,
+    /// Ask the user in the client (MCP elicitation) when the client supports it and the caller may
+    /// decide (approver role, and `allow_self_approval`): accept runs the call, decline or cancel
+    /// denies it.
+    pub elicitation: bool,
 }
 
 impl Default for ApprovalsConfig {
@@ -37,6 +44,8 @@ impl Default for ApprovalsConfig {
             ttl_secs: 3600,
             approver_role: "approver".to_owned(),
             allow_self_approval: false,
+            wait_secs: 0,
+            elicitation: false,
         }
     }
 }
@@ -212,6 +221,12 @@ impl Approvals {
         stmt.query_map(params![status, limit as i64], row)
             .map(|rows| rows.filter_map(Result::ok).collect())
             .unwrap_or_default()
+    }
+
+    /// Whether `who` may decide approvals requested by `requester`.
+    pub fn may_decide(&self, who: &Identity, requester: &str) -> bool {
+        who.has_role(&self.cfg.approver_role)
+            && (self.cfg.allow_self_approval || who.name != requester)
     }
 
     /// Approves or denies a pending approval; an approval hands back the call to run.

@@ -34,7 +34,17 @@ fn build_views(cfg: &MasterConfig, downstreams: &[Arc<Downstream>]) -> Vec<Arc<V
         }
     }
     if cfg.per_namespace_toolsets {
-        let namespaces = std::iter::once("master".to_owned()).chain(
+        let approvals = cfg
+            .approvals
+            .key_file
+            .as_ref()
+            .or(cfg.identity_key_file.as_ref())
+            .is_some();
+        let local = ["master", "orchestrator"]
+            .into_iter()
+            .chain(approvals.then_some("approvals"))
+            .map(str::to_owned);
+        let namespaces = local.chain(
             downstreams
                 .iter()
                 .map(|d| d.namespace().to_owned())
@@ -265,6 +275,16 @@ pub enum ApprovalFailure {
     Failed(String),
 }
 
+/// The form an elicitation asks the user to fill in.
+#[derive(Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct ApprovalAnswer {
+    /// true runs the call exactly as shown; false denies it.
+    pub approve: bool,
+    /// A note for the audit trail.
+    pub comment: Option<String>,
+}
+rmcp::elicit_safe!(ApprovalAnswer);
+
 /// Whether a service answered a structured `approval_required` refusal.
 fn is_approval_required(r: &CallToolResult) -> bool {
     r.is_error == Some(true)
@@ -427,8 +447,14 @@ impl Gateway {
         let mut idx = Index::default();
         let mut owner: HashMap<String, String> = HashMap::new();
         for t in local_tools(sep, self.approvals.is_some()) {
+            // master_*, approvals_*, orchestrator_*: each its own namespace (for toolsets).
+            let ns = t
+                .name
+                .split_once(sep)
+                .map_or("master", |(ns, _)| ns)
+                .to_owned();
             owner.insert(t.name.to_string(), "master".to_owned());
-            idx.tool_ns.insert(t.name.to_string(), "master".to_owned());
+            idx.tool_ns.insert(t.name.to_string(), ns);
             idx.tool_routes.insert(
                 t.name.to_string(),
                 (Route::Local(t.name.to_string()), Arc::new(t.clone())),
@@ -693,7 +719,8 @@ impl Gateway {
                         &arguments,
                     );
                     audit(&wire, "approve", "pending", None);
-                    return Ok(r);
+                    let progress = meta.get_progress_token();
+                    return Ok(self.settle_approval(r, caller, peer, progress, ct).await);
                 }
                 audit(
                     &wire,
@@ -858,6 +885,7 @@ impl Gateway {
             }
         };
         let elapsed = started.elapsed();
+        drop(guard);
         let (result, status, decision, error) = match outcome {
             Ok(CallToolResponse::Complete(r))
                 if self.approvals.is_some() && is_approval_required(&r) =>
@@ -878,7 +906,10 @@ impl Gateway {
                     caller,
                     &arguments,
                 );
-                (Ok(pending), "error", "approval_pending", None)
+                let settled = self
+                    .settle_approval(pending, caller, peer, original_token.clone(), ct)
+                    .await;
+                (Ok(settled), "error", "approval_pending", None)
             }
             Ok(CallToolResponse::Complete(r)) => {
                 let status = if r.is_error == Some(true) {
@@ -1128,6 +1159,135 @@ impl Gateway {
         approver: &mcp_runtime::auth::Identity,
         ct: &CancellationToken,
     ) -> Result<Value, ApprovalFailure> {
+        self.decide(id, approve, comment, approver, ct)
+            .await
+            .map(|(doc, _)| doc)
+    }
+
+    /// A call waiting for its approval: asks the user in the client (elicitation) when configured,
+    /// else waits up to `wait_secs` for someone to decide, with progress notifications; answers
+    /// the approved call's result, the denial, or the pending notice.
+    async fn settle_approval(
+        &self,
+        pending: CallToolResponse,
+        caller: &CallerContext,
+        peer: Option<&Peer<RoleServer>>,
+        progress: Option<ProgressToken>,
+        ct: &CancellationToken,
+    ) -> CallToolResponse {
+        let (Some((ap, _)), Some(peer)) = (&self.approvals, peer) else {
+            return pending;
+        };
+        let id = match &pending {
+            CallToolResponse::Complete(r) => r
+                .structured_content
+                .as_ref()
+                .and_then(|s| s.get("approval_id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        };
+        let Some(id) = id else { return pending };
+        let denied = |why: &str| {
+            tool_error(format!(
+                "approval {id} denied: {why}; the call did not run"
+            ))
+        };
+        if ap.cfg.elicitation && ap.may_decide(&caller.identity, &caller.identity.name) {
+            let row = ap.get(&id);
+            let message = format!(
+                "Approve this call?\n\nTool: {}\nArguments: {}\nReason: {}\n\nAnswer approve = true to run it exactly as shown.",
+                row.as_ref().map(|r| r.tool.as_str()).unwrap_or(""),
+                row.as_ref().map(|r| r.arguments.as_str()).unwrap_or(""),
+                row.as_ref().map(|r| r.reason.as_str()).unwrap_or(""),
+            );
+            let ttl = Duration::from_secs(ap.cfg.ttl_secs.max(1));
+            let answer = tokio::select! {
+                a = peer.elicit_with_timeout::<ApprovalAnswer>(message, Some(ttl)) => Some(a),
+                () = ct.cancelled() => None,
+            };
+            use rmcp::service::ElicitationError as E;
+            let decision = match answer {
+                Some(Ok(Some(ApprovalAnswer { approve: true, comment }))) => Some((
+                    true,
+                    comment.unwrap_or_else(|| "approved in the client".to_owned()),
+                )),
+                Some(Ok(Some(ApprovalAnswer { approve: false, comment }))) => Some((
+                    false,
+                    comment.unwrap_or_else(|| "not approved in the client".to_owned()),
+                )),
+                Some(Ok(None) | Err(E::NoContent)) => {
+                    Some((false, "accepted without an answer in the client".to_owned()))
+                }
+                Some(Err(E::UserDeclined)) => Some((false, "declined in the client".to_owned())),
+                Some(Err(E::UserCancelled)) => Some((false, "cancelled in the client".to_owned())),
+                // No elicitation support, a timeout or a broken answer: nobody decided here.
+                Some(Err(e)) => {
+                    tracing::info!(message = "Approval not decided by elicitation; it stays pending.", approval_id = %id, reason = %e);
+                    None
+                }
+                None => Some((false, "the call was cancelled by the client".to_owned())),
+            };
+            if let Some((approve, comment)) = decision {
+                return match self.decide(&id, approve, &comment, &caller.identity, ct).await {
+                    Ok((_, Some(r))) => r.into(),
+                    Ok((_, None)) => denied(&comment),
+                    Err(e) => tool_error(format!("approval {id}: {e}")),
+                };
+            }
+        }
+        if ap.cfg.wait_secs == 0 {
+            return pending;
+        }
+        let mut events = self.approval_events.subscribe();
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(ap.cfg.wait_secs);
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Ok(ev) if ev.id == id => {
+                        return match ev.result {
+                            Some(r) => r.into(),
+                            None => denied(ev.error.as_deref().unwrap_or(&ev.status)),
+                        };
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return pending,
+                },
+                _ = tick.tick() => {
+                    if let Some(row) = ap.get(&id).filter(|r| r.status != "pending" && r.status != "approved") {
+                        return match row.status.as_str() {
+                            "denied" => denied(row.comment.as_deref().unwrap_or("denied")),
+                            _ => pending,
+                        };
+                    }
+                    if let Some(token) = &progress {
+                        let waited = started.elapsed().as_secs();
+                        let _ = peer
+                            .notify_progress(
+                                ProgressNotificationParam::new(token.clone(), waited as f64)
+                                    .with_total(ap.cfg.wait_secs as f64)
+                                    .with_message(format!("waiting for approval {id} ({waited} s)")),
+                            )
+                            .await;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return pending,
+                () = ct.cancelled() => return pending,
+            }
+        }
+    }
+
+    /// [`Gateway::decide_approval`], also handing back the approved call's result.
+    async fn decide(
+        &self,
+        id: &str,
+        approve: bool,
+        comment: &str,
+        approver: &mcp_runtime::auth::Identity,
+        ct: &CancellationToken,
+    ) -> Result<(Value, Option<CallToolResult>), ApprovalFailure> {
         let (ap, key) = self.approvals.as_ref().ok_or(ApprovalFailure::Disabled)?;
         if !approve && comment.trim().is_empty() {
             return Err(ApprovalFailure::Invalid(
@@ -1161,7 +1321,7 @@ impl Gateway {
                 result: None,
                 error: Some(comment.to_owned()),
             });
-            return Ok(json!({ "approval": row }));
+            return Ok((json!({ "approval": row }), None));
         };
         match self.execute_approved(&row, call, key, ct).await {
             Ok(r) => {
@@ -1174,7 +1334,7 @@ impl Gateway {
                     result: Some(r.clone()),
                     error: None,
                 });
-                Ok(json!({ "approval": ap.get(id), "result": r }))
+                Ok((json!({ "approval": ap.get(id), "result": r }), Some(r)))
             }
             Err(e) => {
                 ap.finish(id, false, &e);

@@ -11,6 +11,67 @@ use mcp_runtime::config::ProcessEnv;
 use mcp_runtime::{ConfigDoc, McpService, Running, ServerConfig, ShutdownToken};
 use serde::Deserialize;
 
+/// With auth on, master authenticates to the services behind it with a token only it holds:
+/// the stack writes it here at start-up (owner-only files, made anew each start).
+const INTERNAL_HEADERS: &str = "data/stack/master-to-services.headers";
+const INTERNAL_TOKENS: &str = "data/stack/service-tokens.toml";
+/// linux-cli's token for its CMDB lookups (SSH hosts).
+const INTERNAL_LINUX_TOKEN: &str = "data/stack/linux-to-cmdb.token";
+
+/// Writes `text` to `path`, readable by the owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+/// The server settings of the services behind master: with auth on, they accept the user's
+/// tokens plus master's own (generated per start), which master sends as its downstream header.
+fn service_server(server: &ServerConfig) -> anyhow::Result<ServerConfig> {
+    let Some(user) = &server.auth_tokens_file else {
+        return Ok(server.clone());
+    };
+    let fresh = || {
+        format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        )
+    };
+    let (token, linux) = (fresh(), fresh());
+    let users = std::fs::read_to_string(user)
+        .with_context(|| format!("reading {}", user.display()))?;
+    let tokens = format!(
+        "{users}\n# Added by mcp-stack: tokens of master and linux-cli for the services behind master.\n[[token]]\nidentity = \"mcp-master\"\nroles = []\nsha256 = \"{}\"\n\n[[token]]\nidentity = \"mcp-linux-cli\"\nroles = []\nsha256 = \"{}\"\n",
+        mcp_runtime::auth::hash_token(&token),
+        mcp_runtime::auth::hash_token(&linux)
+    );
+    write_private(INTERNAL_LINUX_TOKEN.as_ref(), &linux)
+        .with_context(|| format!("writing {INTERNAL_LINUX_TOKEN}"))?;
+    write_private(INTERNAL_TOKENS.as_ref(), &tokens)
+        .with_context(|| format!("writing {INTERNAL_TOKENS}"))?;
+    write_private(
+        INTERNAL_HEADERS.as_ref(),
+        &format!("Authorization: Bearer {token}\n"),
+    )
+    .with_context(|| format!("writing {INTERNAL_HEADERS}"))?;
+    Ok(ServerConfig {
+        auth_tokens_file: Some(INTERNAL_TOKENS.into()),
+        ..server.clone()
+    })
+}
+
 /// Every config section the stack reads.
 const SECTIONS: &[&str] = &[
     "server",
@@ -82,14 +143,14 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     // Master fronts every service of the stack unless the config lists its own downstreams.
     let mut downstreams = toml::value::Array::new();
     // linux-cli finds SSH hosts in this stack's CMDB.
-    doc.set_default(
-        "linux",
-        "ssh",
-        toml::Value::Table(toml::Table::from_iter([(
-            "cmdb_url".to_owned(),
-            toml::Value::from(format!("http://127.0.0.1:{}/mcp", ports.cmdb)),
-        )])),
-    );
+    let mut ssh = toml::Table::from_iter([(
+        "cmdb_url".to_owned(),
+        toml::Value::from(format!("http://127.0.0.1:{}/mcp", ports.cmdb)),
+    )]);
+    if server.auth_tokens_file.is_some() {
+        ssh.insert("cmdb_token_file".to_owned(), INTERNAL_LINUX_TOKEN.into());
+    }
+    doc.set_default("linux", "ssh", toml::Value::Table(ssh));
     for (name, port) in [
         ("linux", ports.linux),
         ("cmdb", ports.cmdb),
@@ -101,6 +162,9 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
         let mut t = toml::Table::new();
         t.insert("name".into(), name.into());
         t.insert("url".into(), format!("http://127.0.0.1:{port}/mcp").into());
+        if server.auth_tokens_file.is_some() {
+            t.insert("headers_from_file".into(), INTERNAL_HEADERS.into());
+        }
         downstreams.push(toml::Value::Table(t));
     }
     doc.set_default("master", "downstream", toml::Value::Array(downstreams));
@@ -171,17 +235,18 @@ async fn start<S: McpService>(
 
 async fn run(doc: ConfigDoc, server: ServerConfig, ports: Ports) -> anyhow::Result<()> {
     let shutdown = ShutdownToken::new();
+    let services = service_server(&server)?;
     // Services first, master last, so that master finds them up.
     let mut running = vec![
-        start::<mcp_cmdb::Cmdb>(&doc, &server, ports.cmdb, &shutdown).await?,
-        start::<mcp_linux_cli::LinuxCli>(&doc, &server, ports.linux, &shutdown).await?,
-        start::<mcp_secrets::Secrets>(&doc, &server, ports.secrets, &shutdown).await?,
+        start::<mcp_cmdb::Cmdb>(&doc, &services, ports.cmdb, &shutdown).await?,
+        start::<mcp_linux_cli::LinuxCli>(&doc, &services, ports.linux, &shutdown).await?,
+        start::<mcp_secrets::Secrets>(&doc, &services, ports.secrets, &shutdown).await?,
         // Without a cluster the k8s service runs degraded and its tools say why.
-        start::<mcp_k8s::K8s>(&doc, &server, ports.k8s, &shutdown).await?,
+        start::<mcp_k8s::K8s>(&doc, &services, ports.k8s, &shutdown).await?,
         // Without API keys ai-models runs degraded and its tools say where the keys go.
-        start::<mcp_ai_models::AiModels>(&doc, &server, ports.ai_models, &shutdown).await?,
+        start::<mcp_ai_models::AiModels>(&doc, &services, ports.ai_models, &shutdown).await?,
         // Clones the Freqtrade repository in the background; degraded until it is there.
-        start::<mcp_freqtrade::Freqtrade>(&doc, &server, ports.freqtrade, &shutdown).await?,
+        start::<mcp_freqtrade::Freqtrade>(&doc, &services, ports.freqtrade, &shutdown).await?,
     ];
     running.push(start::<mcp_master::Master>(&doc, &server, ports.master, &shutdown).await?);
     for r in &running {
