@@ -16,6 +16,8 @@ use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 
+mod workflows;
+
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark master against direct calls and FastMCP's proxy")]
 struct Args {
@@ -34,6 +36,14 @@ struct Args {
     /// Skip the FastMCP reference.
     #[arg(long)]
     skip_fastmcp: bool,
+    /// Concurrent clients of the workflow phase (each runs `--workflow-rounds` workflows).
+    #[arg(long, default_value_t = 100)]
+    workflow_clients: usize,
+    #[arg(long, default_value_t = 5)]
+    workflow_rounds: usize,
+    /// Only measure workflows and replace that section of the report.
+    #[arg(long)]
+    workflows_only: bool,
     /// Where to write the report ("-" for none).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: String,
@@ -458,6 +468,9 @@ measured, not yet explained."
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if args.workflows_only {
+        return workflows::only(&args.out, args.workflow_clients, args.workflow_rounds).await;
+    }
     let work = tempfile::tempdir()?;
     let fixture_port = free_port()?;
     let cmdb_port = free_port()?;
@@ -613,7 +626,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         notes.push("FastMCP reference not measured in this run (`fastmcp` not importable by the chosen Python).".to_owned());
     }
+    eprintln!("[workflows] {} clients", args.workflow_clients);
+    let w = workflows::measure(args.workflow_clients, args.workflow_rounds).await?;
     let text = report(&args, &results, Some(&list), &notes);
+    let text = workflows::splice(&text, &workflows::section(&w));
     println!("{text}");
     if args.out != "-" {
         std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out))?;

@@ -6,26 +6,12 @@ mod common;
 mod fake_llm;
 
 use common::*;
-use mcp_runtime::{ConfigDoc, ShutdownToken};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn generate_content_through_master_reports_usage_and_cost() {
     let fake = fake_llm::start("gemini-test-key", "anthropic-test-key").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("g"), "gemini-test-key").unwrap();
-    std::fs::write(dir.path().join("a"), "anthropic-test-key").unwrap();
-    let text = format!(
-        "[ai_models.gemini]\nenabled = true\nbase_url = {url:?}\napi_key_file = {g:?}\nmodels = []\ndefault_model = \"gemini-2.5-flash\"\napi_version = \"\"\nprices = {{ \"gemini-2.5-flash\" = {{ input_per_mtok = 0.30, output_per_mtok = 2.50 }} }}\n\n[ai_models.anthropic]\nenabled = true\nbase_url = {url:?}\napi_key_file = {a:?}\nmodels = []\ndefault_model = \"claude-haiku-4-5\"\napi_version = \"2023-06-01\"\nprices = {{}}\n",
-        url = fake.url,
-        g = dir.path().join("g").display().to_string(),
-        a = dir.path().join("a").display().to_string(),
-    );
-    let doc = ConfigDoc::from_str(&text, "test").unwrap();
-    let shutdown = ShutdownToken::new();
-    let ai = mcp_runtime::start::<mcp_ai_models::AiModels>(&doc, server_config(), shutdown.clone())
-        .await
-        .unwrap();
+    let ai = start_ai_models(&fake.url).await;
     let master = start_master(
         &downstream("ai_models", None, "http", &ai.url("/mcp")),
         server_config(),
@@ -68,5 +54,4 @@ async fn generate_content_through_master_reports_usage_and_cost() {
     assert_eq!(u["total"]["calls"], 2);
     assert_eq!(u["total"]["input_tokens"], 24);
     c.cancel().await.unwrap();
-    shutdown.cancel();
 }

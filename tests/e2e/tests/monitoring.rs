@@ -3,6 +3,8 @@
 //! and the services' default ports agree.
 
 mod common;
+#[path = "../../../services/ai-models/tests/fake_llm/mod.rs"]
+mod fake_llm;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -99,21 +101,30 @@ async fn a_real_prometheus_scrapes_the_running_services() {
         return;
     }
     let cmdb = start_cmdb(server_config()).await;
+    let fake = fake_llm::start("gemini-test-key", "anthropic-test-key").await;
+    let ai = start_ai_models(&fake.url).await;
     let master = start_master(
         &format!(
-            "{}[master.rate_limit]\n[[master.rate_limit.tool]]\ntools = [\"master_hello_world\"]\nper_minute = 1\n",
-            downstream("cmdb", None, "http", &cmdb.url("/mcp"))
+            "{}{}[master.rate_limit]\n[[master.rate_limit.tool]]\ntools = [\"master_hello_world\"]\nper_minute = 1\n",
+            downstream("cmdb", None, "http", &cmdb.url("/mcp")),
+            downstream("ai_models", None, "http", &ai.url("/mcp"))
         ),
         server_config(),
     )
     .await;
     let client = mcp_client(&master.url("/mcp")).await;
+    let workflow = json!({"definition": {"name": "panels", "steps": [
+        {"id": "found", "service": "cmdb", "tool": "getHost", "params": {"name": "aicrusher"}},
+        {"id": "missing", "service": "cmdb", "tool": "getHost", "needs": ["found"], "params": {"name": "no-such-host"}}
+    ]}});
     // Traffic for every dashboard panel: successes, a tool error, a rate-limit refusal.
     let traffic = || async {
         for (name, args) in [
             ("cmdb_getHost", json!({"name": "aicrusher"})),
             ("cmdb_getHost", json!({"name": "no-such-host"})),
             ("master_hello_world", json!({})),
+            ("orchestrator_executeWorkflow", workflow.clone()),
+            ("ai_models_gemini_generateContent", json!({"prompt": "status"})),
         ] {
             let _ = client.call_tool(call(name, args)).await;
         }
@@ -133,7 +144,8 @@ async fn a_real_prometheus_scrapes_the_running_services() {
     let addr = |url: String| url.trim_start_matches("http://").to_owned();
     cfg = cfg
         .replace("master:8000", &addr(master.url("")))
-        .replace("cmdb:8012", &addr(cmdb.url("")));
+        .replace("cmdb:8012", &addr(cmdb.url("")))
+        .replace("ai-models:8016", &addr(ai.url("")));
     // Services this test does not run are left out, so `up` is about real targets only.
     let cfg: String = {
         let mut out = Vec::new();
@@ -183,7 +195,7 @@ async fn a_real_prometheus_scrapes_the_running_services() {
     loop {
         let up = query("up{job=\"mcp_services\"}").await.unwrap_or_default();
         let calls = query("mcp_tool_calls_total").await.unwrap_or_default();
-        let all_up = up.len() == 2 && up.iter().all(|s| s["value"][1] == "1");
+        let all_up = up.len() == 3 && up.iter().all(|s| s["value"][1] == "1");
         let services: Vec<String> = calls
             .iter()
             .filter_map(|s| s["metric"]["service"].as_str().map(str::to_owned))

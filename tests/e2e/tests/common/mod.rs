@@ -230,6 +230,29 @@ pub async fn assert_conformance_passes(url: &str, baseline: &str) {
     assert!(passed >= 40, "only {passed} checks passed:\n{summary}");
 }
 
+/// ai-models against fake providers at `url` (keys `gemini-test-key`, `anthropic-test-key`; a
+/// price for gemini-2.5-flash only).
+pub async fn start_ai_models(url: &str) -> TestService {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("g"), "gemini-test-key").expect("key");
+    std::fs::write(dir.path().join("a"), "anthropic-test-key").expect("key");
+    let text = format!(
+        "[ai_models.gemini]\nenabled = true\nbase_url = {url:?}\napi_key_file = {g:?}\nmodels = []\ndefault_model = \"gemini-2.5-flash\"\napi_version = \"\"\nprices = {{ \"gemini-2.5-flash\" = {{ input_per_mtok = 0.30, output_per_mtok = 2.50 }} }}\n\n[ai_models.anthropic]\nenabled = true\nbase_url = {url:?}\napi_key_file = {a:?}\nmodels = []\ndefault_model = \"claude-haiku-4-5\"\napi_version = \"2023-06-01\"\nprices = {{}}\n",
+        g = dir.path().join("g").display().to_string(),
+        a = dir.path().join("a").display().to_string(),
+    );
+    let doc = ConfigDoc::from_str(&text, "test ai-models config").expect("config");
+    let shutdown = ShutdownToken::new();
+    let running = mcp_runtime::start::<mcp_ai_models::AiModels>(&doc, server_config(), shutdown.clone())
+        .await
+        .expect("start ai-models");
+    TestService {
+        running: Some(running),
+        shutdown,
+        dir,
+    }
+}
+
 /// Writes a tokens file for `users` (identity, roles, token) into `dir`.
 pub fn tokens_file(dir: &Path, users: &[(&str, &[&str], &str)]) -> PathBuf {
     let text: String = users

@@ -1,0 +1,212 @@
+//! Workflow phase: `mcp-stack` as a process, N clients each running one 3-step workflow
+//! (`cmdb_getHost` three times, each step templated from the one before) at the same time, against
+//! the same three calls made by the clients themselves; checkpoint cost from master's histogram.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use serde_json::{Value, json};
+
+use crate::{Stats, free_port, sibling, spawn, wait_ready};
+
+fn args(v: Value) -> serde_json::Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+fn definition() -> Value {
+    json!({"name": "bench3", "steps": [
+        {"id": "a", "service": "cmdb", "tool": "getHost", "params": {"name": "aicrusher"}},
+        {"id": "b", "service": "cmdb", "tool": "getHost", "needs": ["a"], "params": {"name": "{{ steps.a.result.host.name }}"}},
+        {"id": "c", "service": "cmdb", "tool": "getHost", "needs": ["b"], "params": {"name": "{{ steps.b.result.host.name }}"}}
+    ]})
+}
+
+/// What the phase measured.
+pub(crate) struct WorkflowStats {
+    pub runs: Stats,
+    pub direct: Stats,
+    pub checkpoints: u64,
+    pub checkpoint_mean_ms: f64,
+    pub steps: u64,
+    pub clients: usize,
+}
+
+/// Sum and count of a histogram in a Prometheus text page.
+fn histogram(page: &str, name: &str) -> (f64, f64) {
+    let get = |suffix: &str| {
+        page.lines()
+            .find(|l| l.starts_with(&format!("{name}_{suffix} ")))
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (get("sum"), get("count"))
+}
+
+async fn rounds(url: &str, clients: usize, rounds: usize, workflow: bool) -> anyhow::Result<Stats> {
+    let mut sessions = Vec::new();
+    for _ in 0..clients {
+        sessions.push(().serve(StreamableHttpClientTransport::from_uri(url.to_owned())).await?);
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in sessions {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            for _ in 0..rounds {
+                let t = Instant::now();
+                let ok = if workflow {
+                    c.call_tool(
+                        CallToolRequestParams::new("orchestrator_executeWorkflow")
+                            .with_arguments(args(json!({"definition": definition(), "wait_secs": 100}))),
+                    )
+                    .await
+                    .is_ok_and(|r| {
+                        r.structured_content
+                            .as_ref()
+                            .is_some_and(|s| s["status"] == "completed")
+                    })
+                } else {
+                    let mut ok = true;
+                    for _ in 0..3 {
+                        ok &= c
+                            .call_tool(
+                                CallToolRequestParams::new("cmdb_getHost")
+                                    .with_arguments(args(json!({"name": "aicrusher"}))),
+                            )
+                            .await
+                            .is_ok_and(|r| r.is_error != Some(true));
+                    }
+                    ok
+                };
+                if ok {
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors += 1;
+                }
+            }
+            let _ = c.cancel().await;
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await?;
+        all.extend(l);
+        errors += e;
+    }
+    Ok(Stats::from(all, errors, started.elapsed().as_secs_f64()))
+}
+
+pub(crate) async fn measure(clients: usize, per_client: usize) -> anyhow::Result<WorkflowStats> {
+    let work = tempfile::tempdir()?;
+    let master = free_port()?;
+    let mut cmd = std::process::Command::new(sibling("mcp-stack")?);
+    cmd.current_dir(work.path())
+        .env("MCP_SERVER_LOG_LEVEL", "error")
+        .env("RUST_LOG", "error")
+        .env("MCP_FREQTRADE_REPO_URL", "")
+        .env("MCP_PORTS_MASTER", master.to_string());
+    for name in ["LINUX", "CMDB", "SECRETS", "K8S", "AI_MODELS", "FREQTRADE"] {
+        cmd.env(format!("MCP_PORTS_{name}"), free_port()?.to_string());
+    }
+    let _stack = spawn("mcp-stack", &mut cmd)?;
+    wait_ready(&format!("http://127.0.0.1:{master}/ready"), "mcp-stack").await?;
+    let url = format!("http://127.0.0.1:{master}/mcp");
+    // Warm up: one run and one set of direct calls.
+    rounds(&url, 1, 1, true).await?;
+    rounds(&url, 1, 1, false).await?;
+    let metrics = format!("http://127.0.0.1:{master}/metrics");
+    let before = reqwest::get(&metrics).await?.text().await?;
+    let runs = rounds(&url, clients, per_client, true).await?;
+    let after = reqwest::get(&metrics).await?.text().await?;
+    let direct = rounds(&url, clients, per_client, false).await?;
+    let (s0, c0) = histogram(&before, "mcp_workflow_checkpoint_seconds");
+    let (s1, c1) = histogram(&after, "mcp_workflow_checkpoint_seconds");
+    let checkpoints = (c1 - c0).max(0.0);
+    Ok(WorkflowStats {
+        checkpoint_mean_ms: if checkpoints > 0.0 {
+            (s1 - s0) / checkpoints * 1000.0
+        } else {
+            0.0
+        },
+        checkpoints: checkpoints as u64,
+        steps: (runs.calls * 3) as u64,
+        runs,
+        direct,
+        clients,
+    })
+}
+
+/// The `## Workflows` section of the report.
+pub(crate) fn section(w: &WorkflowStats) -> String {
+    let mut out = String::from("## Workflows\n\n");
+    let _ = writeln!(
+        out,
+        "{} clients at once, each running a 3-step workflow (`cmdb_getHost` three times, each step's `name` templated from the previous result) through `mcp-stack` with `orchestrator_executeWorkflow` and waiting for it, against the same three calls made by each client itself. Checkpoints are SQLite commits in WAL mode with `synchronous=FULL` (an fsync each), taken from master's `mcp_workflow_checkpoint_seconds` histogram.\n",
+        w.clients
+    );
+    out.push_str("| scenario | runs | errors | p50 ms | p95 ms | p99 ms | runs/s |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    for (name, s) in [("workflow (3 steps)", &w.runs), ("client makes the 3 calls", &w.direct)] {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} |",
+            s.calls,
+            s.errors,
+            s.p50,
+            s.p95,
+            s.p99,
+            s.throughput()
+        );
+    }
+    let per_step = if w.steps > 0 {
+        w.checkpoints as f64 / w.steps as f64
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        out,
+        "\nCheckpoints: {} commits for {} steps ({per_step:.2} per step: running and finished, plus the run's start and end), mean {:.3} ms each, so about {:.3} ms of checkpointing per step. The difference between the two rows is the engine's whole cost (validation, templating, checkpoints, scheduling) while {} runs compete for the machine's cores.",
+        w.checkpoints,
+        w.steps,
+        w.checkpoint_mean_ms,
+        w.checkpoint_mean_ms * per_step,
+        w.clients
+    );
+    out
+}
+
+/// Replaces (or appends) the `## Workflows` section of an existing report.
+pub(crate) fn splice(report: &str, section: &str) -> String {
+    match report.find("## Workflows") {
+        Some(start) => {
+            let rest = &report[start + 2..];
+            let end = rest.find("\n## ").map_or(report.len(), |e| start + 2 + e + 1);
+            format!("{}{}\n{}", &report[..start], section.trim_end(), &report[end..])
+                .trim_end()
+                .to_owned()
+                + "\n"
+        }
+        None => format!("{}\n\n{}", report.trim_end(), section),
+    }
+}
+
+/// `--workflows-only`: measure and splice the section into `out`.
+pub(crate) async fn only(out: &str, clients: usize, per_client: usize) -> anyhow::Result<()> {
+    let w = measure(clients, per_client).await?;
+    let text = section(&w);
+    println!("{text}");
+    if out != "-" {
+        let old = std::fs::read_to_string(out).unwrap_or_default();
+        std::fs::write(Path::new(out), splice(&old, &text)).with_context(|| format!("writing {out}"))?;
+        eprintln!("wrote {out}");
+    }
+    Ok(())
+}
