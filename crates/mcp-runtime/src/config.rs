@@ -110,6 +110,13 @@ pub struct ServerConfig {
     pub log_level: String,
     /// Log format: `json` or `pretty`.
     pub log_format: LogFormat,
+    /// OTLP/HTTP collector to export spans to (`http://collector:4318`; `/v1/traces` is added);
+    /// empty exports nothing.
+    pub otlp_endpoint: String,
+    /// `http/protobuf` (default) or `http/json`.
+    pub otlp_protocol: String,
+    /// How often batched spans are sent, in milliseconds.
+    pub otlp_batch_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +137,9 @@ impl Default for ServerConfig {
             max_output_bytes: 256 * 1024,
             log_level: "info,rmcp=warn".to_owned(),
             log_format: LogFormat::Json,
+            otlp_endpoint: String::new(),
+            otlp_protocol: "http/protobuf".to_owned(),
+            otlp_batch_ms: 5000,
         }
     }
 }
@@ -159,6 +169,17 @@ impl ServerConfig {
         }
         if self.max_output_bytes < 256 {
             return Err(invalid("max_output_bytes", "must be at least 256"));
+        }
+        if !matches!(self.otlp_protocol.as_str(), "http/protobuf" | "http/json") {
+            return Err(invalid("otlp_protocol", "must be http/protobuf or http/json"));
+        }
+        if !self.otlp_endpoint.is_empty()
+            && !(self.otlp_endpoint.starts_with("http://") || self.otlp_endpoint.starts_with("https://"))
+        {
+            return Err(invalid("otlp_endpoint", "must be an http:// or https:// URL"));
+        }
+        if self.otlp_batch_ms < 10 {
+            return Err(invalid("otlp_batch_ms", "must be at least 10"));
         }
         for o in &self.allowed_origins {
             if !(o.starts_with("http://") || o.starts_with("https://")) {

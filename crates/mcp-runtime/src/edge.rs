@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::auth::{Identity, TokenStore};
-use crate::instrument::TraceId;
+use crate::instrument::TraceParent;
 use crate::metrics::Metrics;
 use crate::telemetry::{CORRELATION_HEADER, CorrelationId, trace_id_from_traceparent};
 
@@ -85,10 +85,14 @@ pub(crate) async fn correlate(
             .get(CORRELATION_HEADER)
             .and_then(|v| v.to_str().ok()),
     );
-    let trace_id = req
+    let traceparent = req
         .headers()
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
+        .filter(|v| trace_id_from_traceparent(v).is_some())
+        .map(|v| v.trim().to_owned());
+    let trace_id = traceparent
+        .as_deref()
         .and_then(trace_id_from_traceparent)
         .map(str::to_owned);
     if let Ok(v) = HeaderValue::from_str(&cid.id) {
@@ -110,8 +114,9 @@ pub(crate) async fn correlate(
         identity = tracing::field::Empty,
     );
     req.extensions_mut().insert(cid.clone());
-    if let Some(t) = trace_id {
-        req.extensions_mut().insert(TraceId(t));
+    if let Some(t) = traceparent {
+        crate::telemetry::continue_trace(&span, &t);
+        req.extensions_mut().insert(TraceParent(t));
     }
     let mut resp = next.run(req).instrument(span.clone()).await;
     let code = resp.status().as_u16();

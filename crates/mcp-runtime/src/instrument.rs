@@ -38,6 +38,8 @@ pub struct CallerContext {
     pub correlation_id: String,
     pub identity: Identity,
     pub trace_id: Option<String>,
+    /// The caller's W3C `traceparent` (HTTP header, else `_meta`), which this call's span continues.
+    pub traceparent: Option<String>,
     /// A valid, unused approval token for exactly this call (tool and arguments), if one came.
     pub approval: Option<Approval>,
     /// Why an approval token that came with the call was refused.
@@ -73,16 +75,20 @@ impl CallerContext {
             .unwrap_or_else(Identity::anonymous);
         // The HTTP `traceparent` header, else a `traceparent` in `_meta` (how master passes it on,
         // also over stdio and SSE).
-        let trace_id = parts
-            .and_then(|p| p.extensions.get::<TraceId>())
+        let traceparent = parts
+            .and_then(|p| p.extensions.get::<TraceParent>())
             .map(|t| t.0.clone())
             .or_else(|| {
                 ctx.meta
                     .get(TRACEPARENT_META_KEY)
                     .and_then(|v| v.as_str())
-                    .and_then(trace_id_from_traceparent)
-                    .map(str::to_owned)
+                    .filter(|v| trace_id_from_traceparent(v).is_some())
+                    .map(|v| v.trim().to_owned())
             });
+        let trace_id = traceparent
+            .as_deref()
+            .and_then(trace_id_from_traceparent)
+            .map(str::to_owned);
         let (approval, approval_error) = match ctx.extensions.get::<ApprovalState>() {
             Some(ApprovalState::Approved(a)) => (Some(a.clone()), None),
             Some(ApprovalState::Refused(e)) => (None, Some(e.clone())),
@@ -92,6 +98,7 @@ impl CallerContext {
             correlation_id,
             identity,
             trace_id,
+            traceparent,
             approval,
             approval_error,
         }
@@ -173,7 +180,7 @@ fn verify_assertion(key: Option<&AssertionKey>, ctx: &mut RequestContext<RoleSer
 
 /// W3C trace id of a request, stored in its extensions by the edge middleware.
 #[derive(Debug, Clone)]
-pub(crate) struct TraceId(pub(crate) String);
+pub(crate) struct TraceParent(pub(crate) String);
 
 /// A service handler plus the runtime's instrumentation. One per session.
 pub(crate) struct Instrumented<H> {
@@ -216,6 +223,9 @@ impl<H: ServerHandler> Instrumented<H> {
             tool = %label,
             trace_id = caller.trace_id.as_deref().unwrap_or(""),
         );
+        if let Some(tp) = &caller.traceparent {
+            crate::telemetry::continue_trace(&span, tp);
+        }
         let policy = &self.policy;
         async move {
             let started = Instant::now();

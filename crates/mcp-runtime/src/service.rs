@@ -146,7 +146,7 @@ pub fn main_for<S: McpService>() -> ExitCode {
         println!("configuration from {} is valid", doc.origin());
         return ExitCode::SUCCESS;
     }
-    crate::telemetry::init(S::NAME, server.log_format, &server.log_level);
+    crate::telemetry::init(S::NAME, &server);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -180,12 +180,14 @@ pub fn main_for<S: McpService>() -> ExitCode {
                 shutdown.cancel();
             }
         });
-        match running.wait().await {
+        let code = match running.wait().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(message = "Server failed.", error = %e);
                 ExitCode::FAILURE
             }
-        }
+        };
+        crate::telemetry::flush();
+        code
     })
 }

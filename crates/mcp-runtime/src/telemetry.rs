@@ -81,25 +81,134 @@ static INIT: OnceLock<()> = OnceLock::new();
 
 /// Installs the global subscriber once per process; later calls are no-ops (the stack starts several
 /// services in one process). `RUST_LOG` wins over `default_filter`.
-pub fn init(service: &str, format: LogFormat, default_filter: &str) {
+pub fn init(service: &str, server: &crate::ServerConfig) {
     INIT.get_or_init(|| {
         let filter = EnvFilter::try_from_default_env()
-            .or_else(|_| EnvFilter::try_new(default_filter))
+            .or_else(|_| EnvFilter::try_new(&server.log_level))
             .unwrap_or_else(|_| EnvFilter::new("info"));
         let filter = cap_message_dumps(filter);
-        let result = match format {
+        let otlp = otlp_layer(service, server);
+        let result = match server.log_format {
             LogFormat::Json => tracing_subscriber::registry()
                 .with(filter)
+                .with(otlp)
                 .with(JsonLayer::new(service, Box::new(std::io::stdout())))
                 .try_init(),
             LogFormat::Pretty => tracing_subscriber::registry()
                 .with(filter)
+                .with(otlp)
                 .with(tracing_subscriber::fmt::layer().with_target(false))
                 .try_init(),
         };
         // Another subscriber (a test harness, an embedding program) may already be installed; keep it.
         let _ = result;
     });
+}
+
+/// The spans exported over OTLP: one per HTTP request, per tool call and per downstream call.
+pub const EXPORTED_SPANS: &[&str] = &["http", "tool_call", "downstream_call"];
+
+static PROVIDER: OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = OnceLock::new();
+
+/// The OpenTelemetry layer when `server.otlp_endpoint` is set (spans only, see [`EXPORTED_SPANS`]).
+fn otlp_layer<S>(
+    service: &str,
+    server: &crate::ServerConfig,
+) -> Option<impl tracing_subscriber::Layer<S> + use<S>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    use tracing_subscriber::Layer as _;
+    if server.otlp_endpoint.is_empty() {
+        return None;
+    }
+    let base = server.otlp_endpoint.trim_end_matches('/');
+    let endpoint = if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    };
+    let protocol = if server.otlp_protocol == "http/json" {
+        Protocol::HttpJson
+    } else {
+        Protocol::HttpBinary
+    };
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(protocol)
+        .with_endpoint(endpoint.clone())
+        .build()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{service}: OTLP export disabled: {e}");
+            return None;
+        }
+    };
+    let batch = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                .with_scheduled_delay(std::time::Duration::from_millis(server.otlp_batch_ms))
+                .build(),
+        )
+        .build();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(batch)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder_empty()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer(service.to_owned());
+    let _ = PROVIDER.set(provider);
+    Some(
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.is_span() && EXPORTED_SPANS.contains(&m.name())
+            })),
+    )
+}
+
+/// Sends spans still batched (at shutdown).
+pub fn flush() {
+    if let Some(p) = PROVIDER.get() {
+        let _ = p.force_flush();
+        let _ = p.shutdown();
+    }
+}
+
+/// Makes `span` continue the W3C trace of `traceparent` (a no-op without OTLP export).
+pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let carrier = std::collections::HashMap::from([(
+        "traceparent".to_owned(),
+        traceparent.to_owned(),
+    )]);
+    let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(cx);
+}
+
+/// The `traceparent` naming `span` (when spans are exported), else a child of `trace_id` with a
+/// random span id, else none.
+pub fn traceparent_for(span: &tracing::Span, trace_id: Option<&str>) -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    if sc.is_valid() {
+        return Some(format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        ));
+    }
+    trace_id.map(child_traceparent)
 }
 
 /// rmcp logs whole JSON-RPC messages (tool arguments and results, secret values included) at debug

@@ -14,6 +14,7 @@ use rmcp::model::*;
 use rmcp::{ErrorData, Peer, RoleServer};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
+use tracing::Instrument as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::{Audit, AuditRecord, redacted_args};
@@ -807,11 +808,20 @@ impl Gateway {
             mcp_runtime::telemetry::CORRELATION_META_KEY.to_owned(),
             Value::String(caller.correlation_id.clone()),
         );
-        // The caller's trace continues downstream as a child span.
-        if let Some(trace) = &caller.trace_id {
+        // One span per downstream call; the caller's trace continues downstream as its child.
+        let span = tracing::info_span!(
+            "downstream_call",
+            downstream = %d.name(),
+            tool = %name,
+            correlation_id = %caller.correlation_id,
+            trace_id = caller.trace_id.as_deref().unwrap_or(""),
+        );
+        if let Some(tp) =
+            mcp_runtime::telemetry::traceparent_for(&span, caller.trace_id.as_deref())
+        {
             meta.insert(
                 mcp_runtime::telemetry::TRACEPARENT_META_KEY.to_owned(),
-                Value::String(mcp_runtime::telemetry::child_traceparent(trace)),
+                Value::String(tp),
             );
         }
         // Only master speaks for the caller: drop any assertion a client sent, then sign our own.
@@ -848,7 +858,7 @@ impl Gateway {
             1
         };
         let mut attempt = 1;
-        let outcome = loop {
+        let outcome = async { loop {
             let client = match d.admit() {
                 Ok(c) => c,
                 Err(u) => break Err(CallError::Unavailable(u)),
@@ -883,7 +893,9 @@ impl Gateway {
                 }
                 other => break other,
             }
-        };
+        } }
+        .instrument(span)
+        .await;
         let elapsed = started.elapsed();
         drop(guard);
         let (result, status, decision, error) = match outcome {

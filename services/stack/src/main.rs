@@ -290,7 +290,7 @@ fn main() -> ExitCode {
         println!("configuration from {} is valid", doc.origin());
         return ExitCode::SUCCESS;
     }
-    mcp_runtime::telemetry::init("mcp-stack", server.log_format, &server.log_level);
+    mcp_runtime::telemetry::init("mcp-stack", &server);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -680,6 +680,7 @@ impl Engine {
             correlation_id: live.correlation_id.clone(),
             identity: live.owner.clone(),
             trace_id: None,
+            traceparent: None,
             approval: None,
             approval_error: None,
         }
