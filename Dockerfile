@@ -1,5 +1,6 @@
 # One image for every service of the suite; the compose file picks the binary per service.
-# Stage 1 caches dependencies (manifests only), stage 2 builds the workspace, stage 3 is a small runtime.
+# Stage 1 caches dependencies (manifests only), stage 2 builds the workspace with that registry, stage 3
+# is a small runtime.
 FROM rust:1.95-bookworm AS deps
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -15,10 +16,15 @@ COPY services/k8s/Cargo.toml services/k8s/Cargo.toml
 COPY services/ai-models/Cargo.toml services/ai-models/Cargo.toml
 COPY services/freqtrade/Cargo.toml services/freqtrade/Cargo.toml
 COPY services/stack/Cargo.toml services/stack/Cargo.toml
+COPY crates/test-support/Cargo.toml crates/test-support/Cargo.toml
 COPY tests/e2e/Cargo.toml tests/e2e/Cargo.toml
-RUN cargo fetch --locked
+# Manifests need a target to load; empty stand-ins are enough to fetch, and stay in this stage.
+RUN for d in crates/* services/* tests/e2e; do mkdir -p "$d/src" && touch "$d/src/lib.rs" "$d/src/main.rs"; done \
+ && cargo fetch --locked
 
-FROM deps AS build
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY --from=deps /usr/local/cargo/registry /usr/local/cargo/registry
 COPY . .
 RUN cargo build --release --locked --bin mcp-master --bin mcp-cmdb --bin mcp-linux-cli --bin mcp-secrets --bin mcp-k8s --bin mcp-ai-models --bin mcp-freqtrade --bin mcp-stack
 

@@ -82,10 +82,57 @@ fn compose_services_match_ports_healthchecks_and_secrets() {
             "master must wait for {name}"
         );
     }
-    for tool in ["prometheus", "grafana", "loki"] {
+    for tool in ["prometheus", "grafana", "loki", "promtail"] {
         assert_eq!(c["services"][tool]["profiles"][0], "monitoring", "{tool}");
     }
+    // promtail ships exactly the suite's services to this compose file's Loki.
+    let promtail: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("monitoring/promtail/promtail.yml")).unwrap(),
+    )
+    .unwrap();
+    let loki_port = c["services"]["loki"]["ports"][0]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        promtail["clients"][0]["url"].as_str().unwrap(),
+        format!("http://loki:{loki_port}/loki/api/v1/push")
+    );
+    let keep = promtail["scrape_configs"][0]["relabel_configs"][0]["regex"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kept: Vec<&str> = keep.split('|').collect();
+    let mut shipped: Vec<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
+    shipped.sort_unstable();
+    let mut kept_sorted = kept.clone();
+    kept_sorted.sort_unstable();
+    assert_eq!(kept_sorted, shipped, "promtail must keep every MCP service");
+    for mount in ["./monitoring/promtail/promtail.yml:", "/var/run/docker.sock:"] {
+        assert!(
+            c["services"]["promtail"]["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v.as_str().unwrap().starts_with(mount)),
+            "{mount}"
+        );
+    }
+    assert!(root().join("monitoring/loki/loki.yml").exists());
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    // The dependency stage sees every workspace manifest, or `cargo fetch --locked` fails.
+    for group in ["crates", "services"] {
+        for e in std::fs::read_dir(root().join(group)).unwrap() {
+            let dir = e.unwrap().path();
+            if dir.join("Cargo.toml").exists() {
+                let rel = format!("{group}/{}/Cargo.toml", dir.file_name().unwrap().to_string_lossy());
+                assert!(dockerfile.contains(&format!("COPY {rel} {rel}")), "Dockerfile misses {rel}");
+            }
+        }
+    }
     assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("USER mcp"));
     assert!(root().join("secrets/README.md").exists());
 }
@@ -125,7 +172,7 @@ fn docker_compose_parses_the_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     let listed = String::from_utf8_lossy(&out.stdout);
-    for s in ["master", "cmdb", "prometheus", "grafana", "loki"] {
+    for s in ["master", "cmdb", "prometheus", "grafana", "loki", "promtail"] {
         assert!(listed.lines().any(|l| l == s), "{s} missing: {listed}");
     }
 }
