@@ -51,7 +51,10 @@ fn histogram(page: &str, name: &str) -> (f64, f64) {
 async fn rounds(url: &str, clients: usize, rounds: usize, workflow: bool) -> anyhow::Result<Stats> {
     let mut sessions = Vec::new();
     for _ in 0..clients {
-        sessions.push(().serve(StreamableHttpClientTransport::from_uri(url.to_owned())).await?);
+        sessions.push(
+            ().serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
+                .await?,
+        );
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -63,8 +66,9 @@ async fn rounds(url: &str, clients: usize, rounds: usize, workflow: bool) -> any
                 let t = Instant::now();
                 let ok = if workflow {
                     c.call_tool(
-                        CallToolRequestParams::new("orchestrator_executeWorkflow")
-                            .with_arguments(args(json!({"definition": definition(), "wait_secs": 100}))),
+                        CallToolRequestParams::new("orchestrator_executeWorkflow").with_arguments(
+                            args(json!({"definition": definition(), "wait_secs": 100})),
+                        ),
                     )
                     .await
                     .is_ok_and(|r| {
@@ -154,7 +158,10 @@ pub(crate) fn section(w: &WorkflowStats) -> String {
         w.clients
     );
     out.push_str("| scenario | runs | errors | p50 ms | p95 ms | p99 ms | runs/s |\n|---|---:|---:|---:|---:|---:|---:|\n");
-    for (name, s) in [("workflow (3 steps)", &w.runs), ("client makes the 3 calls", &w.direct)] {
+    for (name, s) in [
+        ("workflow (3 steps)", &w.runs),
+        ("client makes the 3 calls", &w.direct),
+    ] {
         let _ = writeln!(
             out,
             "| {name} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} |",
@@ -188,10 +195,17 @@ pub(crate) fn splice(report: &str, section: &str) -> String {
     match report.find("## Workflows") {
         Some(start) => {
             let rest = &report[start + 2..];
-            let end = rest.find("\n## ").map_or(report.len(), |e| start + 2 + e + 1);
-            format!("{}{}\n{}", &report[..start], section.trim_end(), &report[end..])
-                .trim_end()
-                .to_owned()
+            let end = rest
+                .find("\n## ")
+                .map_or(report.len(), |e| start + 2 + e + 1);
+            format!(
+                "{}{}\n{}",
+                &report[..start],
+                section.trim_end(),
+                &report[end..]
+            )
+            .trim_end()
+            .to_owned()
                 + "\n"
         }
         None => format!("{}\n\n{}", report.trim_end(), section),
@@ -205,7 +219,8 @@ pub(crate) async fn only(out: &str, clients: usize, per_client: usize) -> anyhow
     println!("{text}");
     if out != "-" {
         let old = std::fs::read_to_string(out).unwrap_or_default();
-        std::fs::write(Path::new(out), splice(&old, &text)).with_context(|| format!("writing {out}"))?;
+        std::fs::write(Path::new(out), splice(&old, &text))
+            .with_context(|| format!("writing {out}"))?;
         eprintln!("wrote {out}");
     }
     Ok(())

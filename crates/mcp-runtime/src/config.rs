@@ -171,12 +171,19 @@ impl ServerConfig {
             return Err(invalid("max_output_bytes", "must be at least 256"));
         }
         if !matches!(self.otlp_protocol.as_str(), "http/protobuf" | "http/json") {
-            return Err(invalid("otlp_protocol", "must be http/protobuf or http/json"));
+            return Err(invalid(
+                "otlp_protocol",
+                "must be http/protobuf or http/json",
+            ));
         }
         if !self.otlp_endpoint.is_empty()
-            && !(self.otlp_endpoint.starts_with("http://") || self.otlp_endpoint.starts_with("https://"))
+            && !(self.otlp_endpoint.starts_with("http://")
+                || self.otlp_endpoint.starts_with("https://"))
         {
-            return Err(invalid("otlp_endpoint", "must be an http:// or https:// URL"));
+            return Err(invalid(
+                "otlp_endpoint",
+                "must be an http:// or https:// URL",
+            ));
         }
         if self.otlp_batch_ms < 10 {
             return Err(invalid("otlp_batch_ms", "must be at least 10"));

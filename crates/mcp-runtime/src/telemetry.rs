@@ -185,10 +185,8 @@ pub fn flush() {
 pub fn continue_trace(span: &tracing::Span, traceparent: &str) {
     use opentelemetry::propagation::TextMapPropagator as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let carrier = std::collections::HashMap::from([(
-        "traceparent".to_owned(),
-        traceparent.to_owned(),
-    )]);
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
     let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&carrier);
     let _ = span.set_parent(cx);
 }

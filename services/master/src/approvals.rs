@@ -64,7 +64,7 @@ pub struct PendingCall {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ApprovalRow {
     pub id: String,
-    /// pending, approved, denied, expired, executed, failed.
+    /// pending, approved, denied, expired, executed, failed, abandoned, withdrawn.
     pub status: String,
     pub requester: String,
     pub tool: String,
@@ -285,6 +285,19 @@ impl Approvals {
             )
             .map(|n| n.try_into().unwrap_or(0))
             .unwrap_or(0)
+    }
+
+    /// Withdraws a pending approval (its workflow run was cancelled): it can no longer be approved.
+    pub fn withdraw(&self, id: &str, reason: &str) -> bool {
+        if let Ok(mut c) = self.calls.lock() {
+            c.remove(id);
+        }
+        self.conn()
+            .execute(
+                "UPDATE approvals SET status = 'withdrawn', comment = ?2 WHERE id = ?1 AND status = 'pending'",
+                params![id, reason],
+            )
+            .is_ok_and(|n| n > 0)
     }
 
     /// Records how the approved call ended (result redacted and bounded).

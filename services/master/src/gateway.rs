@@ -14,8 +14,8 @@ use rmcp::model::*;
 use rmcp::{ErrorData, Peer, RoleServer};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
-use tracing::Instrument as _;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::audit::{Audit, AuditRecord, redacted_args};
 use crate::config::{Action, MasterConfig};
@@ -148,7 +148,7 @@ pub fn local_tools(sep: &str, approvals: bool) -> Vec<Tool> {
     tools.extend([
         Tool::new(
             wire_name("approvals", sep, "list"),
-            "Approvals, newest first: id, status (pending, approved, denied, expired, executed, failed, abandoned), requester, tool, redacted arguments, reason, expiry, decision and the result of an executed call.",
+            "Approvals, newest first: id, status (pending, approved, denied, expired, executed, failed, abandoned, withdrawn), requester, tool, redacted arguments, reason, expiry, decision and the result of an executed call.",
             schema(json!({"type": "object", "properties": {
                 "status": {"type": "string", "description": "Only this status, e.g. pending"},
                 "limit": {"type": "integer", "minimum": 1, "maximum": 500}
@@ -772,11 +772,7 @@ impl Gateway {
             {
                 let tool = &name[wire_name("orchestrator", &self.cfg.separator, "").len()..];
                 let r = match self.workflows.get() {
-                    Some(engine) => {
-                        engine
-                            .call(tool, request.arguments.as_ref(), caller)
-                            .await
-                    }
+                    Some(engine) => engine.call(tool, request.arguments.as_ref(), caller).await,
                     None => tool_error("workflows are not available on this master"),
                 };
                 let status = match &r {
@@ -816,8 +812,7 @@ impl Gateway {
             correlation_id = %caller.correlation_id,
             trace_id = caller.trace_id.as_deref().unwrap_or(""),
         );
-        if let Some(tp) =
-            mcp_runtime::telemetry::traceparent_for(&span, caller.trace_id.as_deref())
+        if let Some(tp) = mcp_runtime::telemetry::traceparent_for(&span, caller.trace_id.as_deref())
         {
             meta.insert(
                 mcp_runtime::telemetry::TRACEPARENT_META_KEY.to_owned(),
@@ -1200,11 +1195,8 @@ impl Gateway {
             _ => None,
         };
         let Some(id) = id else { return pending };
-        let denied = |why: &str| {
-            tool_error(format!(
-                "approval {id} denied: {why}; the call did not run"
-            ))
-        };
+        let denied =
+            |why: &str| tool_error(format!("approval {id} denied: {why}; the call did not run"));
         if ap.cfg.elicitation && ap.may_decide(&caller.identity, &caller.identity.name) {
             let row = ap.get(&id);
             let message = format!(
@@ -1220,11 +1212,17 @@ impl Gateway {
             };
             use rmcp::service::ElicitationError as E;
             let decision = match answer {
-                Some(Ok(Some(ApprovalAnswer { approve: true, comment }))) => Some((
+                Some(Ok(Some(ApprovalAnswer {
+                    approve: true,
+                    comment,
+                }))) => Some((
                     true,
                     comment.unwrap_or_else(|| "approved in the client".to_owned()),
                 )),
-                Some(Ok(Some(ApprovalAnswer { approve: false, comment }))) => Some((
+                Some(Ok(Some(ApprovalAnswer {
+                    approve: false,
+                    comment,
+                }))) => Some((
                     false,
                     comment.unwrap_or_else(|| "not approved in the client".to_owned()),
                 )),
@@ -1241,7 +1239,10 @@ impl Gateway {
                 None => Some((false, "the call was cancelled by the client".to_owned())),
             };
             if let Some((approve, comment)) = decision {
-                return match self.decide(&id, approve, &comment, &caller.identity, ct).await {
+                return match self
+                    .decide(&id, approve, &comment, &caller.identity, ct)
+                    .await
+                {
                     Ok((_, Some(r))) => r.into(),
                     Ok((_, None)) => denied(&comment),
                     Err(e) => tool_error(format!("approval {id}: {e}")),
@@ -1311,9 +1312,9 @@ impl Gateway {
             .map_err(ApprovalFailure::Refused)?;
         let decision = if approve { "approved" } else { "denied" };
         self.metrics.approvals.with_label_values(&[decision]).inc();
-        self.metrics.approval_decision.observe(
-            crate::approvals::now().saturating_sub(row.created) as f64,
-        );
+        self.metrics
+            .approval_decision
+            .observe(crate::approvals::now().saturating_sub(row.created) as f64);
         self.refresh_pending();
         tracing::info!(target: "audit", message = "Approval decided.", approval_id = %row.id, decision = %row.status, approver = %approver.name, requester = %row.requester, tool = %row.tool);
         self.audit.record(AuditRecord {
@@ -1324,7 +1325,13 @@ impl Gateway {
             status: decision.to_owned(),
             duration_ms: 0.0,
             correlation_id: row.correlation_id.clone(),
-            error: (!comment.is_empty()).then(|| format!("{} {}: {comment}", row.id, if approve { "comment" } else { "reason" })),
+            error: (!comment.is_empty()).then(|| {
+                format!(
+                    "{} {}: {comment}",
+                    row.id,
+                    if approve { "comment" } else { "reason" }
+                )
+            }),
         });
         let Some(call) = call else {
             let _ = self.approval_events.send(ApprovalEvent {
@@ -1377,6 +1384,16 @@ impl Gateway {
         self.approval_events.subscribe()
     }
 
+    /// Withdraws a pending approval nobody may approve any more (its workflow run was cancelled).
+    pub fn withdraw_approval(&self, id: &str, reason: &str) {
+        if let Some((ap, _)) = &self.approvals
+            && ap.withdraw(id, reason)
+        {
+            self.refresh_pending();
+            tracing::info!(target: "audit", message = "Approval withdrawn.", approval_id = id, reason);
+        }
+    }
+
     /// One approval as stored.
     pub fn approval(&self, id: &str) -> Option<crate::approvals::ApprovalRow> {
         self.approvals.as_ref().and_then(|(ap, _)| ap.get(id))
@@ -1409,7 +1426,15 @@ impl Gateway {
             return Err(format!("unknown tool `{wire}`"));
         };
         let redacted = redacted_args(Some(&arguments));
-        let r = self.request_approval(wire, index, &name, Some(arguments), reason, caller, &redacted);
+        let r = self.request_approval(
+            wire,
+            index,
+            &name,
+            Some(arguments),
+            reason,
+            caller,
+            &redacted,
+        );
         match r {
             CallToolResponse::Complete(c) => c
                 .structured_content

@@ -151,8 +151,7 @@ impl MasterMetrics {
                     "Time to commit one workflow checkpoint (SQLite, WAL, synchronous=FULL).",
                 )
                 .buckets(vec![
-                    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                    0.1,
+                    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                 ]),
             )?,
         };
@@ -174,7 +173,13 @@ impl MasterMetrics {
         registry.register(Box::new(m.workflow_duration.clone()))?;
         registry.register(Box::new(m.workflow_step_failures.clone()))?;
         registry.register(Box::new(m.workflow_checkpoint.clone()))?;
-        for status in ["started", "completed", "failed", "cancelled", "needs_attention"] {
+        for status in [
+            "started",
+            "completed",
+            "failed",
+            "cancelled",
+            "needs_attention",
+        ] {
             m.workflows.with_label_values(&[status]);
         }
         for status in ["running", "waiting_approval", "needs_attention"] {

@@ -50,8 +50,8 @@ fn service_server(server: &ServerConfig) -> anyhow::Result<ServerConfig> {
         )
     };
     let (token, linux) = (fresh(), fresh());
-    let users = std::fs::read_to_string(user)
-        .with_context(|| format!("reading {}", user.display()))?;
+    let users =
+        std::fs::read_to_string(user).with_context(|| format!("reading {}", user.display()))?;
     let tokens = format!(
         "{users}\n# Added by mcp-stack: tokens of master and linux-cli for the services behind master.\n[[token]]\nidentity = \"mcp-master\"\nroles = []\nsha256 = \"{}\"\n\n[[token]]\nidentity = \"mcp-linux-cli\"\nroles = []\nsha256 = \"{}\"\n",
         mcp_runtime::auth::hash_token(&token),

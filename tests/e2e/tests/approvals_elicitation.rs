@@ -65,7 +65,10 @@ async fn elicitation_answers_are_honoured_exactly() {
 
     let r = run("accept").await;
     assert_eq!(r["asked"].as_array().unwrap().len(), 1, "{r}");
-    assert!(r["asked"][0].as_str().unwrap().contains("ledger_record"), "{r}");
+    assert!(
+        r["asked"][0].as_str().unwrap().contains("ledger_record"),
+        "{r}"
+    );
     assert_eq!(r["is_error"], false, "{r}");
     assert_eq!(r["structured"]["count"], 1, "{r}");
     assert_eq!(counts.records("elicited-accept"), 1);
@@ -74,8 +77,15 @@ async fn elicitation_answers_are_honoured_exactly() {
         let r = run(answer).await;
         assert_eq!(r["asked"].as_array().unwrap().len(), 1, "{r}");
         assert_eq!(r["is_error"], true, "{r}");
-        assert!(r["text"].as_str().unwrap().contains("the call did not run"), "{r}");
-        assert_eq!(counts.records(&format!("elicited-{answer}")), 0, "{answer} ran the call");
+        assert!(
+            r["text"].as_str().unwrap().contains("the call did not run"),
+            "{r}"
+        );
+        assert_eq!(
+            counts.records(&format!("elicited-{answer}")),
+            0,
+            "{answer} ran the call"
+        );
     }
     let c = mcp_test_support::client(&master.url("/mcp"), Some("solo-tok")).await;
     let r = c
@@ -89,7 +99,11 @@ async fn elicitation_answers_are_honoured_exactly() {
         .iter()
         .map(|a| a["comment"].as_str().unwrap_or(""))
         .collect();
-    for want in ["no from python", "declined in the client", "cancelled in the client"] {
+    for want in [
+        "no from python",
+        "declined in the client",
+        "cancelled in the client",
+    ] {
         assert!(comments.contains(&want), "{comments:?}");
     }
 }
@@ -119,7 +133,10 @@ async fn a_waiting_call_gets_the_result_when_approved_in_time() {
     std::fs::write(&key, "wait-identity-key-0123456789abcdef0123").unwrap();
     let tokens = tokens_file(
         dir.path(),
-        &[("alice", &[], "alice-tok"), ("bob", &["approver"], "bob-tok")],
+        &[
+            ("alice", &[], "alice-tok"),
+            ("bob", &["approver"], "bob-tok"),
+        ],
     );
     let master = start_master(
         &format!(
@@ -148,7 +165,9 @@ async fn a_waiting_call_gets_the_result_when_approved_in_time() {
         let mut p = call("ledger_record", json!({"key": "waited"}));
         p.meta = Some({
             let mut m = rmcp::model::RequestMetaObject::default();
-            m.set_progress_token(rmcp::model::ProgressToken(rmcp::model::NumberOrString::Number(7)));
+            m.set_progress_token(rmcp::model::ProgressToken(
+                rmcp::model::NumberOrString::Number(7),
+            ));
             m
         });
         alice.call_tool(p).await.unwrap()
@@ -165,7 +184,10 @@ async fn a_waiting_call_gets_the_result_when_approved_in_time() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(!waiting.is_finished(), "the call must wait for the decision");
+    assert!(
+        !waiting.is_finished(),
+        "the call must wait for the decision"
+    );
     let r = bob
         .call_tool(call("approvals_approve", json!({"id": id})))
         .await
@@ -177,7 +199,9 @@ async fn a_waiting_call_gets_the_result_when_approved_in_time() {
     assert_eq!(counts.records("waited"), 1);
     let heard = heard.0.lock().unwrap().clone();
     assert!(
-        heard.iter().any(|m| m.contains(&format!("waiting for approval {id}"))),
+        heard
+            .iter()
+            .any(|m| m.contains(&format!("waiting for approval {id}"))),
         "{heard:?}"
     );
 }

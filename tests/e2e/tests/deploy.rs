@@ -111,7 +111,10 @@ fn compose_services_match_ports_healthchecks_and_secrets() {
     let mut kept_sorted = kept.clone();
     kept_sorted.sort_unstable();
     assert_eq!(kept_sorted, shipped, "promtail must keep every MCP service");
-    for mount in ["./monitoring/promtail/promtail.yml:", "/var/run/docker.sock:"] {
+    for mount in [
+        "./monitoring/promtail/promtail.yml:",
+        "/var/run/docker.sock:",
+    ] {
         assert!(
             c["services"]["promtail"]["volumes"]
                 .as_array()
@@ -128,8 +131,14 @@ fn compose_services_match_ports_healthchecks_and_secrets() {
         for e in std::fs::read_dir(root().join(group)).unwrap() {
             let dir = e.unwrap().path();
             if dir.join("Cargo.toml").exists() {
-                let rel = format!("{group}/{}/Cargo.toml", dir.file_name().unwrap().to_string_lossy());
-                assert!(dockerfile.contains(&format!("COPY {rel} {rel}")), "Dockerfile misses {rel}");
+                let rel = format!(
+                    "{group}/{}/Cargo.toml",
+                    dir.file_name().unwrap().to_string_lossy()
+                );
+                assert!(
+                    dockerfile.contains(&format!("COPY {rel} {rel}")),
+                    "Dockerfile misses {rel}"
+                );
             }
         }
     }
@@ -172,7 +181,14 @@ fn docker_compose_parses_the_file() {
         String::from_utf8_lossy(&out.stderr)
     );
     let listed = String::from_utf8_lossy(&out.stdout);
-    for s in ["master", "cmdb", "prometheus", "grafana", "loki", "promtail"] {
+    for s in [
+        "master",
+        "cmdb",
+        "prometheus",
+        "grafana",
+        "loki",
+        "promtail",
+    ] {
         assert!(listed.lines().any(|l| l == s), "{s} missing: {listed}");
     }
 }

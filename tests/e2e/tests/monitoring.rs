@@ -124,7 +124,10 @@ async fn a_real_prometheus_scrapes_the_running_services() {
             ("cmdb_getHost", json!({"name": "no-such-host"})),
             ("master_hello_world", json!({})),
             ("orchestrator_executeWorkflow", workflow.clone()),
-            ("ai_models_gemini_generateContent", json!({"prompt": "status"})),
+            (
+                "ai_models_gemini_generateContent",
+                json!({"prompt": "status"}),
+            ),
         ] {
             let _ = client.call_tool(call(name, args)).await;
         }

@@ -150,11 +150,19 @@ async fn one_trace_spans_master_and_the_service() {
         .find(|s| s.trace == TRACE && s.service == "master" && s.name == "tool_call")
         .unwrap();
     assert_eq!(master_call.parent, CALLER_SPAN, "{all:#?}");
-    assert_eq!(ds.parent, master_call.id, "the downstream call is a child of the tool call");
-    assert_eq!(service_call.parent, ds.id, "the service continues master's downstream span");
+    assert_eq!(
+        ds.parent, master_call.id,
+        "the downstream call is a child of the tool call"
+    );
+    assert_eq!(
+        service_call.parent, ds.id,
+        "the service continues master's downstream span"
+    );
     assert!(
-        all.iter()
-            .any(|s| s.trace == TRACE && s.service == "master" && s.name == "http" && s.parent == CALLER_SPAN),
+        all.iter().any(|s| s.trace == TRACE
+            && s.service == "master"
+            && s.name == "http"
+            && s.parent == CALLER_SPAN),
         "{all:#?}"
     );
     // The log lines carry the same trace id.

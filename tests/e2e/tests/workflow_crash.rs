@@ -43,10 +43,7 @@ fn assert_no_canary(dir: &Path) {
     }
 }
 
-async fn get(
-    c: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
-    run_id: &str,
-) -> Value {
+async fn get(c: &rmcp::service::RunningService<rmcp::RoleClient, ()>, run_id: &str) -> Value {
     let r = c
         .call_tool(call("orchestrator_getWorkflow", json!({"run_id": run_id})))
         .await
@@ -136,7 +133,11 @@ steps:
     assert_no_canary(dir.path());
     for n in 0..RUNS {
         assert_eq!(counts.records(&format!("first-{n}")), 1);
-        assert_eq!(counts.total_records(), RUNS as u64 + 1, "no last step ran before the kill");
+        assert_eq!(
+            counts.total_records(),
+            RUNS as u64 + 1,
+            "no last step ran before the kill"
+        );
     }
 
     let master = ServiceProcess::spawn(bin.to_str().unwrap(), dir, port, &cfg).await;
@@ -149,7 +150,9 @@ steps:
                 break;
             }
             assert!(
-                Instant::now() < deadline && !["failed", "cancelled", "needs_attention"].contains(&doc["status"].as_str().unwrap_or("")),
+                Instant::now() < deadline
+                    && !["failed", "cancelled", "needs_attention"]
+                        .contains(&doc["status"].as_str().unwrap_or("")),
                 "run {id} did not complete after the restart: {doc}\n{}",
                 master.log()
             );
@@ -158,7 +161,11 @@ steps:
     }
     let len = ledger::CANARY.len();
     for n in 0..RUNS {
-        assert_eq!(counts.records(&format!("first-{n}")), 1, "first-{n} ran again");
+        assert_eq!(
+            counts.records(&format!("first-{n}")),
+            1,
+            "first-{n} ran again"
+        );
         assert_eq!(
             counts.records(&format!("last-{n}-{len}")),
             1,
@@ -169,20 +176,31 @@ steps:
         counts.slow_started() >= 2 * RUNS as u64,
         "the read-only step in flight runs again"
     );
-    assert!(master.log().contains("Resuming workflow run after restart."));
+    assert!(
+        master
+            .log()
+            .contains("Resuming workflow run after restart.")
+    );
 
     // The held run: its non-idempotent step may have taken effect, so a person decides.
     let doc = get(&c, &held).await;
     assert_eq!(doc["status"], "needs_attention", "{doc}");
     assert!(
-        doc["error"].as_str().unwrap().contains("not read-only or idempotent"),
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("not read-only or idempotent"),
         "{doc}"
     );
     let r = c
         .call_tool(call("orchestrator_resumeWorkflow", json!({"run_id": held})))
         .await
         .unwrap();
-    assert!(mcp_test_support::text(&r).contains("step_action"), "{}", mcp_test_support::text(&r));
+    assert!(
+        mcp_test_support::text(&r).contains("step_action"),
+        "{}",
+        mcp_test_support::text(&r)
+    );
     let r = c
         .call_tool(call(
             "orchestrator_resumeWorkflow",
@@ -195,8 +213,16 @@ steps:
     assert_eq!(counts.records("hold"), 1, "skipped, not run again");
     assert_eq!(counts.records("after-hold"), 1);
 
-    let m = reqwest::get(master.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(m.contains("mcp_workflows_total{status=\"completed\"} 21"), "{m}");
+    let m = reqwest::get(master.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("mcp_workflows_total{status=\"completed\"} 21"),
+        "{m}"
+    );
     drop(c);
     let dir = master.kill9();
     assert_no_canary(dir.path());

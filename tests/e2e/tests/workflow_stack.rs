@@ -16,7 +16,11 @@ use serde_json::{Value, json};
 
 const MANIFEST: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  labels:\n    app: web\nspec:\n  replicas: 4\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: main\n        image: nginx:1.29\n";
 
-async fn tool(c: &RunningService<RoleClient, ()>, name: &str, args: Value) -> rmcp::model::CallToolResult {
+async fn tool(
+    c: &RunningService<RoleClient, ()>,
+    name: &str,
+    args: Value,
+) -> rmcp::model::CallToolResult {
     c.call_tool(call(name, args)).await.unwrap()
 }
 
@@ -37,7 +41,10 @@ async fn wait_for(c: &RunningService<RoleClient, ()>, run_id: &str, status: &str
         if doc["status"] == status {
             return doc;
         }
-        assert!(Instant::now() < deadline, "run never became {status}: {doc}");
+        assert!(
+            Instant::now() < deadline,
+            "run never became {status}: {doc}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -48,7 +55,11 @@ async fn seed_workflows_on_the_stack_with_a_second_approver() {
     let fake = fake_k8s::start().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("identity.key"), "stack-identity-key-0123456789abcdef0123").unwrap();
+    std::fs::write(
+        d.join("identity.key"),
+        "stack-identity-key-0123456789abcdef0123",
+    )
+    .unwrap();
     std::fs::write(d.join("kubeconfig"), fake.kubeconfig()).unwrap();
     tokens_file(
         d,
@@ -107,22 +118,36 @@ async fn seed_workflows_on_the_stack_with_a_second_approver() {
     assert_eq!(apply["status"], "waiting_approval", "{doc}");
     let approval = apply["approval_id"].as_str().unwrap().to_owned();
     let run_id = doc["run_id"].as_str().unwrap().to_owned();
-    assert!(!doc.to_string().contains("\"deploy\""), "the registry username leaked: {doc}");
+    assert!(
+        !doc.to_string().contains("\"deploy\""),
+        "the registry username leaked: {doc}"
+    );
     assert_eq!(
-        fake.get("apis/apps/v1", "deployments", "default", "web").unwrap()["spec"]["replicas"],
+        fake.get("apis/apps/v1", "deployments", "default", "web")
+            .unwrap()["spec"]["replicas"],
         2,
         "nothing applied before the approval"
     );
 
     let r = tool(&alice, "approvals_approve", json!({"id": approval})).await;
-    assert!(mcp_test_support::text(&r).contains("may not decide it"), "{}", mcp_test_support::text(&r));
-    let r = tool(&bob, "approvals_approve", json!({"id": approval, "comment": "ship it"})).await;
+    assert!(
+        mcp_test_support::text(&r).contains("may not decide it"),
+        "{}",
+        mcp_test_support::text(&r)
+    );
+    let r = tool(
+        &bob,
+        "approvals_approve",
+        json!({"id": approval, "comment": "ship it"}),
+    )
+    .await;
     assert_ne!(r.is_error, Some(true), "{}", mcp_test_support::text(&r));
     let doc = wait_for(&alice, &run_id, "completed").await;
     assert_eq!(step(&doc, "apply")["status"], "completed", "{doc}");
     assert_eq!(step(&doc, "check_host")["status"], "completed", "{doc}");
     assert_eq!(
-        fake.get("apis/apps/v1", "deployments", "default", "web").unwrap()["spec"]["replicas"],
+        fake.get("apis/apps/v1", "deployments", "default", "web")
+            .unwrap()["spec"]["replicas"],
         4
     );
 
@@ -135,27 +160,55 @@ async fn seed_workflows_on_the_stack_with_a_second_approver() {
     )
     .await;
     let doc = r.structured_content.clone().unwrap();
-    let approval = step(&doc, "apply")["approval_id"].as_str().unwrap().to_owned();
+    let approval = step(&doc, "apply")["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let run_id = doc["run_id"].as_str().unwrap().to_owned();
-    let r = tool(&bob, "approvals_deny", json!({"id": approval, "reason": "freeze week"})).await;
+    let r = tool(
+        &bob,
+        "approvals_deny",
+        json!({"id": approval, "reason": "freeze week"}),
+    )
+    .await;
     assert_ne!(r.is_error, Some(true), "{}", mcp_test_support::text(&r));
     let doc = wait_for(&alice, &run_id, "failed").await;
     assert!(
-        doc["error"].as_str().unwrap().contains("denied by bob: freeze week"),
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("denied by bob: freeze week"),
         "{doc}"
     );
     assert_eq!(step(&doc, "check_host")["status"], "cancelled", "{doc}");
     assert_eq!(
-        fake.get("apis/apps/v1", "deployments", "default", "web").unwrap()["spec"]["replicas"],
+        fake.get("apis/apps/v1", "deployments", "default", "web")
+            .unwrap()["spec"]["replicas"],
         4
     );
 
     // bob (an approver) sees alice's runs; the audit trail has the request and both decisions.
-    let r = tool(&bob, "orchestrator_listWorkflows", json!({"status": "failed"})).await;
+    let r = tool(
+        &bob,
+        "orchestrator_listWorkflows",
+        json!({"status": "failed"}),
+    )
+    .await;
     assert_eq!(r.structured_content.unwrap()["runs"][0]["owner"], "alice");
-    let m = reqwest::get(stack.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(m.contains("mcp_approvals_total{decision=\"approved\"} 1"), "{m}");
-    assert!(m.contains("mcp_approvals_total{decision=\"denied\"} 1"), "{m}");
+    let m = reqwest::get(stack.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("mcp_approvals_total{decision=\"approved\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("mcp_approvals_total{decision=\"denied\"} 1"),
+        "{m}"
+    );
     assert!(m.contains("mcp_approval_decision_seconds_count 2"), "{m}");
     assert!(m.contains("mcp_approvals_pending 0"), "{m}");
 }

@@ -105,7 +105,11 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
     for want in ["does not need `a`", "bad template", "unknown input `extra`"] {
         assert!(t.contains(want), "{want} missing in: {t}");
     }
-    assert_eq!(counts.total_records(), 0, "nothing may run before validation passes");
+    assert_eq!(
+        counts.total_records(),
+        0,
+        "nothing may run before validation passes"
+    );
 
     // Parallel branches, a join templated from both results, typed expressions.
     let r = run(
@@ -148,7 +152,13 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
     assert_eq!(r.is_error, Some(true));
     assert_eq!(counts.records("after-soft failed"), 1, "{doc}");
     assert_eq!(step(&doc, "hard")["attempts"], 3, "{doc}");
-    assert!(doc["error"].as_str().unwrap().contains("failed on purpose: hard"), "{doc}");
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed on purpose: hard"),
+        "{doc}"
+    );
     assert_eq!(step(&doc, "never")["status"], "cancelled", "{doc}");
     assert_eq!(counts.records("never"), 0);
 
@@ -162,7 +172,13 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
     .await;
     let doc = sc(&r);
     assert_eq!(doc["status"], "failed", "{doc}");
-    assert!(step(&doc, "s")["error"].as_str().unwrap().contains("timeout of 0.3 s"), "{doc}");
+    assert!(
+        step(&doc, "s")["error"]
+            .as_str()
+            .unwrap()
+            .contains("timeout of 0.3 s"),
+        "{doc}"
+    );
 
     // Without waiting: the run id at once; cancel stops the step in flight.
     let r = run(
@@ -177,7 +193,10 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
     assert_eq!(doc["status"], "running", "{doc}");
     let id = doc["run_id"].as_str().unwrap().to_owned();
     let r = c
-        .call_tool(call("orchestrator_cancelWorkflow", json!({"run_id": id, "reason": "test"})))
+        .call_tool(call(
+            "orchestrator_cancelWorkflow",
+            json!({"run_id": id, "reason": "test"}),
+        ))
         .await
         .unwrap();
     assert_eq!(sc(&r)["status"], "cancelled", "{}", text_of(&r));
@@ -202,13 +221,20 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
         let p = entry.unwrap().path();
         let bytes = std::fs::read(&p).unwrap_or_default();
         let hay = String::from_utf8_lossy(&bytes);
-        assert!(!hay.contains(ledger::CANARY), "canary found in {}", p.display());
+        assert!(
+            !hay.contains(ledger::CANARY),
+            "canary found in {}",
+            p.display()
+        );
     }
     assert!(data.join("workflows.sqlite").exists());
 
     // Templates from files, by name, through the seed's alias; listing shows them and the runs.
     let r = c
-        .call_tool(call("execute_workflow", json!({"workflow": "pair", "inputs": {"tag": "x"}})))
+        .call_tool(call(
+            "execute_workflow",
+            json!({"workflow": "pair", "inputs": {"tag": "x"}}),
+        ))
         .await
         .unwrap();
     let doc = sc(&r);
@@ -220,10 +246,17 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
         .unwrap();
     let list = sc(&r);
     assert_eq!(list["templates"][0]["name"], "pair", "{list}");
-    assert_eq!(list["templates"][0]["steps"][1]["tool"], "ledger_record", "{list}");
+    assert_eq!(
+        list["templates"][0]["steps"][1]["tool"], "ledger_record",
+        "{list}"
+    );
     assert!(list["runs"].as_array().unwrap().len() >= 6, "{list}");
     let r = run(&c, json!({"workflow": "nope"})).await;
-    assert!(text_of(&r).contains("no workflow template `nope`; templates: pair"), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("no workflow template `nope`; templates: pair"),
+        "{}",
+        text_of(&r)
+    );
 
     // A failed run resumes: completed steps stay done, the failed one runs again.
     let r = run(
@@ -242,10 +275,19 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
     let doc = sc(&r);
     assert_eq!(doc["status"], "failed", "{doc}");
     assert_eq!(step(&doc, "broken")["attempts"], 2, "{doc}");
-    assert_eq!(counts.records("resume-first"), 1, "a completed step never runs again");
+    assert_eq!(
+        counts.records("resume-first"),
+        1,
+        "a completed step never runs again"
+    );
 
     // Metrics.
-    let m = reqwest::get(master.url("/metrics")).await.unwrap().text().await.unwrap();
+    let m = reqwest::get(master.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for want in [
         "mcp_workflows_total{status=\"completed\"}",
         "mcp_workflows_total{status=\"failed\"}",
@@ -256,5 +298,55 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
     ] {
         assert!(m.contains(want), "{want} missing");
     }
-    let _ = wait_status;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_a_run_withdraws_its_pending_approval() {
+    let (ledger, counts) = ledger::start_ledger("workflows-withdraw").await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("identity.key");
+    std::fs::write(&key, "withdraw-identity-key-0123456789abcdef").unwrap();
+    let tokens = tokens_file(
+        dir.path(),
+        &[("alice", &[], "alice-tok"), ("bob", &["approver"], "bob-tok")],
+    );
+    let master = start_master(
+        &format!(
+            "identity_key_file = {:?}\n{}",
+            key.display().to_string(),
+            downstream("ledger", None, "http", &ledger.url("/mcp"))
+        ),
+        mcp_runtime::ServerConfig {
+            auth_tokens_file: Some(tokens),
+            ..server_config()
+        },
+    )
+    .await;
+    let alice = mcp_test_support::client(&master.url("/mcp"), Some("alice-tok")).await;
+    let bob = mcp_test_support::client(&master.url("/mcp"), Some("bob-tok")).await;
+    let r = run(
+        &alice,
+        json!({"definition": {"name": "gated", "steps": [
+            {"id": "write", "service": "ledger", "tool": "record", "approval": true, "params": {"key": "gated"}}
+        ]}}),
+    )
+    .await;
+    let doc = sc(&r);
+    assert_eq!(doc["status"], "waiting_approval", "{doc}");
+    let approval = step(&doc, "write")["approval_id"].as_str().unwrap().to_owned();
+    let run_id = doc["run_id"].as_str().unwrap().to_owned();
+    // bob sees alice's run (approver); carol-like strangers would not.
+    let r = alice
+        .call_tool(call("orchestrator_cancelWorkflow", json!({"run_id": run_id})))
+        .await
+        .unwrap();
+    assert_eq!(sc(&r)["status"], "cancelled", "{}", text_of(&r));
+    let r = bob
+        .call_tool(call("approvals_approve", json!({"id": approval})))
+        .await
+        .unwrap();
+    assert!(text_of(&r).contains("is withdrawn, not pending"), "{}", text_of(&r));
+    assert_eq!(counts.records("gated"), 0);
+    let doc = wait_status(&bob, &run_id, "cancelled").await;
+    assert_eq!(step(&doc, "write")["status"], "cancelled", "{doc}");
 }

@@ -299,7 +299,9 @@ pub fn check_static(def: &Definition) -> Result<(), Vec<String>> {
                     Some(expr) => env
                         .compile_expression(expr)
                         .map(|e| e.undeclared_variables(true)),
-                    None => env.template_from_str(text).map(|t| t.undeclared_variables(true)),
+                    None => env
+                        .template_from_str(text)
+                        .map(|t| t.undeclared_variables(true)),
                 };
                 let vars = match vars {
                     Ok(v) => v,
@@ -388,7 +390,10 @@ fn find_cycle(def: &Definition) -> Option<Vec<String>> {
 }
 
 /// The inputs of a run: given values checked against the declaration, defaults filled in.
-pub fn bind_inputs(def: &Definition, given: &Map<String, Value>) -> Result<Map<String, Value>, Vec<String>> {
+pub fn bind_inputs(
+    def: &Definition,
+    given: &Map<String, Value>,
+) -> Result<Map<String, Value>, Vec<String>> {
     let mut errors = Vec::new();
     let mut out = Map::new();
     for k in given.keys() {
@@ -396,7 +401,11 @@ pub fn bind_inputs(def: &Definition, given: &Map<String, Value>) -> Result<Map<S
             let known: Vec<&str> = def.inputs.keys().map(String::as_str).collect();
             errors.push(format!(
                 "unknown input `{k}` (this workflow takes: {})",
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ));
         }
     }
@@ -426,7 +435,11 @@ pub fn bind_inputs(def: &Definition, given: &Map<String, Value>) -> Result<Map<S
         }
         out.insert(name.clone(), v);
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Renders every template string of `params` against `ctx` (`{inputs, steps}`); a string that is
@@ -446,10 +459,7 @@ pub fn render(params: &Map<String, Value>, ctx: &Value) -> Result<Map<String, Va
                     }
                     serde_json::to_value(&out).map_err(|e| format!("{path}: {e}"))?
                 } else {
-                    Value::String(
-                        env.render_str(s, ctx)
-                            .map_err(|e| format!("{path}: {e}"))?,
-                    )
+                    Value::String(env.render_str(s, ctx).map_err(|e| format!("{path}: {e}"))?)
                 }
             }
             Value::Object(m) => Value::Object(
@@ -493,36 +503,82 @@ mod tests {
     fn static_errors_are_all_reported() {
         let table: &[(&str, &str)] = &[
             ("name: x\nsteps: []", "at least one step"),
-            ("name: x\nsteps:\n - {id: a, service: s, tool: t}\n - {id: a, service: s, tool: t}", "used twice"),
-            ("name: x\nsteps:\n - {id: a, service: s, tool: t, needs: [b]}", "`b`, which is not a step"),
-            ("name: x\nsteps:\n - {id: a, service: s, tool: t, needs: [b]}\n - {id: b, service: s, tool: t, needs: [a]}", "cycle"),
-            ("name: x\nsteps:\n - {id: a, service: s, tool: t, needs: [a]}", "needs itself"),
-            ("name: x\nsteps:\n - {id: a-b, service: s, tool: t}", "step id `a-b`"),
-            ("name: x\nsteps:\n - {id: a, service: s, tool: t, params: {x: '{{ inputs.nope }}'}}", "does not declare"),
-            ("name: x\nsteps:\n - {id: a, service: s, tool: t, params: {x: '{{ steps.b.result }}'}}\n - {id: b, service: s, tool: t}", "does not need `b`"),
-            ("name: x\nsteps:\n - {id: a, service: s, tool: t, params: {x: '{{ unclosed'}}", "bad template"),
-            ("name: x\nsteps:\n - {id: a, service: s, tool: t, params: {x: '{{ env.HOME }}'}}", "unknown variable `env`"),
-            ("name: x\ninputs: {api_token: {type: string}}\nsteps:\n - {id: a, service: s, tool: t}", "looks like a secret"),
-            ("name: x\nsteps:\n - {id: a, service: s, tool: t, timeout: -1}", "timeout"),
+            (
+                "name: x\nsteps:\n - {id: a, service: s, tool: t}\n - {id: a, service: s, tool: t}",
+                "used twice",
+            ),
+            (
+                "name: x\nsteps:\n - {id: a, service: s, tool: t, needs: [b]}",
+                "`b`, which is not a step",
+            ),
+            (
+                "name: x\nsteps:\n - {id: a, service: s, tool: t, needs: [b]}\n - {id: b, service: s, tool: t, needs: [a]}",
+                "cycle",
+            ),
+            (
+                "name: x\nsteps:\n - {id: a, service: s, tool: t, needs: [a]}",
+                "needs itself",
+            ),
+            (
+                "name: x\nsteps:\n - {id: a-b, service: s, tool: t}",
+                "step id `a-b`",
+            ),
+            (
+                "name: x\nsteps:\n - {id: a, service: s, tool: t, params: {x: '{{ inputs.nope }}'}}",
+                "does not declare",
+            ),
+            (
+                "name: x\nsteps:\n - {id: a, service: s, tool: t, params: {x: '{{ steps.b.result }}'}}\n - {id: b, service: s, tool: t}",
+                "does not need `b`",
+            ),
+            (
+                "name: x\nsteps:\n - {id: a, service: s, tool: t, params: {x: '{{ unclosed'}}",
+                "bad template",
+            ),
+            (
+                "name: x\nsteps:\n - {id: a, service: s, tool: t, params: {x: '{{ env.HOME }}'}}",
+                "unknown variable `env`",
+            ),
+            (
+                "name: x\ninputs: {api_token: {type: string}}\nsteps:\n - {id: a, service: s, tool: t}",
+                "looks like a secret",
+            ),
+            (
+                "name: x\nsteps:\n - {id: a, service: s, tool: t, timeout: -1}",
+                "timeout",
+            ),
         ];
         for (yaml, want) in table {
             let errors = check_static(&def(yaml)).expect_err(yaml);
-            assert!(errors.iter().any(|e| e.contains(want)), "{yaml}: {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "{yaml}: {errors:?}"
+            );
         }
         assert!(parse("name: x\nsteps:\n - {id: a, service: s, tool: t, bogus: 1}").is_err());
         // A transitive need is enough to read a step's result.
-        let ok = def("name: x\nsteps:\n - {id: a, service: s, tool: t}\n - {id: b, service: s, tool: t, needs: [a]}\n - {id: c, service: s, tool: t, needs: [b], params: {x: '{{ steps.a.text }}'}}");
+        let ok = def(
+            "name: x\nsteps:\n - {id: a, service: s, tool: t}\n - {id: b, service: s, tool: t, needs: [a]}\n - {id: c, service: s, tool: t, needs: [b], params: {x: '{{ steps.a.text }}'}}",
+        );
         check_static(&ok).expect("valid");
     }
 
     #[test]
     fn inputs_bind_with_defaults_and_types() {
-        let d = def("name: x\ninputs:\n  ns: {type: string, default: default}\n  n: {type: integer}\nsteps:\n - {id: a, service: s, tool: t}");
+        let d = def(
+            "name: x\ninputs:\n  ns: {type: string, default: default}\n  n: {type: integer}\nsteps:\n - {id: a, service: s, tool: t}",
+        );
         let bound = bind_inputs(&d, json!({"n": 3}).as_object().unwrap()).unwrap();
         assert_eq!(Value::Object(bound), json!({"ns": "default", "n": 3}));
         let errors = bind_inputs(&d, json!({"n": "3", "x": 1}).as_object().unwrap()).unwrap_err();
-        assert!(errors.iter().any(|e| e.contains("must be a integer")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("unknown input `x`")), "{errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("must be a integer")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("unknown input `x`")),
+            "{errors:?}"
+        );
         assert!(bind_inputs(&d, &Map::new()).unwrap_err()[0].contains("`n` is required"));
     }
 
@@ -542,7 +598,11 @@ mod tests {
             Value::Object(out),
             json!({"namespace": "prod", "replicas": 3, "rows": [1, 2], "msg": "host says: up 3 days in prod", "nested": [{"x": 4}], "plain": 7})
         );
-        let err = render(json!({"x": "{{ steps.b.text }}"}).as_object().unwrap(), &ctx).unwrap_err();
+        let err = render(
+            json!({"x": "{{ steps.b.text }}"}).as_object().unwrap(),
+            &ctx,
+        )
+        .unwrap_err();
         assert!(err.contains("params.x"), "{err}");
     }
 }

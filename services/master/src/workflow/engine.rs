@@ -233,7 +233,12 @@ impl Engine {
     }
 
     /// Resolves a step's tool at master: the canonical wire name and whether it may run again.
-    fn resolve(&self, g: &Gateway, service: &str, tool: &str) -> Result<definition::ToolInfo, String> {
+    fn resolve(
+        &self,
+        g: &Gateway,
+        service: &str,
+        tool: &str,
+    ) -> Result<definition::ToolInfo, String> {
         let wire = crate::namespace::wire_name(service, &self.sep, tool);
         match g.canonical(&wire) {
             Some((wire, _, t)) => Ok(definition::ToolInfo {
@@ -250,9 +255,9 @@ impl Engine {
                         d.status().last_error.unwrap_or_default()
                     ),
                     Some(_) => format!("service `{service}` has no tool `{tool}`"),
-                    None if service == "orchestrator" || service == "approvals" => format!(
-                        "`{service}` tools cannot be workflow steps"
-                    ),
+                    None if service == "orchestrator" || service == "approvals" => {
+                        format!("`{service}` tools cannot be workflow steps")
+                    }
                     None => format!("no service with namespace `{service}`"),
                 })
             }
@@ -335,10 +340,7 @@ impl Engine {
             steps: steps.clone(),
         };
         self.store.insert_run(&record)?;
-        self.metrics
-            .workflows
-            .with_label_values(&["started"])
-            .inc();
+        self.metrics.workflows.with_label_values(&["started"]).inc();
         tracing::info!(target: "audit", message = "Workflow started.", run_id = %run_id, workflow = %def.name, owner = %caller.identity.name, correlation_id = %caller.correlation_id);
         let live = self.make_live(
             &run_id,
@@ -412,9 +414,7 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(message = "Cannot resume workflow run.", run_id = %run_id, error = %e);
-                    let _ = self
-                        .store
-                        .set_run_status(&run_id, "failed", Some(&e), true);
+                    let _ = self.store.set_run_status(&run_id, "failed", Some(&e), true);
                 }
             }
         }
@@ -442,16 +442,19 @@ impl Engine {
             let in_flight = match s.status.as_str() {
                 "running" => true,
                 "waiting_approval" => {
-                    let row = s
-                        .approval_id
-                        .as_deref()
-                        .and_then(|id| g.approval(id));
+                    let row = s.approval_id.as_deref().and_then(|id| g.approval(id));
                     match row.as_ref().map(|r| r.status.as_str()) {
                         Some("executed") => {
-                            let r = row.as_ref().and_then(|r| r.result.clone()).unwrap_or_default();
+                            let r = row
+                                .as_ref()
+                                .and_then(|r| r.result.clone())
+                                .unwrap_or_default();
                             let parsed: Option<CallToolResult> = serde_json::from_str(&r).ok();
                             s.status = "completed".to_owned();
-                            s.result = parsed.as_ref().map(result_value).unwrap_or(Value::String(r));
+                            s.result = parsed
+                                .as_ref()
+                                .map(result_value)
+                                .unwrap_or(Value::String(r));
                             s.finished = Some(now_ms());
                             false
                         }
@@ -535,9 +538,9 @@ impl Engine {
                         st.status = "running".to_owned();
                         snapshot
                     };
-                    if let Err(e) = self
-                        .store
-                        .checkpoint(&live.run_id, &started, Some(("running", None)))
+                    if let Err(e) =
+                        self.store
+                            .checkpoint(&live.run_id, &started, Some(("running", None)))
                     {
                         failure = Some(format!("cannot checkpoint step `{}`: {e}", started.id));
                         break;
@@ -600,7 +603,9 @@ impl Engine {
                 snapshot
             };
             if let Err(e) = self.store.checkpoint(&live.run_id, &snapshot, None) {
-                failure.get_or_insert_with(|| format!("cannot checkpoint step `{}`: {e}", snapshot.id));
+                failure.get_or_insert_with(|| {
+                    format!("cannot checkpoint step `{}`: {e}", snapshot.id)
+                });
             }
             live.bump();
         }
@@ -617,7 +622,12 @@ impl Engine {
             st.status = status.to_owned();
             let mut touched = Vec::new();
             for s in st.steps.iter_mut().filter(|s| s.status == "pending") {
-                s.status = if status == "completed" { "skipped" } else { "cancelled" }.to_owned();
+                s.status = if status == "completed" {
+                    "skipped"
+                } else {
+                    "cancelled"
+                }
+                .to_owned();
                 touched.push(s.clone());
             }
             drop(st);
@@ -834,7 +844,9 @@ impl Engine {
                 Err(_) => {
                     ct.cancel();
                     return Outcome::Failed {
-                        error: format!("`{wire}` did not finish within the step's timeout of {t} s"),
+                        error: format!(
+                            "`{wire}` did not finish within the step's timeout of {t} s"
+                        ),
                         reason: "timeout",
                     };
                 }
@@ -859,7 +871,9 @@ impl Engine {
                 self.outcome_of(&wire, &r, secret)
             }
             Ok(_) => Outcome::Failed {
-                error: format!("`{wire}` answered with a task or an input request, which workflow steps do not support"),
+                error: format!(
+                    "`{wire}` answered with a task or an input request, which workflow steps do not support"
+                ),
                 reason: "protocol",
             },
             Err(e) => Outcome::Failed {
@@ -942,7 +956,7 @@ impl Engine {
                             reason: "denied",
                         };
                     }
-                    "expired" | "abandoned" => {
+                    "expired" | "abandoned" | "withdrawn" => {
                         break Outcome::Failed {
                             error: format!("approval {id} {} before anyone decided", row.status),
                             reason: "expired",
@@ -979,12 +993,21 @@ impl Engine {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break Outcome::Cancelled,
                 },
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                () = live.cancel.cancelled() => break Outcome::Cancelled,
+                () = live.cancel.cancelled() => {
+                    if let Some(g) = self.gateway() {
+                        g.withdraw_approval(id, &format!("workflow run {} was cancelled", live.run_id));
+                    }
+                    break Outcome::Cancelled;
+                }
             }
         };
         {
             let mut st = live.lock();
-            if !st.steps.iter().any(|s| s.status == "waiting_approval" && s.id != live.def.steps[i].id) {
+            if !st
+                .steps
+                .iter()
+                .any(|s| s.status == "waiting_approval" && s.id != live.def.steps[i].id)
+            {
                 st.status = "running".to_owned();
             }
             st.steps[i].status = "running".to_owned();
@@ -996,8 +1019,9 @@ impl Engine {
         outcome
     }
 
-    /// Waits until a run stops running (ends, waits for an approval or a person) or `wait` passes.
-    pub async fn wait(&self, run_id: &str, wait: Duration) {
+    /// Waits until a run stops running (ends, waits for an approval or a person; with `to_end`,
+    /// until it ends) or `wait` passes.
+    pub async fn wait(&self, run_id: &str, wait: Duration, to_end: bool) {
         let Some(live) = self.live_runs().get(run_id).cloned() else {
             return;
         };
@@ -1005,7 +1029,7 @@ impl Engine {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let status = live.lock().status.clone();
-            if status != "running" || !self.live_runs().contains_key(run_id) {
+            if (!to_end && status != "running") || !self.live_runs().contains_key(run_id) {
                 return;
             }
             tokio::select! {
@@ -1089,7 +1113,10 @@ impl Engine {
             )));
         }
         let attention = run.status == "needs_attention";
-        if !matches!(run.status.as_str(), "needs_attention" | "failed" | "cancelled") {
+        if !matches!(
+            run.status.as_str(),
+            "needs_attention" | "failed" | "cancelled"
+        ) {
             return Err(WorkflowError::Refused(format!(
                 "run `{run_id}` is {}; only failed, cancelled or needs_attention runs resume",
                 run.status
@@ -1135,12 +1162,19 @@ impl Engine {
                 self.spawn(live);
                 Ok(())
             }
-            None => Err(WorkflowError::Refused("the run still needs attention".to_owned())),
+            None => Err(WorkflowError::Refused(
+                "the run still needs attention".to_owned(),
+            )),
         }
     }
 
     /// Templates and recent runs (one's own; all for approvers).
-    pub fn list(&self, who: &Identity, status: Option<&str>, limit: usize) -> Result<Value, WorkflowError> {
+    pub fn list(
+        &self,
+        who: &Identity,
+        status: Option<&str>,
+        limit: usize,
+    ) -> Result<Value, WorkflowError> {
         let g = self
             .gateway()
             .ok_or_else(|| WorkflowError::Refused("master is shutting down".to_owned()))?;

@@ -133,8 +133,11 @@ impl Engine {
         let args = args.unwrap_or(&empty);
         let s = |k: &str| args.get(k).and_then(Value::as_str);
         let who = &caller.identity;
+        let to_end = tool == "cancelWorkflow";
         let outcome: Result<(String, Option<Duration>), WorkflowError> = match tool {
-            "executeWorkflow" => self.execute(args, caller).map(|id| (id, self.wait_for(args))),
+            "executeWorkflow" => self
+                .execute(args, caller)
+                .map(|id| (id, self.wait_for(args))),
             "resumeWorkflow" => match s("run_id") {
                 Some(id) => self
                     .resume(id, who, s("step_action"))
@@ -162,14 +165,16 @@ impl Engine {
                     Err(e) => error(e.to_string()),
                 };
             }
-            other => Err(WorkflowError::Invalid(format!("no orchestrator tool `{other}`"))),
+            other => Err(WorkflowError::Invalid(format!(
+                "no orchestrator tool `{other}`"
+            ))),
         };
         let (run_id, wait) = match outcome {
             Ok(x) => x,
             Err(e) => return error(e.to_string()),
         };
         if let Some(w) = wait {
-            self.wait(&run_id, w).await;
+            self.wait(&run_id, w, to_end).await;
         }
         match self.describe(&run_id, who) {
             Ok((doc, text)) => run_result(doc, text),
@@ -189,12 +194,18 @@ impl Engine {
                     "give either `workflow` (a template name) or `definition`, not both".to_owned(),
                 ));
             }
-            (Some(Value::String(name)), None) => self.templates().get(name).cloned().ok_or_else(|| {
-                WorkflowError::Invalid(format!(
-                    "no workflow template `{name}`; templates: {}",
-                    self.templates().keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
-            })?,
+            (Some(Value::String(name)), None) => {
+                self.templates().get(name).cloned().ok_or_else(|| {
+                    WorkflowError::Invalid(format!(
+                        "no workflow template `{name}`; templates: {}",
+                        self.templates()
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?
+            }
             (Some(v @ Value::Object(_)), None) | (None, Some(v @ Value::Object(_))) => {
                 serde_json::from_value(v.clone()).map_err(|e| {
                     WorkflowError::Invalid(format!("not a valid workflow definition: {e}"))
@@ -218,7 +229,9 @@ impl Engine {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(m)) => m.clone(),
             Some(_) => {
-                return Err(WorkflowError::Invalid("`inputs` must be an object".to_owned()));
+                return Err(WorkflowError::Invalid(
+                    "`inputs` must be an object".to_owned(),
+                ));
             }
         };
         self.start(def, &inputs, caller)

@@ -101,9 +101,24 @@ fn tools() -> Vec<Tool> {
         .idempotent(false)
         .open_world(false);
     vec![
-        Tool::new("record", "Count one execution of key (not idempotent)", schema(key.clone())).annotate(write.clone()),
-        Tool::new("slow", "Sleep ms milliseconds (read-only)", schema(key.clone())).annotate(ro.clone()),
-        Tool::new("getSecret", "A canary secret (read-only)", schema(key.clone())).annotate(ro),
+        Tool::new(
+            "record",
+            "Count one execution of key (not idempotent)",
+            schema(key.clone()),
+        )
+        .annotate(write.clone()),
+        Tool::new(
+            "slow",
+            "Sleep ms milliseconds (read-only)",
+            schema(key.clone()),
+        )
+        .annotate(ro.clone()),
+        Tool::new(
+            "getSecret",
+            "A canary secret (read-only)",
+            schema(key.clone()),
+        )
+        .annotate(ro),
         Tool::new("fail", "Always fails", schema(key)).annotate(write),
     ]
 }
@@ -131,10 +146,18 @@ impl ServerHandler for LedgerHandler {
         cx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let args = request.arguments.clone().unwrap_or_default();
-        let key = args.get("key").and_then(Value::as_str).unwrap_or("").to_owned();
+        let key = args
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let r = match request.name.as_ref() {
             "record" => {
-                if let Some(k) = cx.meta.get("io.mcp-suite/idempotencyKey").and_then(Value::as_str) {
+                if let Some(k) = cx
+                    .meta
+                    .get("io.mcp-suite/idempotencyKey")
+                    .and_then(Value::as_str)
+                {
                     self.counts.keys.lock().unwrap().push(k.to_owned());
                 }
                 let n = {
@@ -150,7 +173,13 @@ impl ServerHandler for LedgerHandler {
                 CallToolResult::structured(json!({"key": key, "count": n}))
             }
             "slow" => {
-                *self.counts.slow_starts.lock().unwrap().entry(key.clone()).or_default() += 1;
+                *self
+                    .counts
+                    .slow_starts
+                    .lock()
+                    .unwrap()
+                    .entry(key.clone())
+                    .or_default() += 1;
                 let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(100);
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(ms)) => {}
@@ -158,10 +187,14 @@ impl ServerHandler for LedgerHandler {
                 }
                 CallToolResult::structured(json!({"key": key, "slept_ms": ms}))
             }
-            "getSecret" => CallToolResult::structured(json!({"name": args.get("name"), "value": CANARY})),
+            "getSecret" => {
+                CallToolResult::structured(json!({"name": args.get("name"), "value": CANARY}))
+            }
             "fail" => CallToolResult::error(vec![ContentBlock::text(format!(
                 "failed on purpose: {}",
-                args.get("message").and_then(Value::as_str).unwrap_or("no message")
+                args.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no message")
             ))]),
             other => return Err(ErrorData::invalid_params(format!("no tool {other}"), None)),
         };

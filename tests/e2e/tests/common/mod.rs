@@ -243,9 +243,10 @@ pub async fn start_ai_models(url: &str) -> TestService {
     );
     let doc = ConfigDoc::from_str(&text, "test ai-models config").expect("config");
     let shutdown = ShutdownToken::new();
-    let running = mcp_runtime::start::<mcp_ai_models::AiModels>(&doc, server_config(), shutdown.clone())
-        .await
-        .expect("start ai-models");
+    let running =
+        mcp_runtime::start::<mcp_ai_models::AiModels>(&doc, server_config(), shutdown.clone())
+            .await
+            .expect("start ai-models");
     TestService {
         running: Some(running),
         shutdown,
