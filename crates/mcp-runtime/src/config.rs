@@ -176,10 +176,10 @@ impl ServerConfig {
                 "must be http/protobuf or http/json",
             ));
         }
-        if !self.otlp_endpoint.is_empty()
-            && !(self.otlp_endpoint.starts_with("http://")
-                || self.otlp_endpoint.starts_with("https://"))
-        {
+        let scheme_ok = ["http://", "https://"]
+            .iter()
+            .any(|p| self.otlp_endpoint.starts_with(p));
+        if !self.otlp_endpoint.is_empty() && !scheme_ok {
             return Err(invalid(
                 "otlp_endpoint",
                 "must be an http:// or https:// URL",

@@ -308,7 +308,10 @@ async fn cancelling_a_run_withdraws_its_pending_approval() {
     std::fs::write(&key, "withdraw-identity-key-0123456789abcdef").unwrap();
     let tokens = tokens_file(
         dir.path(),
-        &[("alice", &[], "alice-tok"), ("bob", &["approver"], "bob-tok")],
+        &[
+            ("alice", &[], "alice-tok"),
+            ("bob", &["approver"], "bob-tok"),
+        ],
     );
     let master = start_master(
         &format!(
@@ -333,11 +336,16 @@ async fn cancelling_a_run_withdraws_its_pending_approval() {
     .await;
     let doc = sc(&r);
     assert_eq!(doc["status"], "waiting_approval", "{doc}");
-    let approval = step(&doc, "write")["approval_id"].as_str().unwrap().to_owned();
+    let approval = step(&doc, "write")["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let run_id = doc["run_id"].as_str().unwrap().to_owned();
-    // bob sees alice's run (approver); carol-like strangers would not.
     let r = alice
-        .call_tool(call("orchestrator_cancelWorkflow", json!({"run_id": run_id})))
+        .call_tool(call(
+            "orchestrator_cancelWorkflow",
+            json!({"run_id": run_id}),
+        ))
         .await
         .unwrap();
     assert_eq!(sc(&r)["status"], "cancelled", "{}", text_of(&r));
@@ -345,7 +353,11 @@ async fn cancelling_a_run_withdraws_its_pending_approval() {
         .call_tool(call("approvals_approve", json!({"id": approval})))
         .await
         .unwrap();
-    assert!(text_of(&r).contains("is withdrawn, not pending"), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("is withdrawn, not pending"),
+        "{}",
+        text_of(&r)
+    );
     assert_eq!(counts.records("gated"), 0);
     let doc = wait_status(&bob, &run_id, "cancelled").await;
     assert_eq!(step(&doc, "write")["status"], "cancelled", "{doc}");
