@@ -174,6 +174,53 @@ impl Stats {
 enum Op {
     Call(&'static str),
     List,
+    /// `orchestrator_executeWorkflow` of a definition, waiting for it to complete.
+    Workflow(serde_json::Value),
+    /// The same tool `n` times in a row (what a workflow's steps would be, made by the client).
+    Repeat(&'static str, serde_json::Value, usize),
+}
+
+fn arguments(v: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+impl Op {
+    /// Runs the operation once; whether it succeeded.
+    async fn once(&self, c: &rmcp::service::RunningService<rmcp::RoleClient, ()>) -> bool {
+        match self {
+            Op::Call(name) => c
+                .call_tool(CallToolRequestParams::new(*name))
+                .await
+                .is_ok_and(|r| r.is_error != Some(true)),
+            Op::List => c.list_all_tools().await.is_ok(),
+            Op::Workflow(definition) => c
+                .call_tool(
+                    CallToolRequestParams::new("orchestrator_executeWorkflow").with_arguments(
+                        arguments(&serde_json::json!({"definition": definition, "wait_secs": 100})),
+                    ),
+                )
+                .await
+                .is_ok_and(|r| {
+                    r.structured_content
+                        .as_ref()
+                        .is_some_and(|s| s["status"] == "completed")
+                }),
+            Op::Repeat(name, args, n) => {
+                for _ in 0..*n {
+                    let ok = c
+                        .call_tool(
+                            CallToolRequestParams::new(*name).with_arguments(arguments(args)),
+                        )
+                        .await
+                        .is_ok_and(|r| r.is_error != Some(true));
+                    if !ok {
+                        return false;
+                    }
+                }
+                true
+            }
+        }
+    }
 }
 
 /// `clients` sessions, each calling in a loop until `max_calls` (per client) or `duration`.
@@ -191,13 +238,8 @@ async fn load(
     }
     // Warm up every session once.
     for c in &sessions {
-        match op.as_ref() {
-            Op::Call(t) => {
-                c.call_tool(CallToolRequestParams::new(*t)).await?;
-            }
-            Op::List => {
-                c.list_all_tools().await?;
-            }
+        if !op.once(c).await {
+            bail!("warm-up call failed against {url}");
         }
     }
     let started = Instant::now();
@@ -210,14 +252,7 @@ async fn load(
             let mut errors = 0;
             while lat.len() + errors < max_calls && Instant::now() < deadline {
                 let t = Instant::now();
-                let ok = match op.as_ref() {
-                    Op::Call(name) => c
-                        .call_tool(CallToolRequestParams::new(*name))
-                        .await
-                        .is_ok_and(|r| r.is_error != Some(true)),
-                    Op::List => c.list_all_tools().await.is_ok(),
-                };
-                if ok {
+                if op.once(&c).await {
                     lat.push(t.elapsed().as_secs_f64() * 1000.0);
                 } else {
                     errors += 1;

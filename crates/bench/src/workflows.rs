@@ -4,19 +4,14 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Instant;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
-use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
 
-use crate::{Stats, free_port, sibling, spawn, wait_ready};
-
-fn args(v: Value) -> serde_json::Map<String, Value> {
-    v.as_object().cloned().unwrap_or_default()
-}
+use crate::{Op, Stats, free_port, load, sibling, spawn, wait_ready};
 
 fn definition() -> Value {
     json!({"name": "bench3", "steps": [
@@ -48,65 +43,24 @@ fn histogram(page: &str, name: &str) -> (f64, f64) {
     (get("sum"), get("count"))
 }
 
-async fn rounds(url: &str, clients: usize, rounds: usize, workflow: bool) -> anyhow::Result<Stats> {
-    let mut sessions = Vec::new();
-    for _ in 0..clients {
-        sessions.push(
-            ().serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
-                .await?,
-        );
-    }
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in sessions {
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0;
-            for _ in 0..rounds {
-                let t = Instant::now();
-                let ok = if workflow {
-                    c.call_tool(
-                        CallToolRequestParams::new("orchestrator_executeWorkflow").with_arguments(
-                            args(json!({"definition": definition(), "wait_secs": 100})),
-                        ),
-                    )
-                    .await
-                    .is_ok_and(|r| {
-                        r.structured_content
-                            .as_ref()
-                            .is_some_and(|s| s["status"] == "completed")
-                    })
-                } else {
-                    let mut ok = true;
-                    for _ in 0..3 {
-                        ok &= c
-                            .call_tool(
-                                CallToolRequestParams::new("cmdb_getHost")
-                                    .with_arguments(args(json!({"name": "aicrusher"}))),
-                            )
-                            .await
-                            .is_ok_and(|r| r.is_error != Some(true));
-                    }
-                    ok
-                };
-                if ok {
-                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                } else {
-                    errors += 1;
-                }
-            }
-            let _ = c.cancel().await;
-            (lat, errors)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
-        all.extend(l);
-        errors += e;
-    }
-    Ok(Stats::from(all, errors, started.elapsed().as_secs_f64()))
+/// `clients` sessions, each running `op` `per_client` times.
+async fn rounds(url: &str, op: Op, clients: usize, per_client: usize) -> anyhow::Result<Stats> {
+    load(
+        url,
+        Arc::new(op),
+        clients,
+        per_client,
+        Duration::from_secs(3600),
+    )
+    .await
+}
+
+fn workflow() -> Op {
+    Op::Workflow(definition())
+}
+
+fn three_calls() -> Op {
+    Op::Repeat("cmdb_getHost", json!({"name": "aicrusher"}), 3)
 }
 
 pub(crate) async fn measure(clients: usize, per_client: usize) -> anyhow::Result<WorkflowStats> {
@@ -124,17 +78,24 @@ pub(crate) async fn measure(clients: usize, per_client: usize) -> anyhow::Result
     let _stack = spawn("mcp-stack", &mut cmd)?;
     wait_ready(&format!("http://127.0.0.1:{master}/ready"), "mcp-stack").await?;
     let url = format!("http://127.0.0.1:{master}/mcp");
-    // Warm up: one run and one set of direct calls.
-    rounds(&url, 1, 1, true).await?;
-    rounds(&url, 1, 1, false).await?;
+    // `load` warms every session up with one operation first.
     let metrics = format!("http://127.0.0.1:{master}/metrics");
     let before = reqwest::get(&metrics).await?.text().await?;
-    let runs = rounds(&url, clients, per_client, true).await?;
+    let runs = rounds(&url, workflow(), clients, per_client).await?;
     let after = reqwest::get(&metrics).await?.text().await?;
-    let direct = rounds(&url, clients, per_client, false).await?;
+    let direct = rounds(&url, three_calls(), clients, per_client).await?;
     let (s0, c0) = histogram(&before, "mcp_workflow_checkpoint_seconds");
     let (s1, c1) = histogram(&after, "mcp_workflow_checkpoint_seconds");
     let checkpoints = (c1 - c0).max(0.0);
+    // Runs in the window, warm-up included (the checkpoints count them too).
+    let started = |page: &str| {
+        page.lines()
+            .find(|l| l.starts_with("mcp_workflows_total{status=\"started\"} "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let steps = ((started(&after) - started(&before)) * 3.0).max(0.0);
     Ok(WorkflowStats {
         checkpoint_mean_ms: if checkpoints > 0.0 {
             (s1 - s0) / checkpoints * 1000.0
@@ -142,7 +103,7 @@ pub(crate) async fn measure(clients: usize, per_client: usize) -> anyhow::Result
             0.0
         },
         checkpoints: checkpoints as u64,
-        steps: (runs.calls * 3) as u64,
+        steps: steps as u64,
         runs,
         direct,
         clients,

@@ -1212,20 +1212,14 @@ impl Gateway {
             };
             use rmcp::service::ElicitationError as E;
             let decision = match answer {
-                Some(Ok(Some(ApprovalAnswer {
-                    approve: true,
-                    comment,
-                }))) => Some((
-                    true,
-                    comment.unwrap_or_else(|| "approved in the client".to_owned()),
-                )),
-                Some(Ok(Some(ApprovalAnswer {
-                    approve: false,
-                    comment,
-                }))) => Some((
-                    false,
-                    comment.unwrap_or_else(|| "not approved in the client".to_owned()),
-                )),
+                Some(Ok(Some(ApprovalAnswer { approve, comment }))) => {
+                    let default = if approve {
+                        "approved in the client"
+                    } else {
+                        "not approved in the client"
+                    };
+                    Some((approve, comment.unwrap_or_else(|| default.to_owned())))
+                }
                 Some(Ok(None) | Err(E::NoContent)) => {
                     Some((false, "accepted without an answer in the client".to_owned()))
                 }

@@ -17,7 +17,6 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
 use common::*;
-use mcp_runtime::ServerConfig;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -27,20 +26,12 @@ async fn elicitation_answers_are_honoured_exactly() {
         return;
     }
     let (ledger, counts) = ledger::start_ledger("elicitation").await;
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("identity.key");
-    std::fs::write(&key, "elicitation-identity-key-0123456789abcdef").unwrap();
-    let tokens = tokens_file(dir.path(), &[("solo", &["approver"], "solo-tok")]);
-    let master = start_master(
+    let master = start_keyed_master(
+        &[("solo", &["approver"], "solo-tok")],
         &format!(
-            "identity_key_file = {:?}\n[master.approvals]\nelicitation = true\nallow_self_approval = true\n[master.policy]\n[[master.policy.rule]]\ntools = [\"ledger_record\"]\naction = \"approve\"\n{}",
-            key.display().to_string(),
+            "[master.approvals]\nelicitation = true\nallow_self_approval = true\n[master.policy]\n[[master.policy.rule]]\ntools = [\"ledger_record\"]\naction = \"approve\"\n{}",
             downstream("ledger", None, "http", &ledger.url("/mcp"))
         ),
-        ServerConfig {
-            auth_tokens_file: Some(tokens),
-            ..server_config()
-        },
     )
     .await;
     let run = |answer: &'static str| {
@@ -128,26 +119,15 @@ impl rmcp::ClientHandler for Progress {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_waiting_call_gets_the_result_when_approved_in_time() {
     let (ledger, counts) = ledger::start_ledger("approval-wait").await;
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("identity.key");
-    std::fs::write(&key, "wait-identity-key-0123456789abcdef0123").unwrap();
-    let tokens = tokens_file(
-        dir.path(),
+    let master = start_keyed_master(
         &[
             ("alice", &[], "alice-tok"),
             ("bob", &["approver"], "bob-tok"),
         ],
-    );
-    let master = start_master(
         &format!(
-            "identity_key_file = {:?}\n[master.approvals]\nwait_secs = 20\nelicitation = true\n[master.policy]\n[[master.policy.rule]]\ntools = [\"ledger_record\"]\naction = \"approve\"\n{}",
-            key.display().to_string(),
+            "[master.approvals]\nwait_secs = 20\nelicitation = true\n[master.policy]\n[[master.policy.rule]]\ntools = [\"ledger_record\"]\naction = \"approve\"\n{}",
             downstream("ledger", None, "http", &ledger.url("/mcp"))
         ),
-        ServerConfig {
-            auth_tokens_file: Some(tokens),
-            ..server_config()
-        },
     )
     .await;
     let heard = Progress::default();

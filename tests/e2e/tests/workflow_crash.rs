@@ -12,9 +12,10 @@ mod ledger;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::get_workflow as get;
 use common::*;
 use mcp_test_support::ServiceProcess;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const RUNS: usize = 20;
 
@@ -41,14 +42,6 @@ fn assert_no_canary(dir: &Path) {
             p.display()
         );
     }
-}
-
-async fn get(c: &rmcp::service::RunningService<rmcp::RoleClient, ()>, run_id: &str) -> Value {
-    let r = c
-        .call_tool(call("orchestrator_getWorkflow", json!({"run_id": run_id})))
-        .await
-        .unwrap();
-    r.structured_content.unwrap_or(Value::Null)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

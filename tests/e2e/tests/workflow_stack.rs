@@ -6,8 +6,7 @@
 mod common;
 mod fake_k8s;
 
-use std::time::{Duration, Instant};
-
+use common::workflow_step as step;
 use common::*;
 use mcp_test_support::ServiceProcess;
 use rmcp::RoleClient;
@@ -22,31 +21,6 @@ async fn tool(
     args: Value,
 ) -> rmcp::model::CallToolResult {
     c.call_tool(call(name, args)).await.unwrap()
-}
-
-fn step<'a>(doc: &'a Value, id: &str) -> &'a Value {
-    doc["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no step {id} in {doc}"))
-}
-
-async fn wait_for(c: &RunningService<RoleClient, ()>, run_id: &str, status: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = tool(c, "orchestrator_getWorkflow", json!({"run_id": run_id})).await;
-        let doc = r.structured_content.unwrap_or(Value::Null);
-        if doc["status"] == status {
-            return doc;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "run never became {status}: {doc}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -142,7 +116,7 @@ async fn seed_workflows_on_the_stack_with_a_second_approver() {
     )
     .await;
     assert_ne!(r.is_error, Some(true), "{}", mcp_test_support::text(&r));
-    let doc = wait_for(&alice, &run_id, "completed").await;
+    let doc = wait_workflow(&alice, &run_id, "completed").await;
     assert_eq!(step(&doc, "apply")["status"], "completed", "{doc}");
     assert_eq!(step(&doc, "check_host")["status"], "completed", "{doc}");
     assert_eq!(
@@ -172,7 +146,7 @@ async fn seed_workflows_on_the_stack_with_a_second_approver() {
     )
     .await;
     assert_ne!(r.is_error, Some(true), "{}", mcp_test_support::text(&r));
-    let doc = wait_for(&alice, &run_id, "failed").await;
+    let doc = wait_workflow(&alice, &run_id, "failed").await;
     assert!(
         doc["error"]
             .as_str()

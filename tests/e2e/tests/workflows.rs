@@ -6,8 +6,7 @@ mod common;
 #[path = "common/ledger.rs"]
 mod ledger;
 
-use std::time::Duration;
-
+use common::workflow_step as step;
 use common::*;
 use rmcp::RoleClient;
 use rmcp::model::CallToolResult;
@@ -22,33 +21,6 @@ async fn run(c: &RunningService<RoleClient, ()>, args: Value) -> CallToolResult 
 
 fn sc(r: &CallToolResult) -> Value {
     r.structured_content.clone().unwrap_or(Value::Null)
-}
-
-fn step<'a>(doc: &'a Value, id: &str) -> &'a Value {
-    doc["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no step {id} in {doc}"))
-}
-
-async fn get(c: &RunningService<RoleClient, ()>, run_id: &str) -> Value {
-    sc(&c
-        .call_tool(call("orchestrator_getWorkflow", json!({"run_id": run_id})))
-        .await
-        .unwrap())
-}
-
-async fn wait_status(c: &RunningService<RoleClient, ()>, run_id: &str, want: &str) -> Value {
-    for _ in 0..200 {
-        let doc = get(c, run_id).await;
-        if doc["status"] == want {
-            return doc;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("run {run_id} never became {want}: {}", get(c, run_id).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -303,26 +275,12 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancelling_a_run_withdraws_its_pending_approval() {
     let (ledger, counts) = ledger::start_ledger("workflows-withdraw").await;
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("identity.key");
-    std::fs::write(&key, "withdraw-identity-key-0123456789abcdef").unwrap();
-    let tokens = tokens_file(
-        dir.path(),
+    let master = start_keyed_master(
         &[
             ("alice", &[], "alice-tok"),
             ("bob", &["approver"], "bob-tok"),
         ],
-    );
-    let master = start_master(
-        &format!(
-            "identity_key_file = {:?}\n{}",
-            key.display().to_string(),
-            downstream("ledger", None, "http", &ledger.url("/mcp"))
-        ),
-        mcp_runtime::ServerConfig {
-            auth_tokens_file: Some(tokens),
-            ..server_config()
-        },
+        &downstream("ledger", None, "http", &ledger.url("/mcp")),
     )
     .await;
     let alice = mcp_test_support::client(&master.url("/mcp"), Some("alice-tok")).await;
@@ -359,6 +317,6 @@ async fn cancelling_a_run_withdraws_its_pending_approval() {
         text_of(&r)
     );
     assert_eq!(counts.records("gated"), 0);
-    let doc = wait_status(&bob, &run_id, "cancelled").await;
+    let doc = wait_workflow(&bob, &run_id, "cancelled").await;
     assert_eq!(step(&doc, "write")["status"], "cancelled", "{doc}");
 }

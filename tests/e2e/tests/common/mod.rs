@@ -154,7 +154,36 @@ pub fn crate_dir() -> PathBuf {
 
 /// Starts master in-process with the given `[master]` TOML (audit db in a temp dir unless set).
 pub async fn start_master(master_toml: &str, server: ServerConfig) -> TestService {
+    start_master_in(tempfile::tempdir().expect("tempdir"), master_toml, server).await
+}
+
+/// Master with an identity (and approval) key and bearer tokens for `users` (identity, roles,
+/// token), plus `master_toml`.
+pub async fn start_keyed_master(users: &[(&str, &[&str], &str)], master_toml: &str) -> TestService {
     let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("identity.key");
+    std::fs::write(&key, "test-identity-and-approval-key-0123456789").expect("key");
+    let tokens = tokens_file(dir.path(), users);
+    start_master_in(
+        dir,
+        &format!(
+            "identity_key_file = {:?}\n{master_toml}",
+            key.display().to_string()
+        ),
+        ServerConfig {
+            auth_tokens_file: Some(tokens),
+            ..server_config()
+        },
+    )
+    .await
+}
+
+/// [`start_master`] keeping its data in `dir`.
+pub async fn start_master_in(
+    dir: tempfile::TempDir,
+    master_toml: &str,
+    server: ServerConfig,
+) -> TestService {
     let audit = dir.path().join("audit.sqlite");
     let text = format!(
         "[master]\nseed_env = false\naudit_db = {:?}\nhealth_interval_ms = 200\nreconnect_max_ms = 300\n{master_toml}",
@@ -169,6 +198,46 @@ pub async fn start_master(master_toml: &str, server: ServerConfig) -> TestServic
         running: Some(running),
         shutdown,
         dir,
+    }
+}
+
+/// The step `id` of a workflow run document (`orchestrator_getWorkflow`).
+pub fn workflow_step<'a>(doc: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    doc["steps"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("no step {id} in {doc}"))
+}
+
+/// `orchestrator_getWorkflow` of a run: its structured document.
+pub async fn get_workflow(c: &RunningService<RoleClient, ()>, run_id: &str) -> serde_json::Value {
+    c.call_tool(call(
+        "orchestrator_getWorkflow",
+        serde_json::json!({"run_id": run_id}),
+    ))
+    .await
+    .expect("getWorkflow")
+    .structured_content
+    .unwrap_or_default()
+}
+
+/// Polls a run until it has `status` (30 s at most).
+pub async fn wait_workflow(
+    c: &RunningService<RoleClient, ()>,
+    run_id: &str,
+    status: &str,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let doc = get_workflow(c, run_id).await;
+        if doc["status"] == status {
+            return doc;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run never became {status}: {doc}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 
