@@ -118,6 +118,24 @@ pub(crate) fn read_only_annotations() -> ToolAnnotations {
         .open_world(false)
 }
 
+/// Annotations of a tool that runs calls of other services (which may change anything).
+pub(crate) fn acting_annotations() -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(false)
+        .destructive(true)
+        .idempotent(false)
+        .open_world(true)
+}
+
+/// Annotations of a tool that changes only master's own state, and the same way when repeated.
+pub(crate) fn local_write_annotations() -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(false)
+        .destructive(false)
+        .idempotent(true)
+        .open_world(false)
+}
+
 /// Master's own tools: `master_*`, and `approvals_*` when approvals are enabled (a key is set).
 pub fn local_tools(sep: &str, approvals: bool) -> Vec<Tool> {
     let empty = Arc::new(
@@ -163,11 +181,7 @@ pub fn local_tools(sep: &str, approvals: bool) -> Vec<Tool> {
             }, "required": ["id"], "additionalProperties": false})),
         )
         .annotate(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(true)
-                .idempotent(false)
-                .open_world(true),
+            acting_annotations(),
         ),
         Tool::new(
             wire_name("approvals", sep, "deny"),
@@ -177,11 +191,7 @@ pub fn local_tools(sep: &str, approvals: bool) -> Vec<Tool> {
             }, "required": ["id", "reason"], "additionalProperties": false})),
         )
         .annotate(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(false)
-                .idempotent(true)
-                .open_world(false),
+            local_write_annotations(),
         ),
     ]);
     tools

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use globset::GlobSet;
 use mcp_runtime::auth::Identity;
-use rmcp::model::{Tool, ToolAnnotations};
+use rmcp::model::Tool;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -180,11 +180,7 @@ pub fn discovery_tools(sep: &str) -> Vec<Tool> {
             })),
         )
         .annotate(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(true)
-                .idempotent(false)
-                .open_world(true),
+            crate::gateway::acting_annotations(),
         ),
     ]
 }

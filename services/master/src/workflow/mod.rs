@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_runtime::CallerContext;
-use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, Tool, ToolAnnotations};
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, Tool};
 use serde_json::{Map, Value, json};
 
 pub use engine::{Engine, IDEMPOTENCY_META_KEY, WorkflowError, WorkflowsConfig};
@@ -38,11 +38,7 @@ pub fn tools(sep: &str) -> Vec<Tool> {
             }, "additionalProperties": false})),
         )
         .annotate(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(true)
-                .idempotent(false)
-                .open_world(true),
+            crate::gateway::acting_annotations(),
         ),
         Tool::new(
             wire_name("orchestrator", sep, "listWorkflows"),
@@ -70,11 +66,7 @@ pub fn tools(sep: &str) -> Vec<Tool> {
             }, "required": ["run_id"], "additionalProperties": false})),
         )
         .annotate(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(true)
-                .idempotent(false)
-                .open_world(true),
+            crate::gateway::acting_annotations(),
         ),
         Tool::new(
             wire_name("orchestrator", sep, "cancelWorkflow"),
@@ -85,11 +77,7 @@ pub fn tools(sep: &str) -> Vec<Tool> {
             }, "required": ["run_id"], "additionalProperties": false})),
         )
         .annotate(
-            ToolAnnotations::new()
-                .read_only(false)
-                .destructive(false)
-                .idempotent(true)
-                .open_world(false),
+            crate::gateway::local_write_annotations(),
         ),
     ]
 }
