@@ -177,7 +177,7 @@ impl McpService for Master {
         gateway.metrics.refresh_downstreams(gateway.downstreams());
         gateway.refresh_pending();
         // Runs a previous master left in progress continue from their checkpoints.
-        engine.resume_all();
+        engine.resume_all().await;
         Ok(Self { gateway })
     }
 

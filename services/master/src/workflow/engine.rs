@@ -300,7 +300,7 @@ impl Engine {
     }
 
     /// Starts a run; returns its id.
-    pub fn start(
+    pub async fn start(
         self: &Arc<Self>,
         def: Definition,
         inputs: &Map<String, Value>,
@@ -339,7 +339,7 @@ impl Engine {
             finished: None,
             steps: steps.clone(),
         };
-        self.store.insert_run(&record)?;
+        self.store.insert_run(&record).await?;
         self.metrics.workflows.with_label_values(&["started"]).inc();
         tracing::info!(target: "audit", message = "Workflow started.", run_id = %run_id, workflow = %def.name, owner = %caller.identity.name, correlation_id = %caller.correlation_id);
         let live = self.make_live(
@@ -395,7 +395,7 @@ impl Engine {
     }
 
     /// Picks the runs a previous master left running and drives them on from their checkpoints.
-    pub fn resume_all(self: &Arc<Self>) {
+    pub async fn resume_all(self: &Arc<Self>) {
         let Some(g) = self.gateway() else { return };
         let runs = match self.store.active() {
             Ok(r) => r,
@@ -406,7 +406,7 @@ impl Engine {
         };
         for run in runs {
             let run_id = run.run_id.clone();
-            match self.restore(&g, run) {
+            match self.restore(&g, run).await {
                 Ok(Some(live)) => {
                     tracing::info!(message = "Resuming workflow run after restart.", run_id = %run_id);
                     self.spawn(live);
@@ -414,7 +414,10 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => {
                     tracing::error!(message = "Cannot resume workflow run.", run_id = %run_id, error = %e);
-                    let _ = self.store.set_run_status(&run_id, "failed", Some(&e), true);
+                    let _ = self
+                        .store
+                        .set_run_status(&run_id, "failed", Some(&e), true)
+                        .await;
                 }
             }
         }
@@ -423,7 +426,7 @@ impl Engine {
 
     /// Rebuilds a run from its checkpoint. A step that was in flight runs again only if its tool
     /// is read-only or idempotent; otherwise the run waits for a person (`needs_attention`).
-    fn restore(&self, g: &Gateway, run: RunRecord) -> Result<Option<Arc<Live>>, String> {
+    async fn restore(&self, g: &Gateway, run: RunRecord) -> Result<Option<Arc<Live>>, String> {
         let def: Definition = serde_json::from_str(&run.definition)
             .map_err(|e| format!("stored definition unreadable: {e}"))?;
         let inputs = run.inputs.as_object().cloned().unwrap_or_default();
@@ -492,12 +495,14 @@ impl Engine {
             }
             self.store
                 .checkpoint(&run.run_id, s, None)
+                .await
                 .map_err(|e| e.to_string())?;
         }
         if !attention.is_empty() {
             let msg = attention.join("; ");
             self.store
                 .set_run_status(&run.run_id, "needs_attention", Some(&msg), false)
+                .await
                 .map_err(|e| e.to_string())?;
             self.metrics
                 .workflows
@@ -508,6 +513,7 @@ impl Engine {
         }
         self.store
             .set_run_status(&run.run_id, "running", None, false)
+            .await
             .map_err(|e| e.to_string())?;
         Ok(Some(self.make_live(
             &run.run_id,
@@ -538,9 +544,10 @@ impl Engine {
                         st.status = "running".to_owned();
                         snapshot
                     };
-                    if let Err(e) =
-                        self.store
-                            .checkpoint(&live.run_id, &started, Some(("running", None)))
+                    if let Err(e) = self
+                        .store
+                        .checkpoint(&live.run_id, &started, Some(("running", None)))
+                        .await
                     {
                         failure = Some(format!("cannot checkpoint step `{}`: {e}", started.id));
                         break;
@@ -602,7 +609,7 @@ impl Engine {
                 }
                 snapshot
             };
-            if let Err(e) = self.store.checkpoint(&live.run_id, &snapshot, None) {
+            if let Err(e) = self.store.checkpoint(&live.run_id, &snapshot, None).await {
                 failure.get_or_insert_with(|| {
                     format!("cannot checkpoint step `{}`: {e}", snapshot.id)
                 });
@@ -617,30 +624,33 @@ impl Engine {
         } else {
             ("completed", None)
         };
-        {
+        let touched: Vec<StepRecord> = {
             let mut st = live.lock();
-            st.status = status.to_owned();
-            let mut touched = Vec::new();
-            for s in st.steps.iter_mut().filter(|s| s.status == "pending") {
-                s.status = if status == "completed" {
-                    "skipped"
-                } else {
-                    "cancelled"
-                }
-                .to_owned();
-                touched.push(s.clone());
-            }
-            drop(st);
-            for s in touched {
-                let _ = self.store.checkpoint(&live.run_id, &s, None);
-            }
+            let left = if status == "completed" {
+                "skipped"
+            } else {
+                "cancelled"
+            };
+            st.steps
+                .iter_mut()
+                .filter(|s| s.status == "pending")
+                .map(|s| {
+                    s.status = left.to_owned();
+                    s.clone()
+                })
+                .collect()
+        };
+        for s in touched {
+            let _ = self.store.checkpoint(&live.run_id, &s, None).await;
         }
         if let Err(e) = self
             .store
             .set_run_status(&live.run_id, status, error.as_deref(), true)
+            .await
         {
             tracing::error!(message = "Cannot record the end of a workflow run.", run_id = %live.run_id, error = %e);
         }
+        live.lock().status = status.to_owned();
         self.metrics.workflows.with_label_values(&[status]).inc();
         self.metrics
             .workflow_duration
@@ -809,7 +819,7 @@ impl Engine {
                         st.steps[i].attempts += 1;
                         st.steps[i].clone()
                     };
-                    let _ = self.store.checkpoint(&live.run_id, &snapshot, None);
+                    let _ = self.store.checkpoint(&live.run_id, &snapshot, None).await;
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_millis(delay_ms)) => {}
                         () = live.cancel.cancelled() => return Outcome::Cancelled,
@@ -932,12 +942,14 @@ impl Engine {
             let mut st = live.lock();
             st.steps[i].status = "waiting_approval".to_owned();
             st.steps[i].approval_id = Some(id.to_owned());
-            st.status = "waiting_approval".to_owned();
             st.steps[i].clone()
         };
         let _ = self
             .store
-            .checkpoint(&live.run_id, &snapshot, Some(("waiting_approval", None)));
+            .checkpoint(&live.run_id, &snapshot, Some(("waiting_approval", None)))
+            .await;
+        // Waiters read the store once they see the new status: it is committed by now.
+        live.lock().status = "waiting_approval".to_owned();
         self.refresh_gauges();
         live.bump();
         let wire = snapshot.tool.clone();
@@ -1012,9 +1024,11 @@ impl Engine {
             }
             st.steps[i].status = "running".to_owned();
         }
+        let status = live.lock().status.clone();
         let _ = self
             .store
-            .set_run_status(&live.run_id, &live.lock().status.clone(), None, false);
+            .set_run_status(&live.run_id, &status, None, false)
+            .await;
         self.refresh_gauges();
         outcome
     }
@@ -1066,7 +1080,12 @@ impl Engine {
     }
 
     /// Cancels a run: steps in flight are cancelled downstream, nothing new starts.
-    pub fn cancel(&self, run_id: &str, who: &Identity, reason: &str) -> Result<(), WorkflowError> {
+    pub async fn cancel(
+        &self,
+        run_id: &str,
+        who: &Identity,
+        reason: &str,
+    ) -> Result<(), WorkflowError> {
         let run = self.load(run_id, who)?;
         if let Some(live) = self.live_runs().get(run_id).cloned() {
             tracing::info!(target: "audit", message = "Workflow cancel requested.", run_id, by = %who.name, reason);
@@ -1075,12 +1094,14 @@ impl Engine {
         }
         match run.status.as_str() {
             "needs_attention" | "failed" => {
-                self.store.set_run_status(
-                    run_id,
-                    "cancelled",
-                    Some(&format!("cancelled by {}: {reason}", who.name)),
-                    true,
-                )?;
+                self.store
+                    .set_run_status(
+                        run_id,
+                        "cancelled",
+                        Some(&format!("cancelled by {}: {reason}", who.name)),
+                        true,
+                    )
+                    .await?;
                 self.metrics
                     .workflows
                     .with_label_values(&["cancelled"])
@@ -1096,7 +1117,7 @@ impl Engine {
 
     /// Resumes a failed or cancelled run, or one needing attention (`step_action` decides what
     /// happens to the step that was in flight: `rerun` or `skip`).
-    pub fn resume(
+    pub async fn resume(
         self: &Arc<Self>,
         run_id: &str,
         who: &Identity,
@@ -1149,15 +1170,21 @@ impl Engine {
                 s.status = "pending".to_owned();
                 s.approval_id = None;
             }
-            self.store.checkpoint(run_id, s, None)?;
+            self.store.checkpoint(run_id, s, None).await?;
         }
-        self.store.set_run_status(run_id, "running", None, false)?;
+        self.store
+            .set_run_status(run_id, "running", None, false)
+            .await?;
         tracing::info!(target: "audit", message = "Workflow resumed.", run_id, by = %who.name, step_action = action);
         let run = self
             .store
             .get(run_id)?
             .ok_or_else(|| WorkflowError::NotFound(run_id.to_owned()))?;
-        match self.restore(&g, run).map_err(WorkflowError::Refused)? {
+        match self
+            .restore(&g, run)
+            .await
+            .map_err(WorkflowError::Refused)?
+        {
             Some(live) => {
                 self.spawn(live);
                 Ok(())

@@ -125,16 +125,19 @@ impl Engine {
         let outcome: Result<(String, Option<Duration>), WorkflowError> = match tool {
             "executeWorkflow" => self
                 .execute(args, caller)
+                .await
                 .map(|id| (id, self.wait_for(args))),
             "resumeWorkflow" => match s("run_id") {
                 Some(id) => self
                     .resume(id, who, s("step_action"))
+                    .await
                     .map(|()| (id.to_owned(), self.wait_for(args))),
                 None => Err(WorkflowError::Invalid("`run_id` is required".to_owned())),
             },
             "cancelWorkflow" => match s("run_id") {
                 Some(id) => self
                     .cancel(id, who, s("reason").unwrap_or("no reason given"))
+                    .await
                     .map(|()| (id.to_owned(), Some(Duration::from_secs(10)))),
                 None => Err(WorkflowError::Invalid("`run_id` is required".to_owned())),
             },
@@ -171,7 +174,7 @@ impl Engine {
     }
 
     /// Resolves what to run (template or ad-hoc definition) and starts it.
-    fn execute(
+    async fn execute(
         self: &Arc<Self>,
         args: &Map<String, Value>,
         caller: &CallerContext,
@@ -222,6 +225,6 @@ impl Engine {
                 ));
             }
         };
-        self.start(def, &inputs, caller)
+        self.start(def, &inputs, caller).await
     }
 }
