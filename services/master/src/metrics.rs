@@ -29,6 +29,7 @@ pub struct MasterMetrics {
     pub workflow_duration: HistogramVec,
     pub workflow_step_failures: IntCounterVec,
     pub workflow_checkpoint: prometheus::Histogram,
+    pub workflow_checkpoint_batch: prometheus::Histogram,
 }
 
 impl MasterMetrics {
@@ -148,11 +149,18 @@ impl MasterMetrics {
             workflow_checkpoint: prometheus::Histogram::with_opts(
                 HistogramOpts::new(
                     "mcp_workflow_checkpoint_seconds",
-                    "Time to commit one workflow checkpoint (SQLite, WAL, synchronous=FULL).",
+                    "Time a workflow checkpoint waits until it is durable (SQLite, WAL, synchronous=FULL, group commit).",
                 )
                 .buckets(vec![
                     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                 ]),
+            )?,
+            workflow_checkpoint_batch: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "mcp_workflow_checkpoint_batch_size",
+                    "Checkpoints committed together in one transaction (one fsync).",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
             )?,
         };
         registry.register(Box::new(m.downstream_up.clone()))?;
@@ -173,6 +181,7 @@ impl MasterMetrics {
         registry.register(Box::new(m.workflow_duration.clone()))?;
         registry.register(Box::new(m.workflow_step_failures.clone()))?;
         registry.register(Box::new(m.workflow_checkpoint.clone()))?;
+        registry.register(Box::new(m.workflow_checkpoint_batch.clone()))?;
         for status in [
             "started",
             "completed",

@@ -186,8 +186,13 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| default_dir.join("workflows.sqlite"));
         let checkpoint = metrics.workflow_checkpoint.clone();
-        let store = Store::open(&path, Box::new(move |s| checkpoint.observe(s)))
-            .map_err(|e| e.to_string())?;
+        let batch = metrics.workflow_checkpoint_batch.clone();
+        let store = Store::open(
+            &path,
+            Box::new(move |s| checkpoint.observe(s)),
+            Box::new(move |n| batch.observe(n as f64)),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Self {
             gateway: Weak::new(),
             cfg,

@@ -115,7 +115,11 @@ pub struct Store {
 const MAX_BATCH: usize = 512;
 
 /// Commits batches of writes until every sender is gone.
-fn writer(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
+fn writer(
+    mut conn: Connection,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    batched: Box<dyn Fn(usize) + Send>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -124,6 +128,7 @@ fn writer(mut conn: Connection, jobs: std::sync::mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        batched(batch.len());
         let mut results = Vec::with_capacity(batch.len());
         let mut dones = Vec::with_capacity(batch.len());
         let committed = (|| -> rusqlite::Result<()> {
@@ -183,7 +188,13 @@ fn step_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRecord> {
 }
 
 impl Store {
-    pub fn open(path: &Path, observe: Box<dyn Fn(f64) + Send + Sync>) -> Result<Self, StoreError> {
+    /// Opens (or creates) the store. `observe` hears how long each write waited until durable,
+    /// `batched` how many writes each transaction (one fsync) committed.
+    pub fn open(
+        path: &Path,
+        observe: Box<dyn Fn(f64) + Send + Sync>,
+        batched: Box<dyn Fn(usize) + Send>,
+    ) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
@@ -215,7 +226,7 @@ impl Store {
         let (jobs, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("workflow-store".to_owned())
-            .spawn(move || writer(writer_conn, rx))
+            .spawn(move || writer(writer_conn, rx, batched))
             .map_err(|e| StoreError::Writer(e.to_string()))?;
         Ok(Self {
             jobs,
@@ -462,7 +473,8 @@ mod tests {
     async fn concurrent_writes_are_grouped_and_all_durable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wf.sqlite");
-        let store = std::sync::Arc::new(Store::open(&path, Box::new(|_| {})).unwrap());
+        let store =
+            std::sync::Arc::new(Store::open(&path, Box::new(|_| {}), Box::new(|_| {})).unwrap());
         let mut tasks = Vec::new();
         for r in 0..50 {
             let store = store.clone();
@@ -489,7 +501,7 @@ mod tests {
         assert!(store.insert_run(&run("run-0", 1)).await.is_err());
         drop(store);
         // Everything is on disk: a fresh store reads it back.
-        let store = Store::open(&path, Box::new(|_| {})).unwrap();
+        let store = Store::open(&path, Box::new(|_| {}), Box::new(|_| {})).unwrap();
         assert_eq!(store.count("completed"), 50);
         let r = store.get("run-7").unwrap().unwrap();
         assert_eq!(r.owner_roles, ["approver"]);
@@ -503,7 +515,7 @@ mod tests {
     async fn withheld_results_are_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wf.sqlite");
-        let store = Store::open(&path, Box::new(|_| {})).unwrap();
+        let store = Store::open(&path, Box::new(|_| {}), Box::new(|_| {})).unwrap();
         store.insert_run(&run("r", 1)).await.unwrap();
         let mut s = StepRecord::new("s0", "secrets_getSecret");
         s.status = "completed".to_owned();
