@@ -348,7 +348,7 @@ fn report(args: &Args, r: &Results, list: Option<&Stats>, notes: &[String]) -> S
     );
     let _ = writeln!(
         out,
-        "Reproduce: `cargo build --release --bins && target/release/mcp-bench --clients {} --duration {} --calls {}`{}.\n",
+        "Reproduce: `cargo build --release --bins && target/release/mcp-bench --clients {} --duration {} --calls {}`{}. The workflow section alone: `target/release/mcp-bench --workflows-only --workflow-clients {} --workflow-rounds {}`.\n",
         args.clients,
         args.duration,
         args.calls,
@@ -356,7 +356,9 @@ fn report(args: &Args, r: &Results, list: Option<&Stats>, notes: &[String]) -> S
             ""
         } else {
             " (FastMCP reference: `pip install fastmcp`, or `--python <venv>/bin/python`)"
-        }
+        },
+        args.workflow_clients,
+        args.workflow_rounds
     );
     let _ = writeln!(
         out,
