@@ -907,13 +907,18 @@ impl Gateway {
             Ok(CallToolResponse::Complete(r))
                 if self.approvals.is_some() && is_approval_required(&r) =>
             {
-                let reason = r
-                    .structured_content
-                    .as_ref()
-                    .and_then(|s| s.get("reason"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("the service requires a human approval")
-                    .to_owned();
+                let field = |k: &str| {
+                    r.structured_content
+                        .as_ref()
+                        .and_then(|s| s.get(k))
+                        .and_then(Value::as_str)
+                };
+                let reason = field("reason").unwrap_or("the service requires a human approval");
+                // The service's category (linux-cli: write, network, privileged, destructive).
+                let reason = match field("category") {
+                    Some(c) => format!("{reason} (category: {c})"),
+                    None => reason.to_owned(),
+                };
                 let pending = self.request_approval(
                     &wire,
                     index,

@@ -185,4 +185,18 @@ async fn seed_workflows_on_the_stack_with_a_second_approver() {
     );
     assert!(m.contains("mcp_approval_decision_seconds_count 2"), "{m}");
     assert!(m.contains("mcp_approvals_pending 0"), "{m}");
+
+    // A service's own approval_required (linux-cli, a write) keeps the service's category.
+    let r = tool(
+        &alice,
+        "linux_runCommand",
+        json!({"command": "touch stack-marker"}),
+    )
+    .await;
+    let s = r.structured_content.unwrap();
+    assert_eq!(s["status"], "pending_approval", "{s}");
+    assert!(
+        s["reason"].as_str().unwrap().contains("(category: write)"),
+        "{s}"
+    );
 }
