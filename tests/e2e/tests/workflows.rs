@@ -177,10 +177,8 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
     // Secret results: usable in templates, never shown, never checkpointed.
     let r = run(
         &c,
-        json!({"definition": {"name": "secretive", "steps": [
-            {"id": "cred", "service": "ledger", "tool": "getSecret", "params": {"name": "registry"}},
-            {"id": "use", "service": "ledger", "tool": "record", "needs": ["cred"], "params": {"key": "len={{ steps.cred.result.value | length }}"}}
-        ]}}),
+        // An ad-hoc definition may also come as YAML text.
+        json!({"definition": "name: secretive\nsteps:\n  - {id: cred, service: ledger, tool: getSecret, params: {name: registry}}\n  - id: use\n    service: ledger\n    tool: record\n    needs: [cred]\n    params: {key: 'len={{ steps.cred.result.value | length }}'}\n"}),
     )
     .await;
     let doc = sc(&r);
