@@ -166,6 +166,19 @@ impl Stats {
         }
     }
 
+    /// calls | errors | p50 | p95 | p99 | per second, as table cells.
+    fn cells(&self) -> String {
+        format!(
+            "{} | {} | {:.2} | {:.2} | {:.2} | {:.0}",
+            self.calls,
+            self.errors,
+            self.p50,
+            self.p95,
+            self.p99,
+            self.throughput()
+        )
+    }
+
     fn throughput(&self) -> f64 {
         self.calls as f64 / self.seconds
     }
@@ -372,16 +385,7 @@ latencies are per call as the client sees them. \"rust\" is our conformance fixt
     );
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
     for (label, scen, s) in &r.rows {
-        let _ = writeln!(
-            out,
-            "| {label} | {scen} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} |",
-            s.calls,
-            s.errors,
-            s.p50,
-            s.p95,
-            s.p99,
-            s.throughput()
-        );
+        let _ = writeln!(out, "| {label} | {scen} | {} |", s.cells());
     }
     let _ = writeln!(out, "\n## Overhead of the proxy\n");
     let _ = writeln!(

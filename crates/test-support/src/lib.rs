@@ -66,6 +66,16 @@ pub async fn client(url: &str, token: Option<&str>) -> RunningService<RoleClient
         .expect("client connects")
 }
 
+/// The Prometheus text at `url` (a service's `/metrics`).
+pub async fn metrics(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
 /// Calls a tool and returns its result (a protocol error fails the test).
 pub async fn tool(c: &RunningService<RoleClient, ()>, name: &str, args: Value) -> CallToolResult {
     c.call_tool(call(name, args))

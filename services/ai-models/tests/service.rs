@@ -180,12 +180,7 @@ async fn generations_retries_usage_and_keys_that_never_leak() {
         "{u}"
     );
 
-    let metrics = reqwest::get(svc.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = mcp_test_support::metrics(&svc.url("/metrics")).await;
     assert!(
         metrics.contains(
             r#"mcp_llm_tokens_total{kind="input",model="gemini-2.5-flash",provider="gemini"} 24"#

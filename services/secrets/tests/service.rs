@@ -267,12 +267,7 @@ async fn tools_rules_approvals_and_a_canary_that_never_leaks() {
         "approval_required"
     );
 
-    let metrics = reqwest::get(svc.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = mcp_test_support::metrics(&svc.url("/metrics")).await;
     assert!(
         metrics.contains(
             r#"mcp_secret_access_total{action="get",backend="keepass",decision="allowed"} 1003"#

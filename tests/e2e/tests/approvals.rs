@@ -230,12 +230,7 @@ async fn approvals_run_the_exact_call_for_another_approver_only() {
         .unwrap();
     assert!(text_of(&r).contains("is expired"), "{}", text_of(&r));
 
-    let metrics = reqwest::get(master.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = mcp_test_support::metrics(&master.url("/metrics")).await;
     for (decision, n) in [("requested", 4), ("approved", 2), ("denied", 1)] {
         assert!(
             metrics.contains(&format!(

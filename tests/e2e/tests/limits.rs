@@ -92,12 +92,7 @@ async fn tool_timeout_and_output_cap_apply_to_every_tool() {
     let r = client.call_tool(p).await.unwrap();
     assert!(!r.content[0].as_text().unwrap().text.contains("truncated"));
 
-    let metrics = reqwest::get(running.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = mcp_test_support::metrics(&running.url("/metrics")).await;
     assert!(
         metrics.contains(
             "mcp_tool_calls_total{service=\"limits\",status=\"error\",tool=\"sleepy\"} 1"

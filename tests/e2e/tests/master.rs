@@ -547,12 +547,7 @@ async fn roles_rate_limits_and_audit() {
         .unwrap();
     assert_ne!(r.is_error, Some(true));
 
-    let metrics = reqwest::get(master.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = mcp_test_support::metrics(&master.url("/metrics")).await;
     assert!(
         metrics.contains("mcp_rate_limited_total{scope=\"tool\"} 1"),
         "{metrics}"
@@ -963,12 +958,7 @@ async fn toolsets_and_discovery_keep_clients_under_their_limits() {
         warnings.contains("fixture_test_elicitation_sep1034_defaults"),
         "{warnings}"
     );
-    let metrics = reqwest::get(master.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = mcp_test_support::metrics(&master.url("/metrics")).await;
     assert!(
         metrics.contains("mcp_endpoint_tools{endpoint=\"/mcp/infra\"}"),
         "{metrics}"

@@ -206,12 +206,7 @@ steps:
     assert_eq!(counts.records("hold"), 1, "skipped, not run again");
     assert_eq!(counts.records("after-hold"), 1);
 
-    let m = reqwest::get(master.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = mcp_test_support::metrics(&master.url("/metrics")).await;
     assert!(
         m.contains("mcp_workflows_total{status=\"completed\"} 21"),
         "{m}"

@@ -169,12 +169,7 @@ async fn seed_workflows_on_the_stack_with_a_second_approver() {
     )
     .await;
     assert_eq!(r.structured_content.unwrap()["runs"][0]["owner"], "alice");
-    let m = reqwest::get(stack.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = mcp_test_support::metrics(&stack.url("/metrics")).await;
     assert!(
         m.contains("mcp_approvals_total{decision=\"approved\"} 1"),
         "{m}"

@@ -252,12 +252,7 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
     );
 
     // Metrics.
-    let m = reqwest::get(master.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = mcp_test_support::metrics(&master.url("/metrics")).await;
     for want in [
         "mcp_workflows_total{status=\"completed\"}",
         "mcp_workflows_total{status=\"failed\"}",
