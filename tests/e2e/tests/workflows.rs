@@ -228,6 +228,47 @@ async fn workflows_validate_first_run_in_parallel_and_keep_secrets_out_of_checkp
         text_of(&r)
     );
 
+    // Templates are read again when the directory changes; a broken file is reported, the
+    // others keep working.
+    std::fs::write(
+        templates.path().join("later.yaml"),
+        "name: later\nsteps:\n  - {id: one, service: ledger, tool: record, params: {key: later}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        templates.path().join("broken.yaml"),
+        "name: broken\nsteps: [",
+    )
+    .unwrap();
+    let r = run(&c, json!({"workflow": "later"})).await;
+    assert_eq!(sc(&r)["status"], "completed", "{}", text_of(&r));
+    assert_eq!(counts.records("later"), 1);
+    let r = c
+        .call_tool(call("orchestrator_listWorkflows", json!({})))
+        .await
+        .unwrap();
+    let list = sc(&r);
+    let names: Vec<&str> = list["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["later", "pair"], "{list}");
+    assert!(
+        list["template_errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("broken.yaml"),
+        "{list}"
+    );
+    let r = run(&c, json!({"workflow": "broken"})).await;
+    assert!(
+        text_of(&r).contains("files that do not load") && text_of(&r).contains("broken.yaml"),
+        "{}",
+        text_of(&r)
+    );
+
     // A failed run resumes: completed steps stay done, the failed one runs again.
     let r = run(
         &c,

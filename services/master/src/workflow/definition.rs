@@ -117,13 +117,11 @@ pub fn parse(text: &str) -> Result<Definition, String> {
     serde_yaml_ng::from_str(text).map_err(|e| format!("not a valid workflow definition: {e}"))
 }
 
-/// Loads every `*.yaml`, `*.yml` and `*.json` file of a directory, by name; a broken file is an
-/// error naming it.
-pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Definition>, String> {
-    let mut out = BTreeMap::new();
+/// The template files of a directory (`*.yaml`, `*.yml`, `*.json`), sorted; none when it is missing.
+pub fn template_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, String> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("workflows directory {}: {e}", dir.display())),
     };
     let mut paths: Vec<_> = entries
@@ -137,20 +135,45 @@ pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Definition>, String> {
         })
         .collect();
     paths.sort();
+    Ok(paths)
+}
+
+/// Loads every template file of a directory, by name: the good ones, and one error per broken
+/// file (or duplicate name) naming it.
+pub fn load_dir_lenient(dir: &Path) -> (BTreeMap<String, Definition>, Vec<String>) {
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    let paths = match template_files(dir) {
+        Ok(p) => p,
+        Err(e) => return (out, vec![e]),
+    };
     for p in paths {
-        let text =
-            std::fs::read_to_string(&p).map_err(|e| format!("workflow {}: {e}", p.display()))?;
-        let def = parse(&text).map_err(|e| format!("workflow {}: {e}", p.display()))?;
-        check_static(&def).map_err(|e| format!("workflow {}: {}", p.display(), e.join("; ")))?;
-        if let Some(prev) = out.insert(def.name.clone(), def) {
-            return Err(format!(
+        let loaded = std::fs::read_to_string(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|text| parse(&text))
+            .and_then(|def| check_static(&def).map(|()| def).map_err(|e| e.join("; ")));
+        match loaded {
+            Ok(def) if out.contains_key(&def.name) => errors.push(format!(
                 "workflow {}: a second workflow named `{}`",
                 p.display(),
-                prev.name
-            ));
+                def.name
+            )),
+            Ok(def) => {
+                out.insert(def.name.clone(), def);
+            }
+            Err(e) => errors.push(format!("workflow {}: {e}", p.display())),
         }
     }
-    Ok(out)
+    (out, errors)
+}
+
+/// Loads every template file of a directory, by name; a broken file is an error naming it.
+pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Definition>, String> {
+    let (out, errors) = load_dir_lenient(dir);
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 fn is_identifier(s: &str) -> bool {

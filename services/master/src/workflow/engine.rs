@@ -161,11 +161,31 @@ fn fmt_ms(ms: i64) -> String {
     }
 }
 
+/// The templates as last read, with what they were read from.
+struct Templates {
+    stamps: Vec<(std::path::PathBuf, Option<mcp_runtime::files::FileStamp>)>,
+    by_name: Arc<BTreeMap<String, Definition>>,
+    errors: Vec<String>,
+}
+
+fn stamps(
+    dir: &std::path::Path,
+) -> Vec<(std::path::PathBuf, Option<mcp_runtime::files::FileStamp>)> {
+    definition::template_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let s = mcp_runtime::files::FileStamp::of(&p).ok();
+            (p, s)
+        })
+        .collect()
+}
+
 /// The engine.
 pub struct Engine {
     gateway: Weak<Gateway>,
     cfg: WorkflowsConfig,
-    templates: BTreeMap<String, Definition>,
+    templates: Mutex<Templates>,
     store: Store,
     live: Mutex<HashMap<String, Arc<Live>>>,
     metrics: MasterMetrics,
@@ -180,6 +200,8 @@ impl Engine {
         metrics: MasterMetrics,
         sep: &str,
     ) -> Result<Self, String> {
+        // A broken template is a start-up error; later edits are picked up (and reported) live.
+        let stamps_now = stamps(&cfg.dir);
         let templates = definition::load_dir(&cfg.dir)?;
         let path = cfg
             .db
@@ -196,7 +218,11 @@ impl Engine {
         Ok(Self {
             gateway: Weak::new(),
             cfg,
-            templates,
+            templates: Mutex::new(Templates {
+                stamps: stamps_now,
+                by_name: Arc::new(templates),
+                errors: Vec::new(),
+            }),
             store,
             live: Mutex::new(HashMap::new()),
             metrics,
@@ -214,8 +240,30 @@ impl Engine {
         self.cfg.wait_secs.min(MAX_WAIT_SECS)
     }
 
-    pub fn templates(&self) -> &BTreeMap<String, Definition> {
-        &self.templates
+    /// The templates, read again when a file of the directory changed, appeared or went away;
+    /// and the files that do not load (the others keep working).
+    pub fn templates(&self) -> (Arc<BTreeMap<String, Definition>>, Vec<String>) {
+        let mut t = self
+            .templates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = stamps(&self.cfg.dir);
+        if now != t.stamps {
+            let (by_name, errors) = definition::load_dir_lenient(&self.cfg.dir);
+            for e in &errors {
+                tracing::warn!(message = "Workflow template not loaded.", error = %e);
+            }
+            tracing::info!(
+                message = "Workflow templates reloaded.",
+                count = by_name.len()
+            );
+            *t = Templates {
+                stamps: now,
+                by_name: Arc::new(by_name),
+                errors,
+            };
+        }
+        (t.by_name.clone(), t.errors.clone())
     }
 
     fn gateway(&self) -> Option<Arc<Gateway>> {
@@ -1220,15 +1268,19 @@ impl Engine {
                        "created": r.created, "updated": r.updated, "finished": r.finished, "error": r.error})
             })
             .collect();
-        let templates: Vec<Value> = self
-            .templates
+        let (defs, errors) = self.templates();
+        let templates: Vec<Value> = defs
             .values()
             .map(|d| {
                 json!({"name": d.name, "description": d.description, "inputs": d.inputs,
                        "steps": d.steps.iter().map(|s| json!({"id": s.id, "tool": crate::namespace::wire_name(&s.service, &self.sep, &s.tool), "needs": s.needs, "approval": s.approval})).collect::<Vec<_>>()})
             })
             .collect();
-        Ok(json!({"templates": templates, "runs": runs}))
+        let mut doc = json!({"templates": templates, "runs": runs});
+        if !errors.is_empty() {
+            doc["template_errors"] = json!(errors);
+        }
+        Ok(doc)
     }
 }
 

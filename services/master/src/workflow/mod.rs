@@ -186,15 +186,16 @@ impl Engine {
                 ));
             }
             (Some(Value::String(name)), None) => {
-                self.templates().get(name).cloned().ok_or_else(|| {
-                    WorkflowError::Invalid(format!(
+                let (defs, errors) = self.templates();
+                defs.get(name).cloned().ok_or_else(|| {
+                    let mut msg = format!(
                         "no workflow template `{name}`; templates: {}",
-                        self.templates()
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
+                        defs.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                    if !errors.is_empty() {
+                        msg.push_str(&format!("; files that do not load: {}", errors.join("; ")));
+                    }
+                    WorkflowError::Invalid(msg)
                 })?
             }
             (Some(v @ Value::Object(_)), None) | (None, Some(v @ Value::Object(_))) => {
