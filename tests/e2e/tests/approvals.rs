@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use mcp_runtime::ServerConfig;
 use serde_json::{Value, json};
 
 async fn as_user(url: &str, token: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
@@ -18,24 +17,17 @@ async fn approvals_run_the_exact_call_for_another_approver_only() {
     let key = dir.path().join("shared.key");
     std::fs::write(&key, "approval-and-identity-key-0123456789abcdef").unwrap();
     let secrets = start_secrets_demo(&key, "").await;
-    let tokens = tokens_file(
-        dir.path(),
+    let master = start_master_trusting(
+        &key,
         &[
             ("alice", &["approver"], "alice-tok"),
             ("bob", &["approver"], "bob-tok"),
             ("carol", &[], "carol-tok"),
         ],
-    );
-    let master = start_master(
         &format!(
-            "identity_key_file = {:?}\n[master.approvals]\nttl_secs = 2\n{}",
-            key.display().to_string(),
+            "[master.approvals]\nttl_secs = 2\n{}",
             downstream("secrets", None, "http", &secrets.url("/mcp"))
         ),
-        ServerConfig {
-            auth_tokens_file: Some(tokens),
-            ..server_config()
-        },
     )
     .await;
     let url = master.url("/mcp");

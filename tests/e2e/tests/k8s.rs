@@ -570,23 +570,13 @@ async fn per_identity_namespace_rules_follow_the_identity_master_asserts() {
         },
     )
     .await;
-    let tokens = tokens_file(
-        dir.path(),
+    let master = start_master_trusting(
+        &key,
         &[
             ("dana", &["dev"], "dana-tok"),
             ("otto", &["ops"], "otto-tok"),
         ],
-    );
-    let master = start_master(
-        &format!(
-            "identity_key_file = {:?}\n{}",
-            key.display().to_string(),
-            downstream("k8s", None, "http", &k8s.url("/mcp"))
-        ),
-        ServerConfig {
-            auth_tokens_file: Some(tokens),
-            ..server_config()
-        },
+        &downstream("k8s", None, "http", &k8s.url("/mcp")),
     )
     .await;
     let connect = |token: &'static str| {

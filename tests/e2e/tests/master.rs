@@ -717,15 +717,6 @@ async fn services_learn_the_real_caller_from_a_signed_assertion() {
         "ffffffffffffffffffffffffffffffffffffffffffffffff\n",
     )
     .unwrap();
-    let tokens = dir.path().join("tokens.toml");
-    std::fs::write(
-        &tokens,
-        format!(
-            "[[token]]\nidentity = \"alice\"\nroles = [\"admin\"]\nsha256 = \"{}\"\n",
-            mcp_runtime::auth::hash_token("alice-tok")
-        ),
-    )
-    .unwrap();
     let service = |key: Option<std::path::PathBuf>| async move {
         mcp_runtime::Runtime::new("whoami", "0", || WhoAmI)
             .with_config(ServerConfig {
@@ -738,17 +729,14 @@ async fn services_learn_the_real_caller_from_a_signed_assertion() {
     };
     let trusting = service(Some(key.clone())).await;
     let other = service(Some(other_key)).await;
-    let master = start_master(
+    let master = start_master_trusting(
+        &key,
+        &[("alice", &["admin"], "alice-tok")],
         &format!(
-            "identity_key_file = {:?}\n{}{}",
-            key.display().to_string(),
+            "{}{}",
             downstream("trusting", None, "http", &trusting.url("/mcp")),
             downstream("other", None, "http", &other.url("/mcp"))
         ),
-        ServerConfig {
-            auth_tokens_file: Some(tokens),
-            ..server_config()
-        },
     )
     .await;
     let (alice, _) = watcher_client(&master.url("/mcp"), Some("alice-tok")).await;

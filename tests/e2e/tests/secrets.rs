@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use mcp_runtime::ServerConfig;
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -40,23 +39,13 @@ actions = ["list", "get"]
 "#,
     )
     .await;
-    let tokens = tokens_file(
-        dir.path(),
+    let master = start_master_trusting(
+        &key,
         &[
             ("alice", &["admin"], "alice-tok"),
             ("bob", &["viewer"], "bob-tok"),
         ],
-    );
-    let master = start_master(
-        &format!(
-            "identity_key_file = {:?}\n{}",
-            key.display().to_string(),
-            downstream("secrets", None, "http", &secrets.url("/mcp"))
-        ),
-        ServerConfig {
-            auth_tokens_file: Some(tokens),
-            ..server_config()
-        },
+        &downstream("secrets", None, "http", &secrets.url("/mcp")),
     )
     .await;
     let alice = client(&master.url("/mcp"), "alice-tok").await;

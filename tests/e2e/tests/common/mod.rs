@@ -157,12 +157,37 @@ pub async fn start_master(master_toml: &str, server: ServerConfig) -> TestServic
     start_master_in(tempfile::tempdir().expect("tempdir"), master_toml, server).await
 }
 
-/// Master with an identity (and approval) key and bearer tokens for `users` (identity, roles,
-/// token), plus `master_toml`.
+/// Master with an identity (and approval) key of its own and bearer tokens for `users` (identity,
+/// roles, token), plus `master_toml`.
 pub async fn start_keyed_master(users: &[(&str, &[&str], &str)], master_toml: &str) -> TestService {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = dir.path().join("identity.key");
     std::fs::write(&key, "test-identity-and-approval-key-0123456789").expect("key");
+    keyed_master_in(dir, &key, users, master_toml).await
+}
+
+/// Master signing identities and approval tokens with `key`, the key file the services under test
+/// trust, and bearer tokens for `users`, plus `master_toml`.
+pub async fn start_master_trusting(
+    key: &Path,
+    users: &[(&str, &[&str], &str)],
+    master_toml: &str,
+) -> TestService {
+    keyed_master_in(
+        tempfile::tempdir().expect("tempdir"),
+        key,
+        users,
+        master_toml,
+    )
+    .await
+}
+
+async fn keyed_master_in(
+    dir: tempfile::TempDir,
+    key: &Path,
+    users: &[(&str, &[&str], &str)],
+    master_toml: &str,
+) -> TestService {
     let tokens = tokens_file(dir.path(), users);
     start_master_in(
         dir,
