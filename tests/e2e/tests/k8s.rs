@@ -628,45 +628,35 @@ async fn api_server_with_a_token_file_and_ca_file_works_without_a_kubeconfig() {
     std::fs::write(dir.path().join("token"), format!("{}\n", fake_k8s::TOKEN)).unwrap();
     std::fs::write(dir.path().join("ca.pem"), &fake.ca_pem).unwrap();
     let d = dir.path().display().to_string();
-    let text = format!(
+    // A k8s service from `[k8s]` TOML alone, asked for the pods once.
+    let list_pods = |text: String| async move {
+        let doc = ConfigDoc::from_str(&text, "test").unwrap();
+        let shutdown = ShutdownToken::new();
+        let svc = mcp_runtime::start::<mcp_k8s::K8s>(&doc, server_config(), shutdown.clone())
+            .await
+            .unwrap();
+        let c = mcp_client(&svc.url("/mcp")).await;
+        let r = tool(&c, "list_pods", json!({})).await;
+        c.cancel().await.unwrap();
+        shutdown.cancel();
+        r
+    };
+    let with_ca = format!(
         "[k8s]\napi_server = {:?}\ntoken_file = \"{d}/token\"\nca_file = \"{d}/ca.pem\"\n",
         fake.url
     );
-    let doc = ConfigDoc::from_str(&text, "test").unwrap();
-    let shutdown = ShutdownToken::new();
-    let svc = mcp_runtime::start::<mcp_k8s::K8s>(&doc, server_config(), shutdown.clone())
-        .await
-        .unwrap();
-    let c = mcp_client(&svc.url("/mcp")).await;
-    let r = tool(&c, "list_pods", json!({})).await;
+    let r = list_pods(with_ca.clone()).await;
     assert_eq!(sc(&r)["count"], 3, "{}", text_of(&r));
-    c.cancel().await.unwrap();
-    shutdown.cancel();
     // A token file without the newline is handed to the client to re-read (rotation).
     std::fs::write(dir.path().join("token"), fake_k8s::TOKEN).unwrap();
-    let shutdown = ShutdownToken::new();
-    let svc = mcp_runtime::start::<mcp_k8s::K8s>(&doc, server_config(), shutdown.clone())
-        .await
-        .unwrap();
-    let c = mcp_client(&svc.url("/mcp")).await;
-    let r = tool(&c, "list_pods", json!({})).await;
+    let r = list_pods(with_ca).await;
     assert_eq!(sc(&r)["count"], 3, "{}", text_of(&r));
-    c.cancel().await.unwrap();
-    shutdown.cancel();
 
     // Without the CA the server's certificate is not trusted: TLS verification is on.
-    let text = format!(
+    let r = list_pods(format!(
         "[k8s]\napi_server = {:?}\ntoken_file = \"{d}/token\"\n",
         fake.url
-    );
-    let doc = ConfigDoc::from_str(&text, "test").unwrap();
-    let shutdown = ShutdownToken::new();
-    let svc = mcp_runtime::start::<mcp_k8s::K8s>(&doc, server_config(), shutdown.clone())
-        .await
-        .unwrap();
-    let c = mcp_client(&svc.url("/mcp")).await;
-    let r = tool(&c, "list_pods", json!({})).await;
+    ))
+    .await;
     assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
-    c.cancel().await.unwrap();
-    shutdown.cancel();
 }
