@@ -719,8 +719,8 @@ impl Gateway {
                 return Err(unknown(&requested));
             }
             Action::Approve => {
-                if let (Some(_), Route::Downstream { index, name }) = (&self.approvals, &route) {
-                    let r = self.request_approval(
+                if let Route::Downstream { index, name } = &route
+                    && let Some(row) = self.record_approval(
                         &wire,
                         *index,
                         name,
@@ -728,10 +728,11 @@ impl Gateway {
                         "policy requires a human approval for this tool",
                         caller,
                         &arguments,
-                    );
+                    )
+                {
                     audit(&wire, "approve", "pending", None);
                     let progress = meta.get_progress_token();
-                    return Ok(self.settle_approval(r, caller, peer, progress, ct).await);
+                    return Ok(self.settle_approval(row, caller, peer, progress, ct).await);
                 }
                 audit(
                     &wire,
@@ -919,7 +920,7 @@ impl Gateway {
                     Some(c) => format!("{reason} (category: {c})"),
                     None => reason.to_owned(),
                 };
-                let pending = self.request_approval(
+                let settled = match self.record_approval(
                     &wire,
                     index,
                     &name,
@@ -927,10 +928,13 @@ impl Gateway {
                     &reason,
                     caller,
                     &arguments,
-                );
-                let settled = self
-                    .settle_approval(pending, caller, peer, original_token.clone(), ct)
-                    .await;
+                ) {
+                    Some(row) => {
+                        self.settle_approval(row, caller, peer, original_token.clone(), ct)
+                            .await
+                    }
+                    None => tool_error("approvals are not enabled on this master"),
+                };
                 (Ok(settled), "error", "approval_pending", None)
             }
             Ok(CallToolResponse::Complete(r)) => {
@@ -1063,9 +1067,9 @@ impl Gateway {
         r
     }
 
-    /// Records a pending approval for a downstream call and answers the caller with its id.
+    /// Records a pending approval for a downstream call (none when approvals are off).
     #[allow(clippy::too_many_arguments)] // the call's route, arguments and caller, as recorded
-    fn request_approval(
+    fn record_approval(
         &self,
         wire: &str,
         index: usize,
@@ -1074,10 +1078,8 @@ impl Gateway {
         reason: &str,
         caller: &CallerContext,
         redacted: &str,
-    ) -> CallToolResponse {
-        let Some((ap, _)) = &self.approvals else {
-            return tool_error("approvals are not enabled on this master");
-        };
+    ) -> Option<crate::approvals::ApprovalRow> {
+        let (ap, _) = self.approvals.as_ref()?;
         let row = ap.request(
             wire,
             reason,
@@ -1106,10 +1108,17 @@ impl Gateway {
             error: Some(format!("{}: {reason}", row.id)),
         });
         tracing::info!(target: "audit", message = "Approval requested.", approval_id = %row.id, tool = wire, requester = %row.requester, reason, correlation_id = %caller.correlation_id);
+        Some(row)
+    }
+
+    /// What the caller of a call waiting for approval `row` gets: its id, as a tool error.
+    fn pending_response(&self, row: &crate::approvals::ApprovalRow) -> CallToolResponse {
         let sep = &self.cfg.separator;
         let message = format!(
             "pending approval {id}: `{wire}` needs a human approval ({reason}). An approver runs {approve} id={id} (or {deny}); {list} shows its state and, once it ran, its result.",
             id = row.id,
+            wire = row.tool,
+            reason = row.reason,
             approve = wire_name("approvals", sep, "approve"),
             deny = wire_name("approvals", sep, "deny"),
             list = wire_name("approvals", sep, "list"),
@@ -1117,8 +1126,8 @@ impl Gateway {
         let mut r = CallToolResult::structured(json!({
             "status": "pending_approval",
             "approval_id": row.id,
-            "tool": wire,
-            "reason": reason,
+            "tool": row.tool,
+            "reason": row.reason,
             "expires": row.expires,
             "message": message,
         }));
@@ -1191,34 +1200,23 @@ impl Gateway {
     /// the approved call's result, the denial, or the pending notice.
     async fn settle_approval(
         &self,
-        pending: CallToolResponse,
+        row: crate::approvals::ApprovalRow,
         caller: &CallerContext,
         peer: Option<&Peer<RoleServer>>,
         progress: Option<ProgressToken>,
         ct: &CancellationToken,
     ) -> CallToolResponse {
+        let pending = self.pending_response(&row);
         let (Some((ap, _)), Some(peer)) = (&self.approvals, peer) else {
             return pending;
         };
-        let id = match &pending {
-            CallToolResponse::Complete(r) => r
-                .structured_content
-                .as_ref()
-                .and_then(|s| s.get("approval_id"))
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            _ => None,
-        };
-        let Some(id) = id else { return pending };
+        let id = row.id.clone();
         let denied =
             |why: &str| tool_error(format!("approval {id} denied: {why}; the call did not run"));
         if ap.cfg.elicitation && ap.may_decide(&caller.identity, &caller.identity.name) {
-            let row = ap.get(&id);
             let message = format!(
                 "Approve this call?\n\nTool: {}\nArguments: {}\nReason: {}\n\nAnswer approve = true to run it exactly as shown.",
-                row.as_ref().map(|r| r.tool.as_str()).unwrap_or(""),
-                row.as_ref().map(|r| r.arguments.as_str()).unwrap_or(""),
-                row.as_ref().map(|r| r.reason.as_str()).unwrap_or(""),
+                row.tool, row.arguments, row.reason,
             );
             let ttl = Duration::from_secs(ap.cfg.ttl_secs.max(1));
             let answer = tokio::select! {
@@ -1435,7 +1433,7 @@ impl Gateway {
             return Err(format!("unknown tool `{wire}`"));
         };
         let redacted = redacted_args(Some(&arguments));
-        let r = self.request_approval(
+        self.record_approval(
             wire,
             index,
             &name,
@@ -1443,17 +1441,9 @@ impl Gateway {
             reason,
             caller,
             &redacted,
-        );
-        match r {
-            CallToolResponse::Complete(c) => c
-                .structured_content
-                .as_ref()
-                .and_then(|s| s.get("approval_id"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| "approval could not be recorded".to_owned()),
-            _ => Err("approval could not be recorded".to_owned()),
-        }
+        )
+        .map(|row| row.id)
+        .ok_or_else(|| "approvals are not enabled on this master".to_owned())
     }
 
     /// Runs an approved call with a single-use token bound to the service's tool and arguments,

@@ -103,6 +103,13 @@ pub struct StepDef {
     pub secret_result: bool,
 }
 
+impl StepDef {
+    /// Whether the step's result is a secret (never checkpointed nor shown).
+    pub fn secret(&self) -> bool {
+        self.secret_result || self.tool == "getSecret"
+    }
+}
+
 /// What validation needs to know about a tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolInfo {
@@ -216,7 +223,7 @@ fn whole_expression(s: &str) -> Option<&str> {
 }
 
 /// Steps each step transitively needs.
-fn ancestors(def: &Definition) -> HashMap<&str, BTreeSet<&str>> {
+pub(crate) fn ancestors(def: &Definition) -> HashMap<&str, BTreeSet<&str>> {
     let by_id: HashMap<&str, &StepDef> = def.steps.iter().map(|s| (s.id.as_str(), s)).collect();
     let mut out: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     for s in &def.steps {

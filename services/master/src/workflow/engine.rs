@@ -84,6 +84,8 @@ struct Live {
     correlation_id: String,
     /// Step indices in an order where every step comes after what it needs.
     topo: Vec<usize>,
+    /// What each step (by index) transitively needs: the results its templates may read.
+    ancestors: Vec<std::collections::BTreeSet<String>>,
     state: Mutex<LiveState>,
     cancel: CancellationToken,
     changed: watch::Sender<u64>,
@@ -417,6 +419,18 @@ impl Engine {
         steps: Vec<StepRecord>,
     ) -> Arc<Live> {
         let topo = topo_order(&def);
+        let ancestors = {
+            let by_id = definition::ancestors(&def);
+            def.steps
+                .iter()
+                .map(|s| {
+                    by_id[s.id.as_str()]
+                        .iter()
+                        .map(|a| (*a).to_owned())
+                        .collect()
+                })
+                .collect()
+        };
         Arc::new(Live {
             run_id: run_id.to_owned(),
             def,
@@ -424,6 +438,7 @@ impl Engine {
             owner,
             correlation_id: correlation_id.to_owned(),
             topo,
+            ancestors,
             state: Mutex::new(LiveState {
                 steps,
                 secrets: HashMap::new(),
@@ -491,10 +506,7 @@ impl Engine {
         let mut attention = Vec::new();
         for (i, s) in steps.iter_mut().enumerate() {
             let Some(sd) = def.steps.get(i) else { continue };
-            let rerunnable = self
-                .resolve(g, &sd.service, &sd.tool)
-                .map(|t| t.rerunnable)
-                .unwrap_or(false);
+            let before = s.clone();
             let in_flight = match s.status.as_str() {
                 "running" => true,
                 "waiting_approval" => {
@@ -535,6 +547,11 @@ impl Engine {
                 }
                 _ => false,
             };
+            // Only a step caught in flight needs its tool's annotations.
+            let rerunnable = in_flight
+                && self
+                    .resolve(g, &sd.service, &sd.tool)
+                    .is_ok_and(|t| t.rerunnable);
             if in_flight {
                 if rerunnable {
                     s.status = "pending".to_owned();
@@ -546,10 +563,12 @@ impl Engine {
                     ));
                 }
             }
-            self.store
-                .checkpoint(&run.run_id, s, None)
-                .await
-                .map_err(|e| e.to_string())?;
+            if *s != before {
+                self.store
+                    .checkpoint(&run.run_id, s, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
         }
         if !attention.is_empty() {
             let msg = attention.join("; ");
@@ -762,22 +781,7 @@ impl Engine {
     /// The template context of step `i`: inputs and the results of what it needs, fetching
     /// secret results again when this master does not hold them (after a restart).
     async fn context(&self, live: &Live, i: usize) -> Result<Value, String> {
-        let wanted = {
-            let anc = &live.def.steps[i].needs;
-            let mut all: Vec<&str> = anc.iter().map(String::as_str).collect();
-            let mut k = 0;
-            while k < all.len() {
-                if let Some(d) = live.def.steps.iter().find(|s| s.id == all[k]) {
-                    for n in &d.needs {
-                        if !all.contains(&n.as_str()) {
-                            all.push(n);
-                        }
-                    }
-                }
-                k += 1;
-            }
-            all.into_iter().map(str::to_owned).collect::<Vec<_>>()
-        };
+        let wanted = &live.ancestors[i];
         // Re-fetch missing secret results in dependency order.
         for &j in &live.topo {
             let id = &live.def.steps[j].id;
@@ -891,7 +895,7 @@ impl Engine {
         };
         let def = &live.def.steps[i];
         let wire = live.lock().steps[i].tool.clone();
-        let secret = def.secret_result || def.tool == "getSecret";
+        let secret = def.secret();
         let mut meta = RequestMetaObject::default();
         meta.insert(
             IDEMPOTENCY_META_KEY.to_owned(),
@@ -975,7 +979,7 @@ impl Engine {
         );
         match g.request_step_approval(&wire, params, &reason, &self.caller(live)) {
             Ok(id) => {
-                let secret = def.secret_result || def.tool == "getSecret";
+                let secret = def.secret();
                 self.await_approval(live, i, &id, secret).await
             }
             Err(e) => Outcome::Failed {
