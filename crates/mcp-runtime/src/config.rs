@@ -86,6 +86,9 @@ pub struct ServerConfig {
     pub stateless: bool,
     /// TOML file with bearer tokens (hashed), identities and roles. No file: auth is off.
     pub auth_tokens_file: Option<PathBuf>,
+    /// Roles of the `anonymous` caller while auth is off (no `auth_tokens_file`). `mcp-stack` on
+    /// loopback grants `approver`, so the local operator can approve their own risky calls.
+    pub anonymous_roles: Vec<String>,
     /// HMAC key file shared with master: a valid, fresh identity assertion signed with it (in a
     /// request's `_meta`) names the real caller behind master.
     pub identity_key_file: Option<PathBuf>,
@@ -126,6 +129,7 @@ impl Default for ServerConfig {
             port: 0,
             stateless: false,
             auth_tokens_file: None,
+            anonymous_roles: Vec::new(),
             identity_key_file: None,
             approval_key_file: None,
             allow_insecure: false,
@@ -297,13 +301,27 @@ impl ConfigDoc {
 
     /// Sets `section.key` to `value` unless the file or the environment already set it.
     pub fn set_default(&mut self, section: &str, key: &str, value: toml::Value) {
-        let entry = self
-            .table
-            .entry(section.to_owned())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if let toml::Value::Table(t) = entry {
-            t.entry(key.to_owned()).or_insert(value);
+        self.set_default_path(&[section, key], value);
+    }
+
+    /// Sets the key at a dotted `path` (`["master", "approvals", "elicitation"]`) to `value` unless
+    /// the file or the environment already set it; missing tables on the way are created.
+    pub fn set_default_path(&mut self, path: &[&str], value: toml::Value) {
+        let Some((key, tables)) = path.split_last() else {
+            return;
+        };
+        let mut table = &mut self.table;
+        for name in tables {
+            let entry = table
+                .entry((*name).to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else {
+                // Not a table: leave it for deserialization to report.
+                return;
+            };
+            table = t;
         }
+        table.entry((*key).to_owned()).or_insert(value);
     }
 
     /// Deserializes one section (missing section: the type's defaults). Errors name the section and origin.
@@ -371,6 +389,34 @@ mod tests {
         let s = doc.server().unwrap();
         assert!(s.host.is_loopback());
         assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn nested_defaults_fill_only_what_file_and_environment_left_unset() {
+        let mut doc = ConfigDoc::from_str(
+            "[master.approvals]\nelicitation = false\n[server]\nport = 1",
+            "t.toml",
+        )
+        .unwrap();
+        doc.apply_env(
+            &env(&[("MCP_SERVER_ANONYMOUS_ROLES", "[\"ops\"]")]),
+            &["server", "master"],
+        )
+        .unwrap();
+        for key in ["elicitation", "allow_self_approval"] {
+            doc.set_default_path(&["master", "approvals", key], toml::Value::Boolean(true));
+        }
+        doc.set_default_path(&["k8s", "deep", "x"], toml::Value::Integer(3));
+        doc.set_default(
+            "server",
+            "anonymous_roles",
+            toml::Value::Array(vec!["approver".into()]),
+        );
+        let approvals = &doc.table["master"]["approvals"];
+        assert_eq!(approvals["elicitation"].as_bool(), Some(false));
+        assert_eq!(approvals["allow_self_approval"].as_bool(), Some(true));
+        assert_eq!(doc.table["k8s"]["deep"]["x"].as_integer(), Some(3));
+        assert_eq!(doc.server().unwrap().anonymous_roles, ["ops"]);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub(crate) struct Edge {
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) tokens: Option<TokenStore>,
+    /// Who calls while auth is off: `anonymous`, with `server.anonymous_roles`.
+    pub(crate) anonymous: Identity,
     pub(crate) max_body_bytes: usize,
     pub(crate) metrics: Metrics,
 }
@@ -221,14 +223,15 @@ pub(crate) async fn delete_compat(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Bearer authentication. With no tokens configured every caller is `anonymous`.
+/// Bearer authentication. With no tokens configured every caller is `anonymous` (with
+/// `server.anonymous_roles`).
 pub(crate) async fn authenticate(
     State(edge): State<Arc<Edge>>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let identity = match &edge.tokens {
-        None => Identity::anonymous(),
+        None => edge.anonymous.clone(),
         Some(store) => {
             let token = header_str(req.headers(), header::AUTHORIZATION).and_then(|v| {
                 let (scheme, rest) = v.split_once(' ')?;
@@ -308,6 +311,7 @@ mod tests {
             allowed_hosts: hosts.iter().map(|s| (*s).to_owned()).collect(),
             allowed_origins: origins.iter().map(|s| (*s).to_owned()).collect(),
             tokens: None,
+            anonymous: Identity::anonymous(),
             max_body_bytes: 1024,
             metrics: Metrics::new("t", &prometheus::Registry::new()).unwrap(),
         }

@@ -178,6 +178,32 @@ fn verify_assertion(key: Option<&AssertionKey>, ctx: &mut RequestContext<RoleSer
     }
 }
 
+/// Rewrites rmcp's "failed to deserialize parameters: …" tool error into a sentence naming the
+/// tool and the shape its schema expects.
+fn explain_argument_error(
+    r: &mut CallToolResult,
+    tool: &str,
+    lookup: impl FnOnce() -> Option<rmcp::model::Tool>,
+) {
+    if r.is_error != Some(true) || r.content.len() != 1 {
+        return;
+    }
+    let Some(detail) = r.content[0]
+        .as_text()
+        .and_then(|t| t.text.strip_prefix(crate::arguments::RMCP_ARGUMENT_ERROR))
+        .map(str::to_owned)
+    else {
+        return;
+    };
+    if let Some(t) = lookup() {
+        r.content = vec![ContentBlock::text(crate::arguments::explain(
+            tool,
+            &detail,
+            &t.input_schema,
+        ))];
+    }
+}
+
 /// W3C trace id of a request, stored in its extensions by the edge middleware.
 #[derive(Debug, Clone)]
 pub(crate) struct TraceParent(pub(crate) String);
@@ -233,6 +259,7 @@ impl<H: ServerHandler> Instrumented<H> {
                 tokio::time::timeout(policy.tool_timeout, self.inner.call_tool(request, context)).await;
             let (result, status) = match outcome {
                 Ok(Ok(CallToolResponse::Complete(mut r))) => {
+                    explain_argument_error(&mut r, &tool, || self.inner.get_tool(&tool));
                     if bound_result(&mut r, policy.max_output_bytes) {
                         tracing::info!(message = "Tool output truncated.", limit = policy.max_output_bytes);
                     }

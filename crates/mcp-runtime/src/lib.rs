@@ -6,6 +6,7 @@
 //! Tests and the stack use [`start`] or the lower-level [`Runtime`] to serve on a chosen address.
 
 pub mod approval;
+mod arguments;
 pub mod assertion;
 pub mod auth;
 pub mod config;
@@ -42,7 +43,7 @@ pub use metrics::Metrics;
 pub use service::{BoxError, BuildContext, McpService, main_for, start};
 pub use tokio_util::sync::CancellationToken as ShutdownToken;
 
-use crate::auth::TokenStore;
+use crate::auth::{Identity, TokenStore};
 use crate::edge::Edge;
 use crate::health::{AlwaysHealthy, HealthReport};
 use crate::instrument::{CallPolicy, Instrumented};
@@ -180,6 +181,10 @@ where
                 .collect(),
             allowed_origins: self.server.allowed_origins.clone(),
             tokens,
+            anonymous: Identity {
+                roles: self.server.anonymous_roles.clone(),
+                ..Identity::anonymous()
+            },
             max_body_bytes: self.server.max_body_bytes,
             metrics: metrics.clone(),
         });
@@ -344,6 +349,9 @@ where
         });
         Ok(Running {
             local_addr,
+            name: self.name,
+            version: self.version,
+            health: self.health,
             shutdown: self.shutdown,
             task,
         })
@@ -351,14 +359,35 @@ where
 }
 
 /// A bound, serving server.
-#[derive(Debug)]
 pub struct Running {
     local_addr: SocketAddr,
+    name: String,
+    version: String,
+    health: Arc<dyn HealthProbe>,
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
 }
 
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("name", &self.name)
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Running {
+    /// The service's name (`cmdb`, `master`, ...).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What `/health` would answer now.
+    pub fn health(&self) -> HealthReport {
+        HealthReport::collect(&self.name, &self.version, self.health.as_ref())
+    }
+
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

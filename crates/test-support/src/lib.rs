@@ -34,6 +34,14 @@ pub fn skip(why: &str) {
     );
 }
 
+/// Whether the official Python MCP SDK imports (`python3 -c "import mcp"`).
+pub fn python_mcp_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import mcp.client.sse, mcp.client.streamable_http"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// A `tools/call` request for `name` with JSON-object `args`.
 pub fn call(name: &str, args: Value) -> CallToolRequestParams {
     let mut p = CallToolRequestParams::new(name.to_owned());

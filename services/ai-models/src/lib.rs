@@ -414,16 +414,115 @@ impl AiModels {
     }
 }
 
-/// A turn of a conversation.
+/// A text part (an item of Gemini's `parts`) or content block (Anthropic's `{type: "text", text}`).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TextPart {
+    /// Anthropic's block type; only "text" is supported.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub text: String,
+}
+
+/// Anthropic's content and system prompt: a string, or a list of text blocks.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "a string, or a list of text blocks [{\"type\": \"text\", \"text\": \"...\"}] (only text blocks are supported)"
+)]
+pub enum TextOrBlocks {
+    Text(String),
+    Blocks(Vec<TextPart>),
+}
+
+/// Gemini's system instruction: a string, or its Content object `{parts: [{text}]}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(
+    untagged,
+    expecting = "a string, or Gemini's Content {\"parts\": [{\"text\": \"...\"}]}"
+)]
+pub enum SystemInstruction {
+    Text(String),
+    Content {
+        role: Option<String>,
+        parts: Vec<TextPart>,
+    },
+}
+
+/// A turn of a conversation: `{role, text}`, Gemini's `{role, parts: [{text}]}` or Anthropic's
+/// `{role, content: "…" | [{type: "text", text}]}`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Turn {
     /// Gemini: "user" or "model"; Anthropic: "user" or "assistant".
     pub role: String,
-    pub text: String,
+    /// The turn's text (the simple shape).
+    pub text: Option<String>,
+    /// Gemini's shape: text parts.
+    pub parts: Option<Vec<TextPart>>,
+    /// Anthropic's shape: a string or text blocks.
+    pub content: Option<TextOrBlocks>,
 }
 
-/// Arguments of `gemini_generateContent`.
+/// The texts of parts or blocks; anything but text is refused with what is supported.
+fn part_texts(parts: Vec<TextPart>) -> Result<Vec<String>, String> {
+    parts
+        .into_iter()
+        .map(|p| match p.kind.as_deref() {
+            None | Some("text") => Ok(p.text),
+            Some(other) => Err(format!(
+                "content block type `{other}` is not supported; only text blocks ({{\"type\": \"text\", \"text\": …}})"
+            )),
+        })
+        .collect()
+}
+
+impl TextOrBlocks {
+    fn texts(self) -> Result<Vec<String>, String> {
+        match self {
+            TextOrBlocks::Text(t) => Ok(vec![t]),
+            TextOrBlocks::Blocks(b) => part_texts(b),
+        }
+    }
+}
+
+impl Turn {
+    /// The turn's role and texts, from whichever of the three shapes it uses (exactly one).
+    fn into_texts(self) -> Result<(String, Vec<String>), String> {
+        let texts = match (self.text, self.parts, self.content) {
+            (Some(t), None, None) => vec![t],
+            (None, Some(p), None) => part_texts(p)?,
+            (None, None, Some(c)) => c.texts()?,
+            (None, None, None) => {
+                return Err(format!(
+                    "the `{}` turn has no text: give `text`, Gemini's `parts: [{{\"text\": …}}]` or Anthropic's `content`",
+                    self.role
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "the `{}` turn gives more than one of `text`, `parts` and `content`; give one",
+                    self.role
+                ));
+            }
+        };
+        Ok((self.role, texts))
+    }
+}
+
+/// Exactly one of two spellings of the same argument (`system_instruction` / `systemInstruction`).
+fn one_of<T>(a: Option<T>, b: Option<T>, names: (&str, &str)) -> Result<Option<T>, String> {
+    match (a, b) {
+        (Some(_), Some(_)) => Err(format!(
+            "give `{}` or `{}`, not both (they are the same argument)",
+            names.0, names.1
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// Arguments of `gemini_generateContent`: the simple names, or Gemini's own request fields
+/// (`contents` with `parts`, `systemInstruction`, `generationConfig`, `safetySettings`).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeminiArgs {
@@ -431,30 +530,45 @@ pub struct GeminiArgs {
     pub model: Option<String>,
     /// A single user prompt; or give `contents`.
     pub prompt: Option<String>,
-    /// Conversation turns (role user/model).
+    /// Conversation turns (role user/model): `{role, text}` or Gemini's `{role, parts: [{text}]}`.
     pub contents: Option<Vec<Turn>>,
-    pub system_instruction: Option<String>,
+    pub system_instruction: Option<SystemInstruction>,
+    /// Gemini's name for `system_instruction`: a string or `{parts: [{text}]}`.
+    #[serde(rename = "systemInstruction")]
+    pub system_instruction_native: Option<SystemInstruction>,
     pub temperature: Option<f64>,
     pub max_output_tokens: Option<u32>,
     pub top_p: Option<f64>,
     pub stop_sequences: Option<Vec<String>>,
+    /// Gemini's `generationConfig` as is (temperature, maxOutputTokens, topP, topK,
+    /// stopSequences, …); the flat options above fill it too.
+    #[serde(rename = "generationConfig")]
+    pub generation_config: Option<serde_json::Map<String, Value>>,
     /// Passed through as Gemini's `safetySettings` (list of {category, threshold}).
     pub safety_settings: Option<Vec<Value>>,
+    /// Gemini's name for `safety_settings`.
+    #[serde(rename = "safetySettings")]
+    pub safety_settings_native: Option<Vec<Value>>,
 }
 
-/// Arguments of `anthropic_createMessage`.
+/// Arguments of `anthropic_createMessage`: the simple names, or the Messages API's own fields
+/// (`messages` with string or block content, `system` as string or blocks).
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnthropicArgs {
     pub model: Option<String>,
     /// A single user prompt; or give `messages`.
     pub prompt: Option<String>,
-    /// Conversation turns (role user/assistant).
+    /// Conversation turns (role user/assistant): `{role, text}` or the Messages API's
+    /// `{role, content: "…" | [{type: "text", text}]}`.
     pub messages: Option<Vec<Turn>>,
-    pub system: Option<String>,
+    /// System prompt: a string or text blocks.
+    pub system: Option<TextOrBlocks>,
     /// Output token limit (default 1024).
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u32>,
     pub stop_sequences: Option<Vec<String>>,
 }
 
@@ -490,14 +604,14 @@ fn turns(
     prompt: Option<String>,
     turns: Option<Vec<Turn>>,
     allowed: &[&str],
-) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = turns
+) -> Result<Vec<(String, Vec<String>)>, String> {
+    let mut out = turns
         .unwrap_or_default()
         .into_iter()
-        .map(|t| (t.role, t.text))
-        .collect();
+        .map(Turn::into_texts)
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(p) = prompt {
-        out.push(("user".to_owned(), p));
+        out.push(("user".to_owned(), vec![p]));
     }
     if out.is_empty() {
         return Err("give `prompt` or at least one turn".to_owned());
@@ -508,7 +622,10 @@ fn turns(
             allowed.join(", ")
         ));
     }
-    if out.iter().any(|(_, t)| t.is_empty()) {
+    if out
+        .iter()
+        .any(|(_, t)| t.is_empty() || t.iter().all(String::is_empty))
+    {
         return Err("turns must not be empty".to_owned());
     }
     Ok(out)
@@ -525,7 +642,7 @@ pub struct AiHandler {
 impl AiHandler {
     #[tool(
         name = "gemini_generateContent",
-        description = "Generate text with Google Gemini (generateContent): `prompt` or `contents` turns (user/model), optional system instruction, temperature, max_output_tokens, top_p, stop sequences, safety settings. Returns text, finish reason, token usage and the estimated cost in USD.",
+        description = "Generate text with Google Gemini (generateContent): `prompt` or `contents` turns (user/model; `{role, text}` or Gemini's own `{role, parts: [{text}]}`), optional system instruction, temperature, max_output_tokens, top_p, stop sequences, safety settings; Gemini's request fields `systemInstruction`, `generationConfig` and `safetySettings` work as they are. Returns text, finish reason, token usage and the estimated cost in USD.",
         annotations(
             read_only_hint = true,
             destructive_hint = false,
@@ -543,24 +660,54 @@ impl AiHandler {
             .svc
             .precheck(Provider::Gemini, a.model.as_deref(), &caller)?;
         let contents = turns(a.prompt, a.contents, &["user", "model"])?;
-        let mut generation = serde_json::Map::new();
-        if let Some(t) = a.temperature {
-            generation.insert("temperature".into(), json!(t));
+        let system = one_of(
+            a.system_instruction,
+            a.system_instruction_native,
+            ("system_instruction", "systemInstruction"),
+        )?
+        .map(|s| match s {
+            SystemInstruction::Text(t) => Ok(vec![t]),
+            SystemInstruction::Content { parts, .. } => part_texts(parts),
+        })
+        .transpose()?;
+        let mut generation = a.generation_config.unwrap_or_default();
+        for (flat, native, v) in [
+            (
+                "temperature",
+                "temperature",
+                a.temperature.map(|t| json!(t)),
+            ),
+            (
+                "max_output_tokens",
+                "maxOutputTokens",
+                a.max_output_tokens.map(|m| json!(m)),
+            ),
+            ("top_p", "topP", a.top_p.map(|p| json!(p))),
+            (
+                "stop_sequences",
+                "stopSequences",
+                a.stop_sequences.map(|s| json!(s)),
+            ),
+        ] {
+            if let Some(v) = v {
+                if generation.contains_key(native) {
+                    return Err(format!(
+                        "give `{flat}` or `generationConfig.{native}`, not both (they are the same setting)"
+                    ));
+                }
+                generation.insert(native.into(), v);
+            }
         }
-        if let Some(m) = a.max_output_tokens {
-            generation.insert("maxOutputTokens".into(), json!(m));
-        }
-        if let Some(p) = a.top_p {
-            generation.insert("topP".into(), json!(p));
-        }
-        if let Some(s) = a.stop_sequences {
-            generation.insert("stopSequences".into(), json!(s));
-        }
+        let safety = one_of(
+            a.safety_settings,
+            a.safety_settings_native,
+            ("safety_settings", "safetySettings"),
+        )?;
         let body = providers::gemini_body(
             contents,
-            a.system_instruction.as_deref(),
+            system,
             Value::Object(generation),
-            a.safety_settings.map(Value::Array),
+            safety.map(Value::Array),
         );
         let base = self.svc.gemini.config.base_url.trim_end_matches('/');
         let url = format!("{base}/v1beta/models/{model}:generateContent");
@@ -571,7 +718,7 @@ impl AiHandler {
 
     #[tool(
         name = "anthropic_createMessage",
-        description = "Generate text with Anthropic Claude (Messages API): `prompt` or `messages` turns (user/assistant), optional system prompt, max_tokens (default 1024), temperature, stop sequences. Returns text, stop reason, token usage and the estimated cost in USD.",
+        description = "Generate text with Anthropic Claude (Messages API): `prompt` or `messages` turns (user/assistant; `{role, text}` or the API's own `{role, content}` with a string or text blocks), optional `system` (string or text blocks), max_tokens (default 1024), temperature, top_p, top_k, stop sequences. Returns text, stop reason, token usage and the estimated cost in USD.",
         annotations(
             read_only_hint = true,
             destructive_hint = false,
@@ -592,13 +739,19 @@ impl AiHandler {
         let mut body = json!({
             "model": model,
             "max_tokens": a.max_tokens.unwrap_or(1024),
-            "messages": messages.into_iter().map(|(role, text)| json!({"role": role, "content": text})).collect::<Vec<_>>(),
+            "messages": messages.into_iter().map(|(role, texts)| json!({"role": role, "content": providers::anthropic_content(texts)})).collect::<Vec<_>>(),
         });
         if let Some(s) = a.system {
-            body["system"] = json!(s);
+            body["system"] = providers::anthropic_content(s.texts()?);
         }
         if let Some(t) = a.temperature {
             body["temperature"] = json!(t);
+        }
+        if let Some(p) = a.top_p {
+            body["top_p"] = json!(p);
+        }
+        if let Some(k) = a.top_k {
+            body["top_k"] = json!(k);
         }
         if let Some(s) = a.stop_sequences {
             body["stop_sequences"] = json!(s);

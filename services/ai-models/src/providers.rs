@@ -306,19 +306,25 @@ pub fn parse_anthropic(v: &Value, attempts: u32) -> Result<Reply, CallError> {
 
 /// A Gemini request body.
 pub fn gemini_body(
-    contents: Vec<(String, String)>,
-    system: Option<&str>,
+    contents: Vec<(String, Vec<String>)>,
+    system: Option<Vec<String>>,
     generation: Value,
     safety: Option<Value>,
 ) -> Value {
+    let parts = |texts: Vec<String>| {
+        texts
+            .into_iter()
+            .map(|text| json!({"text": text}))
+            .collect::<Vec<_>>()
+    };
     let mut body = json!({
         "contents": contents
             .into_iter()
-            .map(|(role, text)| json!({"role": role, "parts": [{"text": text}]}))
+            .map(|(role, texts)| json!({"role": role, "parts": parts(texts)}))
             .collect::<Vec<_>>(),
     });
     if let Some(s) = system {
-        body["systemInstruction"] = json!({"parts": [{"text": s}]});
+        body["systemInstruction"] = json!({"parts": parts(s)});
     }
     if generation.as_object().is_some_and(|m| !m.is_empty()) {
         body["generationConfig"] = generation;
@@ -327,6 +333,19 @@ pub fn gemini_body(
         body["safetySettings"] = s;
     }
     body
+}
+
+/// Anthropic's `content` (or `system`): one text as a string, several as text blocks.
+pub fn anthropic_content(mut texts: Vec<String>) -> Value {
+    if texts.len() == 1 {
+        return json!(texts.remove(0));
+    }
+    Value::Array(
+        texts
+            .into_iter()
+            .map(|text| json!({"type": "text", "text": text}))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

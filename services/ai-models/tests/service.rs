@@ -242,3 +242,143 @@ async fn missing_keys_degrade_health_and_budgets_stop_spending() {
     assert!(fake.arrivals("second").is_empty());
     c.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_providers_own_argument_shapes_reach_them_as_their_wire_bodies() {
+    let fake = fake_llm::start(GEMINI_KEY, ANTHROPIC_KEY).await;
+    let svc = start(&fake, true, "").await;
+    let c = client(&svc.url("/mcp"), None).await;
+
+    // Gemini's own request: contents with parts, systemInstruction, generationConfig, safetySettings.
+    let r = tool(
+        &c,
+        "gemini_generateContent",
+        json!({
+            "contents": [
+                {"role": "user", "parts": [{"text": "first"}]},
+                {"role": "model", "parts": [{"text": "ok"}]},
+                {"role": "user", "parts": [{"text": "native gemini"}]}
+            ],
+            "systemInstruction": {"parts": [{"text": "be brief"}]},
+            "generationConfig": {"temperature": 0.1, "maxOutputTokens": 40, "topK": 5},
+            "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
+        }),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert_eq!(sc(&r)["text"], "echo: native gemini");
+    assert_eq!(
+        fake.last_body(),
+        json!({
+            "contents": [
+                {"role": "user", "parts": [{"text": "first"}]},
+                {"role": "model", "parts": [{"text": "ok"}]},
+                {"role": "user", "parts": [{"text": "native gemini"}]}
+            ],
+            "systemInstruction": {"parts": [{"text": "be brief"}]},
+            "generationConfig": {"temperature": 0.1, "maxOutputTokens": 40, "topK": 5},
+            "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}]
+        })
+    );
+    // The simple names still work, and fill the same wire fields.
+    let r = tool(
+        &c,
+        "gemini_generateContent",
+        json!({"prompt": "simple", "system_instruction": "terse", "top_p": 0.5}),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert_eq!(
+        fake.last_body(),
+        json!({
+            "contents": [{"role": "user", "parts": [{"text": "simple"}]}],
+            "systemInstruction": {"parts": [{"text": "terse"}]},
+            "generationConfig": {"topP": 0.5}
+        })
+    );
+
+    // Anthropic's Messages API: string and block content, system as blocks, max_tokens.
+    let r = tool(
+        &c,
+        "anthropic_createMessage",
+        json!({
+            "messages": [
+                {"role": "user", "content": "hello"},
+                {"role": "assistant", "content": [{"type": "text", "text": "hi"}]},
+                {"role": "user", "content": [{"type": "text", "text": "native "}, {"type": "text", "text": "anthropic"}]}
+            ],
+            "system": [{"type": "text", "text": "be terse"}],
+            "max_tokens": 77,
+            "top_k": 3
+        }),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert_eq!(sc(&r)["text"], "echo: native anthropic");
+    assert_eq!(
+        fake.last_body(),
+        json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 77,
+            "top_k": 3,
+            "system": "be terse",
+            "messages": [
+                {"role": "user", "content": "hello"},
+                {"role": "assistant", "content": "hi"},
+                {"role": "user", "content": [{"type": "text", "text": "native "}, {"type": "text", "text": "anthropic"}]}
+            ]
+        })
+    );
+
+    // Wrong shapes answer with the expected shape, never reaching a provider.
+    let before = fake.requests();
+    let r = tool(
+        &c,
+        "gemini_generateContent",
+        json!({"contents": "just a string"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    let t = text(&r);
+    assert!(
+        t.starts_with("invalid arguments for `gemini_generateContent`: invalid type: string \"just a string\", expected a sequence. Expected arguments: {"),
+        "{t}"
+    );
+    assert!(
+        t.contains("contents?: [{role: string, content?: string | [{text: string, type?: string}], parts?: [{text: string, type?: string}], text?: string}]"),
+        "{t}"
+    );
+    assert!(!t.contains("failed to deserialize"), "{t}");
+    let r = tool(
+        &c,
+        "anthropic_createMessage",
+        json!({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    let t = text(&r);
+    assert!(t.contains("only text blocks"), "{t}");
+    let r = tool(
+        &c,
+        "anthropic_createMessage",
+        json!({"messages": [{"role": "user", "content": 5}]}),
+    )
+    .await;
+    let t = text(&r);
+    assert!(
+        t.contains("a string, or a list of text blocks [{\"type\": \"text\", \"text\": \"...\"}] (only text blocks are supported)"),
+        "{t}"
+    );
+    let r = tool(
+        &c,
+        "gemini_generateContent",
+        json!({"prompt": "x", "temperature": 0.2, "generationConfig": {"temperature": 0.3}}),
+    )
+    .await;
+    assert!(
+        text(&r).contains("give `temperature` or `generationConfig.temperature`, not both"),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(fake.requests(), before);
+}

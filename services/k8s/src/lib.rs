@@ -570,6 +570,9 @@ pub struct ListResourcesArgs {
     pub kind: String,
     /// "apps/v1", "v1", ... when the kind name is ambiguous.
     pub api_version: Option<String>,
+    /// Kubernetes' own spelling of `api_version`.
+    #[serde(rename = "apiVersion")]
+    pub api_version_native: Option<String>,
     /// Namespace (default "default"; ignored for cluster-scoped kinds); "*" for all you may see.
     pub namespace: Option<String>,
     pub label_selector: Option<String>,
@@ -585,7 +588,11 @@ pub struct ListResourcesArgs {
 pub struct GetResourceArgs {
     pub kind: String,
     pub name: String,
+    /// "apps/v1", "v1", ... when the kind name is ambiguous.
     pub api_version: Option<String>,
+    /// Kubernetes' own spelling of `api_version`.
+    #[serde(rename = "apiVersion")]
+    pub api_version_native: Option<String>,
     /// Namespace (default "default"; ignored for cluster-scoped kinds).
     pub namespace: Option<String>,
     /// Dotted paths to return instead of the whole object.
@@ -643,7 +650,11 @@ pub struct RestartArgs {
 pub struct DeleteArgs {
     pub kind: String,
     pub name: String,
+    /// "apps/v1", "v1", ... when the kind name is ambiguous.
     pub api_version: Option<String>,
+    /// Kubernetes' own spelling of `api_version`.
+    #[serde(rename = "apiVersion")]
+    pub api_version_native: Option<String>,
     pub namespace: Option<String>,
     pub dry_run: Option<bool>,
 }
@@ -653,6 +664,19 @@ pub struct DeleteArgs {
 pub struct K8sHandler {
     svc: Arc<K8s>,
     tool_router: ToolRouter<Self>,
+}
+
+/// The API version a call names, in either spelling (`api_version` or Kubernetes' `apiVersion`).
+fn api_version<'a>(
+    snake: &'a Option<String>,
+    native: &'a Option<String>,
+) -> Result<Option<&'a str>, String> {
+    match (snake.as_deref(), native.as_deref()) {
+        (Some(a), Some(b)) if a != b => Err(format!(
+            "`api_version` ({a}) and `apiVersion` ({b}) disagree; give one"
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
 }
 
 fn ns_or_default(ns: Option<&str>) -> String {
@@ -893,7 +917,10 @@ impl K8sHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, String> {
         let caller = CallerContext::from_request(&ctx);
-        let (ar, caps) = self.svc.resolve(&a.kind, a.api_version.as_deref()).await?;
+        let (ar, caps) = self
+            .svc
+            .resolve(&a.kind, api_version(&a.api_version, &a.api_version_native)?)
+            .await?;
         let namespaced = matches!(caps.scope, Scope::Namespaced);
         let ns = ns_or_default(a.namespace.as_deref());
         let all = ns == "*" || !namespaced;
@@ -987,7 +1014,10 @@ impl K8sHandler {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, String> {
         let caller = CallerContext::from_request(&ctx);
-        let (ar, caps) = self.svc.resolve(&a.kind, a.api_version.as_deref()).await?;
+        let (ar, caps) = self
+            .svc
+            .resolve(&a.kind, api_version(&a.api_version, &a.api_version_native)?)
+            .await?;
         let namespaced = matches!(caps.scope, Scope::Namespaced);
         let ns = ns_or_default(a.namespace.as_deref());
         let scope_ns = namespaced.then_some(ns.as_str());
@@ -1456,7 +1486,10 @@ impl K8sHandler {
     ) -> Result<CallToolResult, String> {
         let caller = CallerContext::from_request(&ctx);
         let dry_run = a.dry_run.unwrap_or(false);
-        let (ar, caps) = self.svc.resolve(&a.kind, a.api_version.as_deref()).await?;
+        let (ar, caps) = self
+            .svc
+            .resolve(&a.kind, api_version(&a.api_version, &a.api_version_native)?)
+            .await?;
         let ns = ns_or_default(a.namespace.as_deref());
         let scope_ns = matches!(caps.scope, Scope::Namespaced).then_some(ns.as_str());
         let what = format!("delete {} {}", ar.kind, a.name);

@@ -11,12 +11,18 @@ use mcp_runtime::config::ProcessEnv;
 use mcp_runtime::{ConfigDoc, McpService, Running, ServerConfig, ShutdownToken};
 use serde::Deserialize;
 
+mod first_screen;
+
 /// With auth on, master authenticates to the services behind it with a token only it holds:
 /// the stack writes it here at start-up (owner-only files, made anew each start).
 const INTERNAL_HEADERS: &str = "data/stack/master-to-services.headers";
 const INTERNAL_TOKENS: &str = "data/stack/service-tokens.toml";
 /// linux-cli's token for its CMDB lookups (SSH hosts).
 const INTERNAL_LINUX_TOKEN: &str = "data/stack/linux-to-cmdb.token";
+
+/// The identity and approval key the stack creates on its first start when none is configured:
+/// master signs callers and approvals with it, the services verify with it.
+const GENERATED_IDENTITY_KEY: &str = "secrets/identity_key";
 
 /// Writes `text` to `path`, readable by the owner only.
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
@@ -131,13 +137,51 @@ impl Default for Ports {
     }
 }
 
-fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
+/// What the stack loaded: the document every service reads, the shared server settings, the ports,
+/// and what the first screen shows.
+struct Loaded {
+    doc: ConfigDoc,
+    server: ServerConfig,
+    ports: Ports,
+    master: mcp_master::MasterConfig,
+    secrets: mcp_secrets::SecretsConfig,
+    /// The identity key the stack generates (on first start) because none is configured.
+    generated_key: Option<PathBuf>,
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Loaded> {
     let mut doc = ConfigDoc::load(cli.config.as_deref(), &ProcessEnv, SECTIONS)?;
     doc.deny_unknown_sections(SECTIONS)?;
     // From a fresh clone the stack must work anywhere: fall back to the built-in sample inventory.
     doc.set_default("cmdb", "sample_if_missing", toml::Value::Boolean(true));
     // ... and a demo KeePass database (password generated into secrets/) when no backend is set.
     doc.set_default("secrets", "demo_if_empty", toml::Value::Boolean(true));
+    // Approvals out of the box: without a configured key the stack makes one (first start) and
+    // every service uses it, so master signs callers and approvals the services verify.
+    let generated_key = doc
+        .server()?
+        .identity_key_file
+        .is_none()
+        .then(|| PathBuf::from(GENERATED_IDENTITY_KEY));
+    if let Some(key) = &generated_key {
+        doc.set_default(
+            "server",
+            "identity_key_file",
+            key.display().to_string().into(),
+        );
+    }
+    if doc.server()?.auth_tokens_file.is_none() {
+        // Auth off on loopback: the local operator is the only user. They hold the approver role
+        // and decide their own calls, asked in the client when it supports elicitation.
+        doc.set_default(
+            "server",
+            "anonymous_roles",
+            toml::Value::Array(vec!["approver".into()]),
+        );
+        for key in ["allow_self_approval", "elicitation"] {
+            doc.set_default_path(&["master", "approvals", key], toml::Value::Boolean(true));
+        }
+    }
     let server = doc.server()?;
     let ports: Ports = doc.section("ports")?;
     // Master fronts every service of the stack unless the config lists its own downstreams.
@@ -207,7 +251,7 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     }
     let _: mcp_cmdb::CmdbConfig = doc.section("cmdb")?;
     let _: mcp_linux_cli::LinuxConfig = doc.section("linux")?;
-    let _: mcp_secrets::SecretsConfig = doc.section("secrets")?;
+    let secrets: mcp_secrets::SecretsConfig = doc.section("secrets")?;
     let _: mcp_k8s::K8sConfig = doc.section("k8s")?;
     let _: mcp_ai_models::AiConfig = doc.section("ai_models")?;
     let _: mcp_freqtrade::FreqtradeConfig = doc.section("freqtrade")?;
@@ -215,7 +259,29 @@ fn load(cli: &Cli) -> anyhow::Result<(ConfigDoc, ServerConfig, Ports)> {
     master
         .validate()
         .map_err(|e| anyhow::anyhow!("{e} (in {})", doc.origin()))?;
-    Ok((doc, server, ports))
+    Ok(Loaded {
+        doc,
+        server,
+        ports,
+        master,
+        secrets,
+        generated_key,
+    })
+}
+
+/// Creates the generated identity key if it is not there yet (owner-only); true when it was made now.
+fn ensure_key(path: &std::path::Path) -> anyhow::Result<bool> {
+    if path.exists() {
+        return Ok(false);
+    }
+    // Two v4 UUIDs: 244 random bits from the OS generator, as 64 hex characters.
+    let key = format!(
+        "{}{}\n",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    write_private(path, &key).with_context(|| format!("writing {}", path.display()))?;
+    Ok(true)
 }
 
 async fn start<S: McpService>(
@@ -233,25 +299,29 @@ async fn start<S: McpService>(
         .with_context(|| format!("starting {}", S::NAME))
 }
 
-async fn run(doc: ConfigDoc, server: ServerConfig, ports: Ports) -> anyhow::Result<()> {
+async fn run(loaded: Loaded, key_created: bool) -> anyhow::Result<()> {
+    let Loaded {
+        doc, server, ports, ..
+    } = &loaded;
     let shutdown = ShutdownToken::new();
-    let services = service_server(&server)?;
+    let services = service_server(server)?;
     // Services first, master last, so that master finds them up.
     let mut running = vec![
-        start::<mcp_cmdb::Cmdb>(&doc, &services, ports.cmdb, &shutdown).await?,
-        start::<mcp_linux_cli::LinuxCli>(&doc, &services, ports.linux, &shutdown).await?,
-        start::<mcp_secrets::Secrets>(&doc, &services, ports.secrets, &shutdown).await?,
+        start::<mcp_cmdb::Cmdb>(doc, &services, ports.cmdb, &shutdown).await?,
+        start::<mcp_linux_cli::LinuxCli>(doc, &services, ports.linux, &shutdown).await?,
+        start::<mcp_secrets::Secrets>(doc, &services, ports.secrets, &shutdown).await?,
         // Without a cluster the k8s service runs degraded and its tools say why.
-        start::<mcp_k8s::K8s>(&doc, &services, ports.k8s, &shutdown).await?,
+        start::<mcp_k8s::K8s>(doc, &services, ports.k8s, &shutdown).await?,
         // Without API keys ai-models runs degraded and its tools say where the keys go.
-        start::<mcp_ai_models::AiModels>(&doc, &services, ports.ai_models, &shutdown).await?,
+        start::<mcp_ai_models::AiModels>(doc, &services, ports.ai_models, &shutdown).await?,
         // Clones the Freqtrade repository in the background; degraded until it is there.
-        start::<mcp_freqtrade::Freqtrade>(&doc, &services, ports.freqtrade, &shutdown).await?,
+        start::<mcp_freqtrade::Freqtrade>(doc, &services, ports.freqtrade, &shutdown).await?,
     ];
-    running.push(start::<mcp_master::Master>(&doc, &server, ports.master, &shutdown).await?);
+    running.push(start::<mcp_master::Master>(doc, server, ports.master, &shutdown).await?);
     for r in &running {
         tracing::info!(message = "Service up.", url = %r.url("/mcp"));
     }
+    eprint!("{}", first_screen::render(&loaded, key_created, &running));
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
@@ -279,7 +349,7 @@ fn main() -> ExitCode {
         println!("{}", mcp_runtime::auth::hash_token(&token));
         return ExitCode::SUCCESS;
     }
-    let (doc, server, ports) = match load(&cli) {
+    let loaded = match load(&cli) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("mcp-stack: configuration error: {e:#}");
@@ -287,10 +357,28 @@ fn main() -> ExitCode {
         }
     };
     if let Some(Command::CheckConfig) = cli.command {
-        println!("configuration from {} is valid", doc.origin());
+        println!("configuration from {} is valid", loaded.doc.origin());
         return ExitCode::SUCCESS;
     }
-    mcp_runtime::telemetry::init("mcp-stack", &server);
+    mcp_runtime::telemetry::init("mcp-stack", &loaded.server);
+    let key_created = match loaded.generated_key.as_deref().map(ensure_key) {
+        None | Some(Ok(false)) => false,
+        Some(Ok(true)) => true,
+        Some(Err(e)) => {
+            eprintln!("mcp-stack: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(key) = &loaded.generated_key {
+        tracing::info!(
+            message = if key_created {
+                "Created the identity and approval key (owner-only); approvals are on."
+            } else {
+                "Using the generated identity and approval key; approvals are on."
+            },
+            path = %key.display(),
+        );
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -301,7 +389,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(doc, server, ports)) {
+    match rt.block_on(run(loaded, key_created)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(message = "mcp-stack failed.", error = %format!("{e:#}"));

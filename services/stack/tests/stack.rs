@@ -1,83 +1,32 @@
 //! `mcp-stack` as a user starts it: every service on its port from embedded defaults, reachable by
 //! the MCP Inspector CLI; `hash-token` for the tokens file.
 
-use mcp_test_support::{free_port, required};
+use mcp_test_support::required;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-stack");
+mod common;
 
-struct Stack(Child);
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_ready(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if raw_http::get_status(url).is_ok_and(|code| code == 200) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} not ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-mod raw_http {
-    //! A tiny blocking GET over std, so this test needs no async runtime.
-    use std::io::{Read, Write};
-
-    pub(crate) fn get_status(url: &str) -> std::io::Result<u16> {
-        let rest = url.strip_prefix("http://").unwrap_or(url);
-        let (authority, path) = rest
-            .split_once('/')
-            .map(|(a, p)| (a, format!("/{p}")))
-            .unwrap_or((rest, "/".into()));
-        let mut s = std::net::TcpStream::connect(authority)?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut buf = String::new();
-        s.read_to_string(&mut buf)?;
-        Ok(buf
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0))
-    }
-}
+use common::{BIN, Ports, wait_ready};
 
 #[test]
 fn stack_serves_cmdb_from_a_fresh_directory_and_inspector_lists_its_tools() {
     // An empty working directory: no data/cmdb.csv, so the built-in sample must be served.
     let cwd = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let master_port = free_port();
-    let stack = Stack(
-        Command::new(BIN)
-            .current_dir(cwd.path())
-            .env("MCP_PORTS_CMDB", port.to_string())
-            .env("MCP_PORTS_MASTER", master_port.to_string())
-            .env("MCP_PORTS_LINUX", free_port().to_string())
-            .env("MCP_PORTS_SECRETS", free_port().to_string())
-            .env("MCP_PORTS_K8S", free_port().to_string())
-            .env("MCP_PORTS_AI_MODELS", free_port().to_string())
-            .env("MCP_PORTS_FREQTRADE", free_port().to_string())
-            // No clone of the real Freqtrade repository during tests.
-            .env("MCP_FREQTRADE_REPO_URL", "")
+    let ports = Ports::free();
+    let (port, master_port) = (ports.cmdb, ports.master);
+    let stack = common::Stack {
+        child: ports
+            .command(cwd.path())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap(),
-    );
+        ports,
+        stderr: cwd.path().join("unused"),
+    };
     wait_ready(&format!("http://127.0.0.1:{port}/ready"));
     wait_ready(&format!("http://127.0.0.1:{master_port}/ready"));
 
@@ -180,19 +129,10 @@ fn unknown_config_section_exits_64() {
 #[test]
 fn a_call_through_master_logs_one_correlation_and_trace_id_in_master_and_service() {
     let cwd = tempfile::tempdir().unwrap();
-    let (cmdb, master) = (free_port(), free_port());
-    let mut child = Command::new(BIN)
-        .current_dir(cwd.path())
-        .env("MCP_PORTS_CMDB", cmdb.to_string())
-        .env("MCP_PORTS_MASTER", master.to_string())
-        .env("MCP_PORTS_LINUX", free_port().to_string())
-        .env("MCP_PORTS_SECRETS", free_port().to_string())
-        .env("MCP_PORTS_K8S", free_port().to_string())
-        .env("MCP_PORTS_AI_MODELS", free_port().to_string())
-        .env("MCP_PORTS_FREQTRADE", free_port().to_string())
-        // No clone of the real Freqtrade repository during tests.
-        .env("MCP_FREQTRADE_REPO_URL", "")
-        .env_remove("RUST_LOG")
+    let ports = Ports::free();
+    let master = ports.master;
+    let mut child = ports
+        .command(cwd.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -355,25 +295,18 @@ impl Session {
 #[test]
 fn secrets_through_master_on_the_demo_database() {
     let cwd = tempfile::tempdir().unwrap();
-    let (master, secrets) = (free_port(), free_port());
-    let mut stack = Stack(
-        Command::new(BIN)
-            .current_dir(cwd.path())
-            .env("MCP_PORTS_CMDB", free_port().to_string())
-            .env("MCP_PORTS_MASTER", master.to_string())
-            .env("MCP_PORTS_LINUX", free_port().to_string())
-            .env("MCP_PORTS_SECRETS", secrets.to_string())
-            .env("MCP_PORTS_K8S", free_port().to_string())
-            .env("MCP_PORTS_AI_MODELS", free_port().to_string())
-            .env("MCP_PORTS_FREQTRADE", free_port().to_string())
-            // No clone of the real Freqtrade repository during tests.
-            .env("MCP_FREQTRADE_REPO_URL", "")
-            .env_remove("RUST_LOG")
+    let ports = Ports::free();
+    let (master, secrets) = (ports.master, ports.secrets);
+    let mut stack = common::Stack {
+        child: ports
+            .command(cwd.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    );
+        ports,
+        stderr: cwd.path().join("unused"),
+    };
     wait_ready(&format!("http://127.0.0.1:{master}/ready"));
     wait_ready(&format!("http://127.0.0.1:{secrets}/ready"));
     // First run: a demo database and its generated password, readable only by the owner.
@@ -437,17 +370,27 @@ fn secrets_through_master_on_the_demo_database() {
         let r = s
             .call(
                 "secrets_setSecret",
-                serde_json::json!({"name": "keepass/Infra/docker-registry", "value": "new"}),
+                serde_json::json!({"name": "keepass/Infra/docker-registry", "value": "CANARY-demo-write-7f3"}),
             )
             .await;
+        // Approvals are on out of the box: the write waits for the operator, value withheld.
         assert_eq!(r["isError"], true, "{r}");
-        assert_eq!(r["structuredContent"]["error"], "approval_required", "{r}");
+        assert_eq!(r["structuredContent"]["status"], "pending_approval", "{r}");
+        assert!(!r.to_string().contains("CANARY-demo-write-7f3"), "{r}");
+        let listed = s
+            .call("approvals_list", serde_json::json!({"status": "pending"}))
+            .await;
+        assert_eq!(
+            listed["structuredContent"]["approvals"][0]["tool"], "secrets_setSecret",
+            "{listed}"
+        );
+        assert!(!listed.to_string().contains("CANARY-demo-write-7f3"), "{listed}");
     });
     let _ = Command::new("kill")
-        .args(["-TERM", &stack.0.id().to_string()])
+        .args(["-TERM", &stack.child.id().to_string()])
         .status();
-    let _ = stack.0.wait();
+    let _ = stack.child.wait();
     let mut out = String::new();
-    std::io::Read::read_to_string(&mut stack.0.stdout.take().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(&mut stack.child.stdout.take().unwrap(), &mut out).unwrap();
     assert!(out.contains("Created a demo KeePass database"), "{out}");
 }

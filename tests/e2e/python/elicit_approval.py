@@ -1,7 +1,10 @@
 """Calls a tool that needs an approval through master with the official Python MCP SDK, answering
 master's elicitation as told, and prints one JSON report.
 
-Usage: python3 elicit_approval.py <mcp-url> <bearer-token> <tool> <accept|reject|decline|cancel>
+Usage: python3 elicit_approval.py <mcp-url> <bearer-token|-> <tool> <accept|reject|decline|cancel> [arguments-json]
+
+A token of `-` sends no Authorization header (auth off). Without arguments-json the tool gets
+{"key": "elicited-<answer>"}.
 
 accept answers approve = true, reject answers approve = false, decline and cancel are the
 elicitation actions of the same names.
@@ -24,6 +27,7 @@ def attr(obj, snake: str, camel: str):
 
 async def main() -> None:
     url, token, tool, answer = sys.argv[1:5]
+    arguments = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {"key": f"elicited-{answer}"}
     asked = []
 
     async def on_elicit(context, params):
@@ -34,12 +38,13 @@ async def main() -> None:
             return types.ElicitResult(action="accept", content={"approve": False, "comment": "no from python"})
         return types.ElicitResult(action=answer)
 
-    http_client = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    headers = {} if token == "-" else {"Authorization": f"Bearer {token}"}
+    http_client = create_mcp_http_client(headers=headers)
     async with streamable_http_client(url, http_client=http_client) as streams:
         read, write = streams[0], streams[1]
         async with ClientSession(read, write, elicitation_callback=on_elicit) as session:
             init = await session.initialize()
-            result = await session.call_tool(tool, {"key": f"elicited-{answer}"})
+            result = await session.call_tool(tool, arguments)
             print(json.dumps({
                 "protocol": str(attr(init, "protocol_version", "protocolVersion")),
                 "asked": asked,

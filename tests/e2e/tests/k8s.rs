@@ -660,3 +660,69 @@ async fn api_server_with_a_token_file_and_ca_file_works_without_a_kubeconfig() {
     .await;
     assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kubernetes_own_api_version_spelling_works_beside_the_snake_case_one() {
+    let fake = fake_k8s::start().await;
+    let k8s = start_k8s(&fake, "").await;
+    let master = start_master(
+        &downstream("k8s", None, "http", &k8s.url("/mcp")),
+        server_config(),
+    )
+    .await;
+    let c = mcp_client(&master.url("/mcp")).await;
+    let tools = c.list_all_tools().await.unwrap();
+    for name in [
+        "k8s_get_resource",
+        "k8s_list_resources",
+        "k8s_delete_resource",
+    ] {
+        let t = tools.iter().find(|t| t.name == name).unwrap();
+        let props = t.input_schema["properties"].as_object().unwrap();
+        assert!(
+            props.contains_key("apiVersion") && props.contains_key("api_version"),
+            "{name}: {props:?}"
+        );
+    }
+    for args in [
+        json!({"kind": "Deployment", "name": "web", "apiVersion": "apps/v1"}),
+        json!({"kind": "Deployment", "name": "web", "api_version": "apps/v1"}),
+        json!({"kind": "Deployment", "name": "web", "api_version": "apps/v1", "apiVersion": "apps/v1"}),
+    ] {
+        let r = tool(&c, "k8s_get_resource", args.clone()).await;
+        assert_ne!(r.is_error, Some(true), "{args}: {}", text_of(&r));
+        assert_eq!(sc(&r)["apiVersion"], "apps/v1", "{args}");
+        assert_eq!(sc(&r)["spec"]["replicas"], 2, "{args}");
+    }
+    // The version is honoured, not ignored: Deployments are not in the core v1 group.
+    let r = tool(
+        &c,
+        "k8s_get_resource",
+        json!({"kind": "Deployment", "name": "web", "apiVersion": "v1"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text_of(&r).contains("unknown kind `Deployment` in v1"),
+        "{}",
+        text_of(&r)
+    );
+    let r = tool(
+        &c,
+        "k8s_list_resources",
+        json!({"kind": "deployments", "apiVersion": "apps/v1"}),
+    )
+    .await;
+    assert_eq!(sc(&r)["count"], 1, "{}", text_of(&r));
+    let r = tool(
+        &c,
+        "k8s_get_resource",
+        json!({"kind": "Deployment", "name": "web", "api_version": "apps/v1", "apiVersion": "v1"}),
+    )
+    .await;
+    assert!(
+        text_of(&r).contains("`api_version` (apps/v1) and `apiVersion` (v1) disagree"),
+        "{}",
+        text_of(&r)
+    );
+}

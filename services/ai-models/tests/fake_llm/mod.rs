@@ -21,6 +21,8 @@ pub struct Seen {
     /// Arrival times per prompt text.
     pub arrivals: HashMap<String, Vec<Instant>>,
     pub requests: usize,
+    /// The JSON body of every request that passed the key check, in order.
+    pub bodies: Vec<Value>,
 }
 
 #[derive(Clone)]
@@ -51,9 +53,10 @@ fn anthropic_err(code: u16, kind: &str, message: &str) -> Response {
 
 impl Fake {
     /// Counts the request and says how many times this prompt arrived.
-    fn arrive(&self, prompt: &str) -> usize {
+    fn arrive(&self, prompt: &str, body: &Value) -> usize {
         let mut s = self.seen.lock().unwrap();
         s.requests += 1;
+        s.bodies.push(body.clone());
         let v = s.arrivals.entry(prompt.to_owned()).or_default();
         v.push(Instant::now());
         v.len()
@@ -67,6 +70,17 @@ impl Fake {
             .get(prompt)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The body of the last request that reached a provider.
+    pub fn last_body(&self) -> Value {
+        self.seen
+            .lock()
+            .unwrap()
+            .bodies
+            .last()
+            .cloned()
+            .unwrap_or(Value::Null)
     }
 
     pub fn requests(&self) -> usize {
@@ -143,7 +157,7 @@ async fn gemini(
         .as_str()
         .unwrap()
         .to_owned();
-    let n = f.arrive(&prompt);
+    let n = f.arrive(&prompt, &b);
     if prompt == "please 429" && n == 1 {
         let mut r = gemini_err(
             429,
@@ -211,11 +225,18 @@ async fn anthropic(State(f): State<Fake>, headers: HeaderMap, body: String) -> R
             "messages: roles must alternate, starting with user",
         );
     }
-    let prompt = messages.last().unwrap()["content"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let n = f.arrive(&prompt);
+    // Content is a string or a list of blocks (the Messages API takes both).
+    let content = &messages.last().unwrap()["content"];
+    let prompt = match content.as_array() {
+        Some(blocks) => blocks
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .filter_map(|b| b["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        None => content.as_str().unwrap_or_default().to_owned(),
+    };
+    let n = f.arrive(&prompt, &b);
     if prompt == "overloaded" && n == 1 {
         return anthropic_err(529, "overloaded_error", "Overloaded");
     }

@@ -15,6 +15,8 @@ pub const MAX_STEPS: usize = 200;
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Definition {
+    /// The workflow's name; the seed's integration test calls it `id`.
+    #[serde(alias = "id")]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -78,6 +80,9 @@ impl Retry {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StepDef {
+    /// Unique within the workflow; steps without one (the seed's shapes) are named `step1`,
+    /// `step2`, … by position.
+    #[serde(default)]
     pub id: String,
     /// The service's namespace at master (`linux`, `k8s`, `secrets`, …).
     pub service: String,
@@ -121,7 +126,33 @@ pub struct ToolInfo {
 
 /// Parses a definition from YAML or JSON text (JSON is YAML).
 pub fn parse(text: &str) -> Result<Definition, String> {
-    serde_yaml_ng::from_str(text).map_err(|e| format!("not a valid workflow definition: {e}"))
+    serde_yaml_ng::from_str(text)
+        .map(with_step_ids)
+        .map_err(|e| format!("not a valid workflow definition: {e}"))
+}
+
+/// A definition from a JSON value (an object passed to `orchestrator_executeWorkflow`).
+pub fn from_value(v: Value) -> Result<Definition, String> {
+    serde_json::from_value(v)
+        .map(with_step_ids)
+        .map_err(|e| format!("not a valid workflow definition: {e}"))
+}
+
+/// Names steps that have no id after their position (`step1`, `step2`, …), skipping ids that
+/// other steps already use.
+fn with_step_ids(mut def: Definition) -> Definition {
+    let mut taken: BTreeSet<String> = def.steps.iter().map(|s| s.id.clone()).collect();
+    for (i, step) in def.steps.iter_mut().enumerate() {
+        if step.id.is_empty() {
+            let id = (i + 1..)
+                .map(|n| format!("step{n}"))
+                .find(|id| !taken.contains(id))
+                .unwrap_or_default();
+            taken.insert(id.clone());
+            step.id = id;
+        }
+    }
+    def
 }
 
 /// The template files of a directory (`*.yaml`, `*.yml`, `*.json`), sorted; none when it is missing.
@@ -527,6 +558,28 @@ mod tests {
         let all = load_dir(&dir).expect("the shipped workflows load");
         assert!(all.contains_key("deploy_application"));
         assert!(all.contains_key("uptime_list_pods"));
+    }
+
+    #[test]
+    fn the_seeds_shapes_parse_with_ids_by_position() {
+        let d = from_value(json!({"id": "test-workflow", "steps": [
+            {"service": "linux", "tool": "runCommand", "params": {"command": "uptime"}},
+            {"id": "step1", "service": "cmdb", "tool": "listHosts"},
+            {"service": "cmdb", "tool": "getHost", "params": {"name": "aicrusher"}}
+        ]}))
+        .unwrap();
+        assert_eq!(d.name, "test-workflow");
+        let ids: Vec<&str> = d.steps.iter().map(|s| s.id.as_str()).collect();
+        // An id given by the definition is kept; the others take the next free `step<n>`.
+        assert_eq!(ids, ["step2", "step1", "step3"]);
+        assert!(check_static(&d).is_ok());
+        let t = def(
+            "name: seed-template\ndescription: the seed's template shape\nsteps:\n - {service: linux, tool: runCommand, params: {command: uptime}}",
+        );
+        assert_eq!(t.steps[0].id, "step1");
+        assert_eq!(t.description, "the seed's template shape");
+        let both = from_value(json!({"id": "a", "name": "b", "steps": []})).unwrap_err();
+        assert!(both.contains("duplicate field `name`"), "{both}");
     }
 
     #[test]

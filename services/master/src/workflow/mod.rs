@@ -27,10 +27,18 @@ pub fn tools(sep: &str) -> Vec<Tool> {
     vec![
         Tool::new(
             wire_name("orchestrator", sep, "executeWorkflow"),
-            "Run a workflow: a template by name (see orchestrator_listWorkflows) or an ad-hoc definition {name, inputs, steps: [{id, service, tool, params, needs, retry, timeout, on_error, approval}]} in YAML or JSON. Params may use {{ inputs.x }} and {{ steps.<id>.result }} / .text. Everything is validated before anything runs; steps whose needs are met run in parallel; every step is checkpointed and the run resumes after a master restart. Waits for the end (or an approval) up to wait_secs, then returns the run's state; the run goes on either way.",
+            "Run a workflow: a template by name (see orchestrator_listWorkflows) or an ad-hoc definition {name, inputs, steps: [{id, service, tool, params, needs, retry, timeout, on_error, approval}]} in YAML or JSON, in `definition` or (the seed's shape) at the top level: {id or name, description, steps}; steps without an id are step1, step2, …. Params may use {{ inputs.x }} and {{ steps.<id>.result }} / .text. Everything is validated before anything runs; steps whose needs are met run in parallel; every step is checkpointed and the run resumes after a master restart. Waits for the end (or an approval) up to wait_secs, then returns the run's state; the run goes on either way.",
             schema(json!({"type": "object", "properties": {
                 "workflow": {"description": "Template name, or a definition object", "type": ["string", "object"]},
                 "definition": {"description": "Ad-hoc definition: an object, or YAML/JSON text", "type": ["string", "object"]},
+                "id": {"type": "string", "description": "The seed's shape: the ad-hoc workflow's name, with `steps` beside it"},
+                "name": {"type": "string", "description": "The ad-hoc workflow's name, with `steps` beside it"},
+                "description": {"type": "string"},
+                "steps": {"type": "array", "description": "The ad-hoc workflow's steps at the top level (the seed's shape): [{id?, service, tool, params, needs, retry, timeout, on_error, approval}]", "items": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "service": {"type": "string", "description": "Namespace at master: linux, k8s, cmdb, secrets, …"},
+                    "tool": {"type": "string", "description": "The service's tool: runCommand, list_pods, …"}, "params": {"type": "object"},
+                    "needs": {"type": "array", "items": {"type": "string"}}
+                }, "required": ["service", "tool"]}},
                 "inputs": {"type": "object", "description": "Values of the workflow's inputs"},
                 "parameters": {"type": "object", "description": "Same as inputs (the seed's name)"},
                 "wait": {"type": "boolean", "description": "Wait for the run (default true); false returns the run id at once"},
@@ -179,13 +187,27 @@ impl Engine {
         args: &Map<String, Value>,
         caller: &CallerContext,
     ) -> Result<String, WorkflowError> {
-        let def = match (args.get("workflow"), args.get("definition")) {
-            (Some(_), Some(_)) => {
+        // The seed's shapes: the definition itself at the top level (`id` or `name`, `steps`).
+        let inline = args.contains_key("steps").then(|| {
+            let mut d = args.clone();
+            for control in ["inputs", "parameters", "wait", "wait_secs"] {
+                d.remove(control);
+            }
+            Value::Object(d)
+        });
+        let def = match (args.get("workflow"), args.get("definition"), inline) {
+            (None, None, Some(v)) => definition::from_value(v).map_err(WorkflowError::Invalid)?,
+            (_, _, Some(_)) => {
+                return Err(WorkflowError::Invalid(
+                    "give the definition's `steps` at the top level, or `workflow` / `definition`, not both".to_owned(),
+                ));
+            }
+            (Some(_), Some(_), None) => {
                 return Err(WorkflowError::Invalid(
                     "give either `workflow` (a template name) or `definition`, not both".to_owned(),
                 ));
             }
-            (Some(Value::String(name)), None) => {
+            (Some(Value::String(name)), None, None) => {
                 let (defs, errors) = self.templates();
                 defs.get(name).cloned().ok_or_else(|| {
                     let mut msg = format!(
@@ -198,15 +220,13 @@ impl Engine {
                     WorkflowError::Invalid(msg)
                 })?
             }
-            (Some(v @ Value::Object(_)), None) | (None, Some(v @ Value::Object(_))) => {
-                serde_json::from_value(v.clone()).map_err(|e| {
-                    WorkflowError::Invalid(format!("not a valid workflow definition: {e}"))
-                })?
+            (Some(v @ Value::Object(_)), None, None) | (None, Some(v @ Value::Object(_)), None) => {
+                definition::from_value(v.clone()).map_err(WorkflowError::Invalid)?
             }
-            (None, Some(Value::String(text))) => {
+            (None, Some(Value::String(text)), None) => {
                 definition::parse(text).map_err(WorkflowError::Invalid)?
             }
-            (None, None) => {
+            (None, None, None) => {
                 return Err(WorkflowError::Invalid(
                     "say which workflow: `workflow` (a template name, see orchestrator_listWorkflows) or `definition`".to_owned(),
                 ));

@@ -96,7 +96,9 @@ pub async fn mcp_client(url: &str) -> RunningService<RoleClient, ()> {
 
 // Shared with the service packages' own tests.
 #[allow(unused_imports)]
-pub use mcp_test_support::{call, free_port, required, skip, text as text_of};
+pub use mcp_test_support::{
+    call, free_port, python_mcp_available, required, skip, text as text_of,
+};
 
 /// `(service, port)` rows of the table in ports.md.
 pub fn ports_md() -> Vec<(String, u16)> {
@@ -113,14 +115,6 @@ pub fn ports_md() -> Vec<(String, u16)> {
 pub fn tool_available(program: &str, arg: &str) -> bool {
     std::process::Command::new(program)
         .arg(arg)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Whether `python3 -c "import mcp"` works.
-pub fn python_mcp_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import mcp.client.sse, mcp.client.streamable_http"])
         .output()
         .is_ok_and(|o| o.status.success())
 }
