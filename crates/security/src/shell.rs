@@ -564,17 +564,22 @@ fn redirect_target(ctx: &mut Ctx<'_>, target: &Arg, writes: bool) {
     let path = match target {
         Arg::Lit(p) => p.clone(),
         Arg::Glob(_) | Arg::Dyn(_) => {
-            if writes {
-                ctx.block(
-                    shown,
-                    "redirection target is computed at run time and cannot be checked",
-                );
-            } else {
-                ctx.push(shown, Category::ReadOnly, "reads a computed path");
-            }
+            // Fail closed for reads too: a computed path may be bash's /dev/tcp/host/port.
+            ctx.block(
+                shown,
+                "redirection target is computed at run time and cannot be checked (it could be a file outside the roots or a /dev/tcp connection)",
+            );
             return;
         }
     };
+    if is_bash_socket(&path) {
+        ctx.push(
+            shown,
+            Category::Network,
+            "opens a network connection (bash's /dev/tcp or /dev/udp redirection)",
+        );
+        return;
+    }
     if SAFE_DEVICES.contains(&path.as_str()) || path.starts_with("/dev/fd/") {
         return;
     }
@@ -604,6 +609,16 @@ fn redirect_target(ctx: &mut Ctx<'_>, target: &Arg, writes: bool) {
         }
     }
     ctx.push(shown, Category::Write, "redirects output into a file");
+}
+
+/// Bash opens a TCP or UDP socket for a redirection to `/dev/tcp/<host>/<port>` or
+/// `/dev/udp/<host>/<port>` (no such file needs to exist); `//` and `/./` spellings included.
+fn is_bash_socket(path: &str) -> bool {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    path.starts_with('/') && matches!(parts.as_slice(), ["dev", "tcp" | "udp", ..])
 }
 
 fn expand_tilde(path: &str) -> String {

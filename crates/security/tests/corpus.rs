@@ -407,6 +407,62 @@ fn benign_commands_are_allowed() {
     assert!(failures.is_empty(), "not allowed:\n{}", failures.join("\n"));
 }
 
+/// Open connections: `network`, allowed under the default policy, refused by `deny = [network]`.
+const NETWORK: &[&str] = &[
+    "cat < /dev/tcp/example.com/80",
+    "cat </dev/tcp/10.0.0.1/4444",
+    "cat 0</dev/tcp/10.0.0.1/4444",
+    "head -c 10 < //dev//tcp/h/80",
+    "cat < /dev/./tcp/h/80",
+    "cat <> /dev/tcp/h/80",
+    "echo ping > /dev/udp/127.0.0.1/53",
+    "echo ping >> /dev/tcp/h/80",
+    "ls >& /dev/tcp/h/80",
+    "ls &> /dev/tcp/h/80",
+    "bash -c 'cat < /dev/tcp/h/80'",
+    "{ cat; } < /dev/tcp/h/80",
+    "curl -s http://localhost:8000/health",
+];
+
+#[test]
+fn network_redirections_and_programs_are_network() {
+    let v = Validator::default();
+    let deny = Validator::new(
+        PolicyConfig {
+            deny: vec![Category::Network],
+            ..PolicyConfig::default()
+        },
+        None,
+    )
+    .unwrap();
+    let mut failures = Vec::new();
+    for cmd in NETWORK {
+        let r = v.validate(cmd, None);
+        if r.category != Category::Network || r.decision != Decision::Allow {
+            failures.push(format!(
+                "{cmd:?} → {:?} {} ({}), expected allow network",
+                r.decision, r.category, r.reason
+            ));
+        }
+        let d = deny.validate(cmd, None);
+        if d.decision != Decision::Block {
+            failures.push(format!("{cmd:?} is not refused under deny = [network]"));
+        }
+    }
+    // A computed redirection target may be a socket: refused, reads included.
+    for cmd in ["cat < $TARGET", "cat < /dev/$P/h/80", "cat < ${HOME}/x"] {
+        let r = v.validate(cmd, None);
+        if r.decision != Decision::Block {
+            failures.push(format!("{cmd:?} → {:?} ({})", r.decision, r.reason));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "wrong verdict:\n{}",
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn risky_commands_need_approval_with_the_right_category() {
     let v = Validator::default();
