@@ -158,8 +158,8 @@ fn load(cli: &Cli) -> anyhow::Result<Loaded> {
     doc.set_default("secrets", "demo_if_empty", toml::Value::Boolean(true));
     // Approvals out of the box: without a configured key the stack makes one (first start) and
     // every service uses it, so master signs callers and approvals the services verify.
-    let generated_key = doc
-        .server()?
+    let configured = doc.server()?;
+    let generated_key = configured
         .identity_key_file
         .is_none()
         .then(|| PathBuf::from(GENERATED_IDENTITY_KEY));
@@ -170,7 +170,7 @@ fn load(cli: &Cli) -> anyhow::Result<Loaded> {
             key.display().to_string().into(),
         );
     }
-    if doc.server()?.auth_tokens_file.is_none() {
+    if configured.auth_tokens_file.is_none() {
         // Auth off on loopback: the local operator is the only user. They hold the approver role
         // and decide their own calls, asked in the client when it supports elicitation.
         doc.set_default(
