@@ -16,6 +16,7 @@ pub mod health;
 mod instrument;
 pub mod metrics;
 pub mod output;
+pub mod redact;
 mod service;
 mod sse;
 pub mod telemetry;

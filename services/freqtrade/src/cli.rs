@@ -105,7 +105,8 @@ pub fn redact(text: &str) -> String {
         regex::Regex::new(r#"(?i)("?[\w.-]*(?:secret|password|key|token|passphrase|uid)[\w.-]*"?\s*[:=]\s*)("[^"]*"|[^\s,}]+)"#)
             .unwrap_or_else(|_| unreachable!())
     });
-    RE.replace_all(text, "${1}\"[redacted]\"").into_owned()
+    let own = RE.replace_all(text, "${1}\"[redacted]\"");
+    mcp_runtime::redact::text(&own).into_owned()
 }
 
 /// Runs the program with a deadline; returns exit code, output (capped, redacted) and duration.

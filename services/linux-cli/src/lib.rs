@@ -326,16 +326,13 @@ fn validation_details(v: &Validation, command: &str) -> Map<String, Value> {
 }
 
 /// Secrets that may appear in command lines are masked in audit records.
+/// The command as the audit line shows it: secrets masked by the shared redactor, bounded.
 fn redact(command: &str) -> String {
-    static RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(?i)((?:password|passwd|token|secret|api[_-]?key|authorization)[\w-]*\s*[=:]\s*|bearer\s+|-p\s*)(\S+)")
-            .unwrap_or_else(|_| unreachable!())
-    });
-    let s = RE.replace_all(command, "${1}[redacted]").into_owned();
+    let s = mcp_runtime::redact::text(command);
     if s.len() > 1000 {
         format!("{}…", &s[..s.floor_char_boundary(1000)])
     } else {
-        s
+        s.into_owned()
     }
 }
 
@@ -830,7 +827,7 @@ impl LinuxHandler {
             self.svc.config.max_output_bytes,
         )
         .await
-        .inspect_err(|e| tracing::warn!(target: "audit", message = "SSH command failed.", host = %a.host, identity = %caller.identity.name, correlation_id = %caller.correlation_id, error = %e))?;
+        .inspect_err(|e| tracing::warn!(target: "audit", message = "SSH command failed.", host = %a.host, identity = %caller.identity.name, correlation_id = %caller.correlation_id, error = %mcp_runtime::redact::text(&e.to_string())))?;
         audit(
             &caller,
             "sshExecuteCommand",

@@ -1,6 +1,7 @@
 //! The audit log: one record per `tools/call`, allowed or not, in SQLite (WAL) and as a JSON log line.
 //! Records are written by one background thread in batches, so a call never waits on the disk.
-//! Argument values under secret-looking keys are redacted before anything is stored or logged.
+//! Arguments and error texts pass the shared redactor (`mcp_runtime::redact`: secret keys, secret
+//! contents, file contents as length + SHA-256) before anything is stored or logged.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -13,7 +14,7 @@ use serde_json::{Map, Value};
 /// Longest redacted-arguments JSON stored per record.
 const MAX_ARGS_CHARS: usize = 4096;
 /// Replacement for redacted values.
-pub const REDACTED: &str = "[REDACTED]";
+pub const REDACTED: &str = mcp_runtime::redact::MASK;
 
 /// One audited call.
 #[derive(Debug, Clone, Serialize)]
@@ -54,49 +55,9 @@ pub struct Audit {
     tx: mpsc::Sender<AuditRecord>,
 }
 
-pub(crate) fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "apikey",
-        "api_key",
-        "api-key",
-        "credential",
-        "private",
-        "authorization",
-        "auth",
-        "cookie",
-        "session",
-        "key_file",
-        "passphrase",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-        || k == "key"
-        || k == "value"
-}
-
-/// Copies `v` with values under secret-looking keys replaced by [`REDACTED`].
+/// Copies `v` with its secrets masked (the shared redactor: keys and contents).
 pub fn redact(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    let v = if is_secret_key(k) {
-                        Value::String(REDACTED.to_owned())
-                    } else {
-                        redact(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect::<Map<_, _>>(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
-        other => other.clone(),
-    }
+    mcp_runtime::redact::json(v)
 }
 
 /// Redacted, size-bounded JSON text of tool arguments.
@@ -161,7 +122,12 @@ impl Audit {
     }
 
     /// Records one call: a JSON log line now, a database row within milliseconds.
-    pub fn record(&self, r: AuditRecord) {
+    pub fn record(&self, mut r: AuditRecord) {
+        if let Some(e) = &r.error
+            && let std::borrow::Cow::Owned(masked) = mcp_runtime::redact::text(e)
+        {
+            r.error = Some(masked);
+        }
         tracing::info!(
             message = "Audit.",
             audit = true,

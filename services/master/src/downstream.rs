@@ -101,6 +101,54 @@ pub struct Downstream {
     headers: HeaderMap,
 }
 
+/// A transport error as a person reads it: what happened to the connection, without the Rust
+/// type names rmcp's error texts carry (`Transport [rmcp::transport::worker::WorkerTransport<…`).
+pub fn plain_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        chain.push(err.to_string());
+        cur = err.source();
+    }
+    plain_text(&chain.join(": "))
+}
+
+/// [`plain_error`] for a text already flattened.
+pub fn plain_text(text: &str) -> String {
+    let t = text.to_ascii_lowercase();
+    let known: &[(&[&str], &str)] = &[
+        (&["connection refused"], "connection refused"),
+        (&["connection reset"], "connection reset by the service"),
+        (&["broken pipe"], "connection closed by the service (broken pipe)"),
+        (
+            &["dns error", "failed to lookup address", "name or service not known"],
+            "cannot resolve the service's host name",
+        ),
+        (
+            &["certificate", "invalidcertificate", "unknownissuer"],
+            "TLS certificate not accepted",
+        ),
+        (&["handshake"], "TLS handshake failed"),
+        (&["401", "unauthorized"], "the service refused master's credentials (HTTP 401): check the downstream's headers/token file"),
+        (&["403", "forbidden"], "the service refused master (HTTP 403 forbidden)"),
+        (&["404", "not found"], "no MCP endpoint at that URL (HTTP 404): check the downstream's url"),
+        (&["timed out", "timeout", "deadline has elapsed"], "the connection timed out"),
+        (&["unexpected eof", "connection closed", "channel closed", "transport closed", "closed"], "connection closed"),
+    ];
+    for (needles, sentence) in known {
+        if needles.iter().any(|n| t.contains(n)) {
+            return (*sentence).to_owned();
+        }
+    }
+    // Keep a short text that reads like a sentence; never one with type paths.
+    let last = text.rsplit(": ").next().unwrap_or(text).trim();
+    if last.is_empty() || last.contains("::") || last.contains('<') || last.len() > 160 {
+        "connection failed".to_owned()
+    } else {
+        last.to_owned()
+    }
+}
+
 fn load_headers(cfg: &DownstreamConfig) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     let Some(path) = &cfg.headers_from_file else {
@@ -335,7 +383,7 @@ impl Downstream {
             Ok(Err(e)) => {
                 self.record(false, None);
                 self.request_check();
-                Err(CallError::Connection(e.to_string()))
+                Err(CallError::Connection(plain_error(&e)))
             }
         }
     }
@@ -352,7 +400,7 @@ impl Downstream {
         let peer = client.peer();
         let mut cat = Catalog::default();
         let t = Duration::from_secs(self.cfg.timeout_secs.min(30));
-        let err = |what: &str, e: String| format!("{what}: {e}");
+        let err = |what: &str, e: String| format!("{what} failed: {}", plain_text(&e));
         if caps.tools.is_some() {
             cat.tools = tokio::time::timeout(t, peer.list_all_tools())
                 .await
@@ -529,7 +577,7 @@ impl Downstream {
             .await;
             match ping {
                 Ok(Ok(_)) | Ok(Err(ServiceError::McpError(_))) => {}
-                Ok(Err(e)) => return Some(format!("ping failed: {e}")),
+                Ok(Err(e)) => return Some(format!("ping failed: {}", plain_error(&e))),
                 Err(_) => return Some("ping timed out after 5 s".to_owned()),
             }
         }
@@ -554,19 +602,19 @@ pub async fn connect_client(
                     .default_headers(headers.clone())
                     .tcp_nodelay(true)
                     .build()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| plain_error(&e))?;
                 let transport = StreamableHttpClientTransport::with_client(
                     asserting_client::AssertingClient(http),
                     StreamableHttpClientTransportConfig::with_uri(url),
                 );
-                handler.serve(transport).await.map_err(|e| e.to_string())
+                handler.serve(transport).await.map_err(|e| plain_error(&e))
             }
             TransportKind::Sse => {
                 let url = cfg.url.clone().unwrap_or_default();
                 let transport = sse_client::SseClientTransport::connect(&url, headers.clone())
                     .await
-                    .map_err(|e| e.to_string())?;
-                handler.serve(transport).await.map_err(|e| e.to_string())
+                    .map_err(|e| plain_text(&e.to_string()))?;
+                handler.serve(transport).await.map_err(|e| plain_error(&e))
             }
             TransportKind::Stdio => {
                 let program = cfg.command.clone().unwrap_or_default();
@@ -576,7 +624,7 @@ pub async fn connect_client(
                     .stderr(std::process::Stdio::inherit())
                     .spawn()
                     .map_err(|e| format!("cannot start `{program}`: {e}"))?;
-                handler.serve(transport).await.map_err(|e| e.to_string())
+                handler.serve(transport).await.map_err(|e| plain_error(&e))
             }
         }
     };

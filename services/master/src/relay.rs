@@ -8,8 +8,8 @@ use rmcp::model::*;
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
-use crate::gateway::Gateway;
-use crate::namespace::{wire_name, wire_uri};
+use crate::gateway::{Call, Gateway};
+use crate::namespace::wire_uri;
 use crate::toolsets::{self, View, ViewKind};
 
 /// Per-session handler of one endpoint (`/mcp`, a toolset, or discovery).
@@ -17,19 +17,6 @@ use crate::toolsets::{self, View, ViewKind};
 pub struct MasterHandler {
     pub(crate) gateway: Arc<Gateway>,
     view: Arc<View>,
-}
-
-fn unknown_tool(name: &str) -> ErrorData {
-    ErrorData::invalid_params(
-        format!("unknown tool `{name}`; call tools/list to see what this endpoint offers"),
-        None,
-    )
-}
-
-fn arg_str<'a>(args: &'a Option<JsonObject>, key: &str) -> Option<&'a str> {
-    args.as_ref()
-        .and_then(|a| a.get(key))
-        .and_then(|v| v.as_str())
 }
 
 fn rewrite_contents(ns: &str, contents: &mut [ResourceContents]) {
@@ -76,79 +63,6 @@ impl MasterHandler {
                 .resource_route(uri)
                 .is_some_and(|(i, _)| self.shows_namespace(self.gateway.downstream(i).namespace())),
         }
-    }
-
-    /// The three meta-tools of `/mcp/discover`.
-    async fn call_discovery(
-        &self,
-        request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
-        caller: CallerContext,
-    ) -> Result<CallToolResponse, ErrorData> {
-        let sep = self.gateway.cfg.separator.clone();
-        let name = request.name.to_string();
-        let args = request.arguments.clone();
-        if name == wire_name("master", &sep, "searchTools") {
-            let query = arg_str(&args, "query").unwrap_or("");
-            let namespace = arg_str(&args, "namespace");
-            let limit = args
-                .as_ref()
-                .and_then(|a| a.get("limit"))
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(10)
-                .clamp(1, 50) as usize;
-            let tools = self.gateway.visible_tools(&caller);
-            let hits: Vec<serde_json::Value> =
-                toolsets::rank(&tools, query, namespace, &sep, limit)
-                    .into_iter()
-                    .map(toolsets::describe)
-                    .collect();
-            return Ok(CallToolResult::structured(serde_json::json!({
-                "count": hits.len(),
-                "tools": hits,
-                "hint": "call one with master_callTool name=<tool> arguments={...}",
-            }))
-            .into());
-        }
-        if name == wire_name("master", &sep, "describeTool") {
-            let Some(target) = arg_str(&args, "name") else {
-                return Err(ErrorData::invalid_params("`name` is required", None));
-            };
-            let visible = self.gateway.visible_tools(&caller);
-            return match self
-                .gateway
-                .canonical(target)
-                .and_then(|(wire, _, _)| visible.into_iter().find(|t| t.name == wire))
-            {
-                Some(t) => Ok(CallToolResult::structured(toolsets::describe(&t)).into()),
-                None => Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                    "unknown tool `{target}`; use master_searchTools to find tools"
-                ))])
-                .into()),
-            };
-        }
-        if name == wire_name("master", &sep, "callTool") {
-            let Some(target) = arg_str(&args, "name") else {
-                return Err(ErrorData::invalid_params("`name` is required", None));
-            };
-            let mut inner = CallToolRequestParams::new(target.to_owned());
-            inner.arguments = match args.as_ref().and_then(|a| a.get("arguments")) {
-                None | Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::Object(m)) => Some(m.clone()),
-                Some(_) => {
-                    return Err(ErrorData::invalid_params(
-                        "`arguments` must be an object",
-                        None,
-                    ));
-                }
-            };
-            let meta = context.meta.clone();
-            return self
-                .gateway
-                .call_tool(inner, meta, &caller, Some(&context.peer), &context.ct)
-                .await;
-        }
-        Err(unknown_tool(&name))
     }
 
     /// The downstream serving a wire resource URI, and the URI it knows the resource by.
@@ -231,23 +145,22 @@ impl ServerHandler for MasterHandler {
             .endpoint_calls
             .with_label_values(&[self.view.path().as_str()])
             .inc();
-        if matches!(self.view.kind, ViewKind::Discover) {
-            return self.call_discovery(request, context, caller).await;
-        }
-        // A tool outside this endpoint is refused even when named explicitly.
-        if let Some((wire, _, _)) = self.gateway.canonical(&request.name)
-            && !self.offers(&caller, &wire)
-        {
-            return Err(unknown_tool(&request.name));
-        }
         let mut meta = context.meta.clone();
         if let Some(m) = &request.meta {
             for (k, v) in m.iter() {
                 meta.insert(k.clone(), v.clone());
             }
         }
+        // Every refusal (missing, denied, outside this endpoint) is the pipeline's.
         self.gateway
-            .call_tool(request, meta, &caller, Some(&context.peer), &context.ct)
+            .call_tool(Call {
+                request,
+                meta,
+                caller: &caller,
+                view: Some(&self.view),
+                peer: Some(&context.peer),
+                ct: &context.ct,
+            })
             .await
     }
 

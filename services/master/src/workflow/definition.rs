@@ -293,7 +293,7 @@ pub fn check_static(def: &Definition) -> Result<(), Vec<String>> {
                 "input `{name}`: use letters, digits and `_` (templates read it as inputs.{name})"
             ));
         }
-        if crate::audit::is_secret_key(name) {
+        if mcp_runtime::redact::is_secret_key(name) {
             errors.push(format!(
                 "input `{name}` looks like a secret; inputs are checkpointed, so fetch it in a step (secrets getSecret) instead"
             ));

@@ -570,6 +570,16 @@ impl Engine {
                     .map_err(|e| e.to_string())?;
             }
         }
+        let unfinished = steps
+            .iter()
+            .any(|s| !matches!(s.status.as_str(), "completed" | "skipped"));
+        let mask = mcp_runtime::redact::MASK;
+        if unfinished && (run.definition.contains(mask) || run.inputs.to_string().contains(mask)) {
+            attention.push(format!(
+                "the run's inputs or literal step arguments held secrets, which are never stored, so it cannot continue after a restart; start it again (orchestrator_executeWorkflow) or call orchestrator_resumeWorkflow with run_id {} and step_action `skip`",
+                run.run_id
+            ));
+        }
         if !attention.is_empty() {
             let msg = attention.join("; ");
             self.store
@@ -646,7 +656,9 @@ impl Engine {
                     Outcome::Completed { result, secret } => {
                         s.status = "completed".to_owned();
                         s.error = None;
-                        if secret {
+                        // File contents are never stored either: kept in memory, fetched again
+                        // after a restart when a later step needs them.
+                        if secret || mcp_runtime::redact::has_content(&result) {
                             s.withheld = true;
                             s.result = Value::Null;
                             Some(result)
@@ -904,7 +916,14 @@ impl Engine {
         let request = CallToolRequestParams::new(wire.clone()).with_arguments(params);
         let ct = live.cancel.child_token();
         let caller = self.caller(live);
-        let call = g.call_tool(request, meta, &caller, None, &ct);
+        let call = g.call_tool(crate::gateway::Call {
+            request,
+            meta,
+            caller: &caller,
+            view: None,
+            peer: None,
+            ct: &ct,
+        });
         let r = match def.timeout {
             Some(t) => match tokio::time::timeout(Duration::from_secs_f64(t), call).await {
                 Ok(r) => r,
@@ -1304,7 +1323,7 @@ pub fn render_run(run: &RunRecord) -> (Value, String) {
             {
                 o.insert(
                     "result".to_owned(),
-                    json!("[withheld: secret result, kept in master's memory only]"),
+                    json!("[withheld: a secret or file contents, never stored; kept in master's memory only]"),
                 );
             }
             v

@@ -187,6 +187,20 @@ fn step_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StepRecord> {
     })
 }
 
+/// Text as stored: secrets masked.
+fn masked_text(s: &str) -> String {
+    mcp_runtime::redact::text(s).into_owned()
+}
+
+/// A definition as stored: secrets inside literal strings masked, keys, structure and templates
+/// (`{{ … }}`) kept, since they are the run's code; a definition that had to be masked cannot resume (see `restore`).
+fn stored_definition(definition: &str) -> String {
+    match serde_json::from_str::<Value>(definition) {
+        Ok(v) => mcp_runtime::redact::strings(&v, &|s| s.contains("{{")).to_string(),
+        Err(_) => masked_text(definition),
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store. `observe` hears how long each write waited until durable,
     /// `batched` how many writes each transaction (one fsync) committed.
@@ -256,7 +270,7 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Records a new run with all its steps pending.
+        /// Records a new run with all its steps pending.
     pub async fn insert_run(&self, run: &RunRecord) -> Result<(), StoreError> {
         let run = run.clone();
         let roles = serde_json::to_string(&run.owner_roles)?;
@@ -270,10 +284,10 @@ impl Store {
                     run.status,
                     run.owner,
                     roles,
-                    run.definition,
-                    run.inputs.to_string(),
+                    stored_definition(&run.definition),
+                    mcp_runtime::redact::json(&run.inputs).to_string(),
                     run.correlation_id,
-                    run.error,
+                    run.error.as_deref().map(masked_text),
                     run.created,
                     run.updated,
                     run.finished
@@ -300,10 +314,11 @@ impl Store {
         let result = if step.withheld || step.result.is_null() {
             None
         } else {
-            Some(step.result.to_string())
+            Some(mcp_runtime::redact::document(&step.result).to_string())
         };
-        let (run_id, step) = (run_id.to_owned(), step.clone());
-        let run_status = run_status.map(|(s, e)| (s.to_owned(), e.map(str::to_owned)));
+        let (run_id, mut step) = (run_id.to_owned(), step.clone());
+        step.error = step.error.as_deref().map(masked_text);
+        let run_status = run_status.map(|(s, e)| (s.to_owned(), e.map(masked_text)));
         self.write(Box::new(move |c| {
             let now = now_ms();
             c.execute(
@@ -337,7 +352,7 @@ impl Store {
         let (run_id, status, error) = (
             run_id.to_owned(),
             status.to_owned(),
-            error.map(str::to_owned),
+            error.map(masked_text),
         );
         self.write(Box::new(move |c| {
             c.execute(

@@ -1,0 +1,349 @@
+//! The gateway: master's shared state (downstreams, the merged namespaced index, endpoint views,
+//! connected clients) and the call pipeline every `tools/call` takes. Read in this order:
+//!
+//! - `index` — the merged index: which wire name leads to which service tool, and list changes;
+//! - `pipeline` — the stages of one call: resolve → authorize → rate limit → approval →
+//!   dispatch → classify → record;
+//! - `forward` — the dispatch stage for downstream tools (retry, span, progress, cancellation);
+//! - `approval_flow` — pending approvals, decisions, and running an approved call;
+//! - `local` — master's own tools (`master_*`, `approvals_*`, `orchestrator_*`, discovery).
+
+mod approval_flow;
+mod forward;
+mod index;
+mod local;
+mod pipeline;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use mcp_runtime::CallerContext;
+use mcp_runtime::assertion::AssertionKey;
+use rmcp::model::*;
+use rmcp::{ErrorData, Peer, RoleServer};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use approval_flow::{ApprovalAnswer, ApprovalFailure};
+pub use index::{Index, Route};
+pub(crate) use local::{acting_annotations, local_write_annotations, read_only_annotations};
+pub use local::local_tools;
+pub use pipeline::{Call, UNKNOWN_TOOL, unknown_tool};
+
+use crate::audit::Audit;
+use crate::config::MasterConfig;
+use crate::downstream::{CallError, Downstream};
+use crate::metrics::MasterMetrics;
+use crate::namespace::{resolve_alias, split_wire_uri};
+use crate::policy::{Policy, RateLimits};
+use crate::toolsets::{CLIENT_TOOL_LIMITS, DISCOVER, View, ViewKind};
+use forward::{InFlight, token_key};
+use index::build_views;
+
+/// Shared state of one master.
+pub struct Gateway {
+    pub cfg: MasterConfig,
+    downstreams: Vec<Arc<Downstream>>,
+    index: RwLock<Arc<Index>>,
+    views: Vec<Arc<View>>,
+    limit_warnings: RwLock<Vec<String>>,
+    peers: Mutex<Vec<(Peer<RoleServer>, Arc<View>)>>,
+    progress: Mutex<HashMap<String, (Peer<RoleServer>, ProgressToken)>>,
+    inflight: Mutex<HashMap<usize, Vec<InFlight>>>,
+    next_id: AtomicU64,
+    policy: Policy,
+    limits: Arc<RateLimits>,
+    audit: Audit,
+    pub metrics: MasterMetrics,
+    assertion_key: Option<AssertionKey>,
+    approvals: Option<(Arc<crate::approvals::Approvals>, AssertionKey)>,
+    approval_events: broadcast::Sender<ApprovalEvent>,
+    workflows: OnceLock<Arc<crate::workflow::Engine>>,
+    started: Instant,
+}
+
+/// How a decided approval ended, for whoever waits on it (workflow steps, waiting callers).
+#[derive(Debug, Clone)]
+pub struct ApprovalEvent {
+    pub id: String,
+    /// executed, failed, denied.
+    pub status: String,
+    /// The approved call's result, when it ran.
+    pub result: Option<CallToolResult>,
+    /// Why it did not run, or failed.
+    pub error: Option<String>,
+}
+
+/// What master signs with: the caller's identity for services, and approval tokens (with the
+/// store of pending approvals). Approvals are off without their key.
+pub struct Signing {
+    pub identity: Option<AssertionKey>,
+    pub approvals: Option<(Arc<crate::approvals::Approvals>, AssertionKey)>,
+}
+fn tool_error(text: impl Into<String>) -> CallToolResponse {
+    CallToolResult::error(vec![ContentBlock::text(text)]).into()
+}
+
+fn fmt_secs(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64().ceil().max(1.0) as u64)
+}
+impl Gateway {
+    pub fn new(
+        cfg: MasterConfig,
+        downstreams: Vec<Arc<Downstream>>,
+        policy: Policy,
+        limits: Arc<RateLimits>,
+        audit: Audit,
+        metrics: MasterMetrics,
+        keys: Signing,
+    ) -> Self {
+        let Signing {
+            identity: assertion_key,
+            approvals,
+        } = keys;
+        let views = build_views(&cfg, &downstreams);
+        let g = Self {
+            cfg,
+            downstreams,
+            index: RwLock::new(Arc::new(Index::default())),
+            views,
+            limit_warnings: RwLock::new(Vec::new()),
+            peers: Mutex::new(Vec::new()),
+            progress: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            policy,
+            limits,
+            audit,
+            metrics,
+            assertion_key,
+            approvals,
+            approval_events: broadcast::channel(256).0,
+            workflows: OnceLock::new(),
+            started: Instant::now(),
+        };
+        let idx = g.build_index();
+        if let Ok(mut i) = g.index.write() {
+            *i = Arc::new(idx);
+        }
+        g.check_limits();
+        g
+    }
+
+    /// Every endpoint's view: `/mcp`, the toolsets, and `/mcp/discover`.
+    pub fn views(&self) -> &[Arc<View>] {
+        &self.views
+    }
+
+    /// Current client-limit warnings (endpoints with too many tools, names too long).
+    pub fn limit_warnings(&self) -> Vec<String> {
+        self.limit_warnings
+            .read()
+            .map(|w| w.clone())
+            .unwrap_or_default()
+    }
+
+    /// Tools of the index a view lists (ignoring the caller's role).
+    pub fn view_tools<'a>(&self, idx: &'a Index, view: &View) -> Vec<&'a Tool> {
+        idx.tools
+            .iter()
+            .filter(|t| {
+                let ns = idx.tool_ns.get(t.name.as_ref()).map_or("", String::as_str);
+                view.admits(&t.name, ns)
+            })
+            .collect()
+    }
+
+    /// Recomputes client-limit warnings and per-endpoint gauges; logs new warnings.
+    fn check_limits(&self) {
+        let idx = self.index();
+        let mut warnings = Vec::new();
+        for v in &self.views {
+            if matches!(v.kind, ViewKind::Discover) {
+                continue;
+            }
+            let n = self.view_tools(&idx, v).len();
+            self.metrics
+                .endpoint_tools
+                .with_label_values(&[v.path().as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+            if n > self.cfg.max_tools_per_endpoint {
+                warnings.push(format!(
+                    "endpoint {} lists {n} tools, over master.max_tools_per_endpoint = {} ({CLIENT_TOOL_LIMITS}); use a smaller toolset or /mcp/{DISCOVER}",
+                    v.path(),
+                    self.cfg.max_tools_per_endpoint
+                ));
+            }
+        }
+        if let Some(v) = self
+            .views
+            .iter()
+            .find(|v| matches!(v.kind, ViewKind::Discover))
+        {
+            self.metrics
+                .endpoint_tools
+                .with_label_values(&[v.path().as_str()])
+                .set(3);
+        }
+        let max = self.cfg.warn_name_length;
+        for t in &idx.tools {
+            if t.name.len() > max {
+                warnings.push(format!(
+                    "tool `{}` is {} characters, over master.warn_name_length = {max}: Cursor drops a tool when server key + tool name exceed 60 characters, so the server key must be at most {} characters",
+                    t.name,
+                    t.name.len(),
+                    60usize.saturating_sub(t.name.len())
+                ));
+            }
+        }
+        let old = self.limit_warnings();
+        for w in &warnings {
+            if !old.contains(w) {
+                tracing::warn!(message = "Client limit warning.", warning = %w);
+            }
+        }
+        if let Ok(mut l) = self.limit_warnings.write() {
+            *l = warnings;
+        }
+    }
+
+    pub fn downstreams(&self) -> &[Arc<Downstream>] {
+        &self.downstreams
+    }
+
+    pub fn downstream(&self, index: usize) -> &Arc<Downstream> {
+        &self.downstreams[index]
+    }
+
+    pub fn index(&self) -> Arc<Index> {
+        self.index.read().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    pub fn limits(&self) -> &Arc<RateLimits> {
+        &self.limits
+    }
+
+    /// Remembers a client so it hears about list changes.
+    pub fn add_peer(&self, peer: Peer<RoleServer>, view: Arc<View>) {
+        if let Ok(mut peers) = self.peers.lock() {
+            peers.retain(|(p, _)| !p.is_transport_closed());
+            peers.push((peer, view));
+        }
+    }
+
+    /// The client of the newest call in flight to downstream `index` (for sampling, elicitation, logs).
+    pub fn client_for(&self, index: usize) -> Option<Peer<RoleServer>> {
+        self.inflight
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&index).and_then(|v| v.last().map(|f| f.peer.clone())))
+    }
+
+    /// Relays a downstream progress notification to the client whose call it belongs to.
+    pub async fn relay_progress(&self, mut params: ProgressNotificationParam) {
+        let key = token_key(&params.progress_token);
+        let lookup = || self.progress.lock().ok().and_then(|m| m.get(&key).cloned());
+        let mut target = lookup();
+        // The token is registered right after the request is sent; a very fast downstream can
+        // report progress first, so look again briefly before giving up.
+        for _ in 0..10 {
+            if target.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            target = lookup();
+        }
+        if let Some((peer, original)) = target {
+            params.progress_token = original;
+            let _ = peer.notify_progress(params).await;
+        }
+    }
+
+    /// Visible tools for a caller, in index order.
+    pub fn visible_tools(&self, caller: &CallerContext) -> Vec<Tool> {
+        self.index()
+            .tools
+            .iter()
+            .filter(|t| self.policy.visible(&caller.identity, &t.name))
+            .cloned()
+            .collect()
+    }
+
+    /// Resolves a requested name (wire name or alias) to its canonical wire name.
+    pub fn canonical(&self, requested: &str) -> Option<(String, Route, Arc<Tool>)> {
+        let idx = self.index();
+        if let Some((r, t)) = idx.tool_routes.get(requested) {
+            return Some((requested.to_owned(), r.clone(), t.clone()));
+        }
+        let alias = resolve_alias(requested, &self.cfg.separator)?;
+        idx.tool_routes
+            .get(&alias)
+            .map(|(r, t)| (alias.clone(), r.clone(), t.clone()))
+    }
+
+    /// Routes a namespaced prompt name.
+    pub fn prompt_route(&self, name: &str) -> Option<(usize, String)> {
+        match self.index().prompt_routes.get(name)? {
+            Route::Downstream { index, name } => Some((*index, name.clone())),
+            Route::Local(_) => None,
+        }
+    }
+
+    /// Routes a wire resource URI to `(downstream, original uri)`.
+    pub fn resource_route(&self, uri: &str) -> Option<(usize, String)> {
+        if let Some((ns, rest)) = split_wire_uri(uri)
+            && let Some(d) = self.downstreams.iter().find(|d| d.namespace() == ns)
+        {
+            return Some((d.index, rest.to_owned()));
+        }
+        // Downstreams mounted with an empty namespace keep their URIs.
+        let unprefixed: Vec<&Arc<Downstream>> = self
+            .downstreams
+            .iter()
+            .filter(|d| d.namespace().is_empty())
+            .collect();
+        if let [only] = unprefixed.as_slice() {
+            return Some((only.index, uri.to_owned()));
+        }
+        unprefixed
+            .iter()
+            .find(|d| {
+                let cat = d.catalog();
+                cat.resources.iter().any(|r| r.uri == uri)
+                    || cat.templates.iter().any(|t| {
+                        t.uri_template
+                            .split('{')
+                            .next()
+                            .is_some_and(|p| uri.starts_with(p))
+                    })
+            })
+            .map(|d| (d.index, uri.to_owned()))
+    }
+
+    /// Forwards a non-tool request (prompts, resources, completion) to a downstream.
+    pub async fn forward<T>(
+        &self,
+        index: usize,
+        f: impl AsyncFnOnce(Peer<rmcp::RoleClient>) -> Result<T, rmcp::service::ServiceError>,
+        ct: &CancellationToken,
+    ) -> Result<T, ErrorData> {
+        let d = self.downstream(index).clone();
+        let client = d.admit().map_err(|u| {
+            ErrorData::internal_error(
+                forward::call_error_text(&d, "", &CallError::Unavailable(u)),
+                None,
+            )
+        })?;
+        let peer = client.peer().clone();
+        match d.request(f(peer), ct).await {
+            Ok(v) => Ok(v),
+            Err(CallError::Remote(e)) => Err(e),
+            Err(e) => Err(ErrorData::internal_error(
+                forward::call_error_text(&d, "", &e),
+                None,
+            )),
+        }
+    }
+}

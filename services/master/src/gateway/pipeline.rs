@@ -1,0 +1,433 @@
+//! The call pipeline: every `tools/call` master handles — on `/mcp`, `/sse`, every toolset,
+//! `/mcp/discover` and its meta-tools, and every workflow step — runs [`Gateway::call_tool`],
+//! whose stages run in this order:
+//!
+//! 1. **resolve** ([`Gateway::resolve`]): `master_callTool` on the discovery endpoint is unwrapped
+//!    to the call it carries; aliases become wire names; a name nobody serves is refused.
+//! 2. **authorize** ([`Gateway::authorize`]): the endpoint's view and the role policy together. A
+//!    missing, denied or out-of-view tool gets the one [`unknown_tool`] answer, byte for byte.
+//! 3. **rate limit** (`RateLimits::check`).
+//! 4. **approval**: a policy `approve` rule records a pending approval (`approval_flow`).
+//! 5. **dispatch**: a local tool (`local`) or the downstream (`forward`, with retry only for
+//!    read-only/idempotent tools after a connection failure, span, progress, metrics).
+//! 6. **classify**: a service's `approval_required` becomes a pending approval; errors become
+//!    sentences that name the service and what to do.
+//! 7. **record**: [`Record`] writes exactly one audit row when it is dropped, whatever happened
+//!    before (a refusal, an error, a panic unwinding, or a client that went away mid-call).
+//!
+//! Approved calls (`approval_flow::execute_approved`) run stage 5's `dispatch` too.
+
+use std::time::Instant;
+
+use mcp_runtime::CallerContext;
+use rmcp::model::*;
+use rmcp::{ErrorData, Peer, RoleServer};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::forward::{Outgoing, call_error_text};
+use super::index::Route;
+use super::{Gateway, tool_error};
+use crate::audit::{AuditRecord, redacted_args};
+use crate::config::Action;
+use crate::downstream::CallError;
+use crate::namespace::wire_name;
+use crate::toolsets::{View, ViewKind};
+
+/// The one answer for a tool the caller may not use here: missing, denied by policy, or outside
+/// this endpoint's view. It names nothing, so it reveals nothing about what exists.
+pub const UNKNOWN_TOOL: &str = "unknown tool: no tool of that name is available to you on this endpoint; call tools/list (on /mcp/discover: master_searchTools) to see the tools you can use";
+
+/// [`UNKNOWN_TOOL`] as the JSON-RPC error every endpoint and transport answers.
+pub fn unknown_tool() -> ErrorData {
+    ErrorData::invalid_params(UNKNOWN_TOOL, None)
+}
+
+/// One `tools/call` as it enters the pipeline.
+pub struct Call<'a> {
+    pub request: CallToolRequestParams,
+    /// The request's `_meta` (progress token, trace context, ...).
+    pub meta: RequestMetaObject,
+    pub caller: &'a CallerContext,
+    /// The endpoint the call came in on; `None` for master's own calls (workflow steps), which may
+    /// use every tool the policy allows.
+    pub view: Option<&'a View>,
+    /// The client, for progress, elicitation and requests of the service; none for workflow steps.
+    pub peer: Option<&'a Peer<RoleServer>>,
+    pub ct: &'a CancellationToken,
+}
+
+/// The audit row of one call. Stages fill it in; it is written when dropped, so every call gets
+/// exactly one, however the pipeline ends.
+pub(crate) struct Record<'g> {
+    gateway: &'g Gateway,
+    started: Instant,
+    identity: String,
+    correlation_id: String,
+    pub tool: String,
+    pub arguments: String,
+    pub decision: &'static str,
+    pub status: &'static str,
+    pub error: Option<String>,
+}
+
+impl<'g> Record<'g> {
+    fn new(gateway: &'g Gateway, call: &Call<'_>) -> Self {
+        Self {
+            gateway,
+            started: Instant::now(),
+            identity: call.caller.identity.name.clone(),
+            correlation_id: call.caller.correlation_id.clone(),
+            tool: call.request.name.to_string(),
+            arguments: redacted_args(call.request.arguments.as_ref()),
+            decision: "allow",
+            // What stays when nothing else is set: the caller went away before the end.
+            status: "cancelled",
+            error: Some("the call ended before it finished (client gone or cancelled)".to_owned()),
+        }
+    }
+
+    /// Sets how the call ended.
+    pub(crate) fn set(&mut self, decision: &'static str, status: &'static str, error: Option<String>) {
+        self.decision = decision;
+        self.status = status;
+        self.error = error;
+    }
+
+    /// Sets the outcome from the answer itself (`error` when it is a tool error).
+    fn from_response(&mut self, decision: &'static str, r: &CallToolResponse) {
+        let status = match r {
+            CallToolResponse::Complete(c) if c.is_error == Some(true) => "error",
+            _ => "success",
+        };
+        self.set(decision, status, None);
+    }
+}
+
+impl Drop for Record<'_> {
+    fn drop(&mut self) {
+        self.gateway.audit.record(AuditRecord {
+            identity: std::mem::take(&mut self.identity),
+            tool: std::mem::take(&mut self.tool),
+            arguments: std::mem::take(&mut self.arguments),
+            decision: self.decision.to_owned(),
+            status: self.status.to_owned(),
+            duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            correlation_id: std::mem::take(&mut self.correlation_id),
+            error: self.error.take(),
+        });
+    }
+}
+
+/// What a name resolved to.
+pub(crate) enum Target {
+    /// A tool of the merged index (canonical wire name).
+    Tool {
+        wire: String,
+        route: Route,
+        tool: std::sync::Arc<Tool>,
+    },
+    /// `master_searchTools` / `master_describeTool` of the discovery endpoint.
+    Discovery(String),
+}
+
+impl Gateway {
+    /// The whole pipeline of one `tools/call` (see the module docs for the stages).
+    pub async fn call_tool(&self, mut call: Call<'_>) -> Result<CallToolResponse, ErrorData> {
+        let mut record = Record::new(self, &call);
+        // 1. resolve
+        let target = self.resolve(&mut call, &mut record)?;
+        let (wire, route, tool) = match target {
+            Target::Discovery(name) => {
+                if let Err(r) = self.rate_limit(&name, call.caller, &mut record) {
+                    return Ok(r);
+                }
+                let r = self.discovery_tool(&name, call.request.arguments.as_ref(), call.caller);
+                record.from_response("allow", &r);
+                return Ok(r);
+            }
+            Target::Tool { wire, route, tool } => (wire, route, tool),
+        };
+        record.tool.clone_from(&wire);
+        // 2. authorize
+        let action = self.authorize(&wire, &call, &mut record)?;
+        // 3. rate limit
+        if let Err(r) = self.rate_limit(&wire, call.caller, &mut record) {
+            return Ok(r);
+        }
+        // 4. approval required by policy
+        if action == Action::Approve {
+            return Ok(self.policy_approval(&wire, &route, &call, &mut record).await);
+        }
+        // 5. dispatch, 6. classify
+        match route {
+            Route::Local(name) => {
+                let (r, decision) = self
+                    .call_local(
+                        &name,
+                        call.request.arguments.as_ref(),
+                        call.caller,
+                        call.peer,
+                        call.ct,
+                    )
+                    .await;
+                record.from_response(decision, &r);
+                Ok(r)
+            }
+            Route::Downstream { index, name } => {
+                let retry = tool.annotations.as_ref().is_some_and(|a| {
+                    a.read_only_hint == Some(true) || a.idempotent_hint == Some(true)
+                });
+                let progress = call.meta.get_progress_token();
+                let outcome = self
+                    .dispatch(Outgoing {
+                        index,
+                        name: &name,
+                        arguments: call.request.arguments.clone(),
+                        meta: call.meta.clone(),
+                        identity: &call.caller.identity,
+                        correlation_id: &call.caller.correlation_id,
+                        trace_id: call.caller.trace_id.as_deref(),
+                        retry,
+                        peer: call.peer,
+                        progress: progress.clone(),
+                        ct: call.ct,
+                    })
+                    .await;
+                self.classify(outcome, &wire, index, &name, &call, progress, &mut record)
+                    .await
+            }
+        }
+    }
+
+    /// Stage 1: what the requested name means on this endpoint.
+    fn resolve(&self, call: &mut Call<'_>, record: &mut Record<'_>) -> Result<Target, ErrorData> {
+        let sep = &self.cfg.separator;
+        if call.view.is_some_and(|v| matches!(v.kind, ViewKind::Discover)) {
+            let name = call.request.name.to_string();
+            if name == wire_name("master", sep, "searchTools")
+                || name == wire_name("master", sep, "describeTool")
+            {
+                return Ok(Target::Discovery(name));
+            }
+            if name != wire_name("master", sep, "callTool") {
+                record.set("unknown_tool", "refused", Some("unknown tool".to_owned()));
+                return Err(unknown_tool());
+            }
+            let args = call.request.arguments.as_ref();
+            let Some(target) = args.and_then(|a| a.get("name")).and_then(Value::as_str) else {
+                record.set(
+                    "invalid_arguments",
+                    "refused",
+                    Some("`name` is required".to_owned()),
+                );
+                return Err(ErrorData::invalid_params(
+                    "invalid arguments for `master_callTool`: `name` is required (the tool to call, as master_searchTools lists it). Expected arguments: {name: string, arguments?: object}",
+                    None,
+                ));
+            };
+            let inner: Option<Map<String, Value>> = match args.and_then(|a| a.get("arguments")) {
+                None | Some(Value::Null) => None,
+                Some(Value::Object(m)) => Some(m.clone()),
+                Some(_) => {
+                    record.set(
+                        "invalid_arguments",
+                        "refused",
+                        Some("`arguments` must be an object".to_owned()),
+                    );
+                    return Err(ErrorData::invalid_params(
+                        "invalid arguments for `master_callTool`: `arguments` must be an object with the tool's arguments. Expected arguments: {name: string, arguments?: object}",
+                        None,
+                    ));
+                }
+            };
+            // The wrapped call is the call: audited once, under the tool it runs.
+            let mut request = CallToolRequestParams::new(target.to_owned());
+            request.arguments = inner;
+            record.tool = target.to_owned();
+            record.arguments = redacted_args(request.arguments.as_ref());
+            call.request = request;
+            // Discovery reaches every tool the policy lets the caller see, like `/mcp`.
+            call.view = None;
+        }
+        match self.canonical(&call.request.name) {
+            Some((wire, route, tool)) => Ok(Target::Tool { wire, route, tool }),
+            None => {
+                record.set("unknown_tool", "refused", Some("unknown tool".to_owned()));
+                Err(unknown_tool())
+            }
+        }
+    }
+
+    /// Stage 2: the endpoint's view, then the policy. Refusals all look like a missing tool.
+    fn authorize(
+        &self,
+        wire: &str,
+        call: &Call<'_>,
+        record: &mut Record<'_>,
+    ) -> Result<Action, ErrorData> {
+        if let Some(view) = call.view {
+            let idx = self.index();
+            let ns = idx.tool_ns.get(wire).map_or("", String::as_str);
+            if !view.allows(&call.caller.identity) || !view.admits(wire, ns) {
+                record.set(
+                    "out_of_view",
+                    "refused",
+                    Some(format!("not offered on {}", view.path())),
+                );
+                return Err(unknown_tool());
+            }
+        }
+        match self.policy.decide(&call.caller.identity, wire) {
+            Action::Deny => {
+                self.metrics.policy_denied.inc();
+                record.set("deny", "refused", Some("denied by policy".to_owned()));
+                Err(unknown_tool())
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Stage 3: the caller's and the tool's token buckets.
+    fn rate_limit(
+        &self,
+        wire: &str,
+        caller: &CallerContext,
+        record: &mut Record<'_>,
+    ) -> Result<(), CallToolResponse> {
+        let Err(l) = self.limits.check(&caller.identity.name, wire) else {
+            return Ok(());
+        };
+        self.metrics
+            .rate_limited
+            .with_label_values(&[l.scope])
+            .inc();
+        let msg = format!(
+            "rate limit exceeded: at most {} calls per minute per {} for {}; retry in {:.1} s",
+            l.per_minute,
+            if l.scope == "identity" {
+                "identity"
+            } else {
+                "identity and tool"
+            },
+            caller.identity.name,
+            l.retry_after_secs
+        );
+        record.set("rate_limited", "refused", Some(msg.clone()));
+        Err(tool_error(msg))
+    }
+
+    /// Stage 4: a policy rule says a human approves this tool first.
+    async fn policy_approval(
+        &self,
+        wire: &str,
+        route: &Route,
+        call: &Call<'_>,
+        record: &mut Record<'_>,
+    ) -> CallToolResponse {
+        if let Route::Downstream { index, name } = route
+            && let Some(row) = self.record_approval(
+                wire,
+                *index,
+                name,
+                call.request.arguments.clone(),
+                "policy requires a human approval for this tool",
+                call.caller,
+                &record.arguments,
+            )
+        {
+            let progress = call.meta.get_progress_token();
+            let note = format!("{}: {}", row.id, row.reason);
+            let (r, decision) = self
+                .settle_approval(row, call.caller, call.peer, progress, call.ct)
+                .await;
+            record.from_response(decision, &r);
+            record.error = Some(note);
+            return r;
+        }
+        record.set(
+            "approve",
+            "refused",
+            Some("approval required, approvals disabled".to_owned()),
+        );
+        tool_error(format!(
+            "approval required: policy requires a human approval before `{wire}` runs, and approvals are not enabled on this master (set master.identity_key_file or master.approvals.key_file); ask an operator to allow this tool for your role"
+        ))
+    }
+
+    /// Stage 6: what the downstream's answer means for the caller and the record.
+    #[allow(clippy::too_many_arguments)] // the call as dispatched, and where it came from
+    async fn classify(
+        &self,
+        outcome: Result<CallToolResponse, CallError>,
+        wire: &str,
+        index: usize,
+        name: &str,
+        call: &Call<'_>,
+        progress: Option<ProgressToken>,
+        record: &mut Record<'_>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let d = self.downstream(index).clone();
+        match outcome {
+            Ok(CallToolResponse::Complete(r)) if self.approvals.is_some() && is_approval_required(&r) => {
+                let reason = super::approval_flow::service_reason(&r);
+                match self.record_approval(
+                    wire,
+                    index,
+                    name,
+                    call.request.arguments.clone(),
+                    &reason,
+                    call.caller,
+                    &record.arguments,
+                ) {
+                    Some(row) => {
+                        let note = format!("{}: {}", row.id, row.reason);
+                        let (r, decision) = self
+                            .settle_approval(row, call.caller, call.peer, progress, call.ct)
+                            .await;
+                        record.from_response(decision, &r);
+                        record.error = Some(note);
+                        Ok(r)
+                    }
+                    None => {
+                        record.set("approve", "refused", Some("approvals disabled".to_owned()));
+                        Ok(tool_error("approvals are not enabled on this master"))
+                    }
+                }
+            }
+            Ok(r) => {
+                record.from_response("allow", &r);
+                Ok(r)
+            }
+            Err(CallError::Remote(e)) => {
+                record.set("allow", "error", Some(e.message.to_string()));
+                Err(e)
+            }
+            Err(CallError::Cancelled) => {
+                let msg = "cancelled by the client".to_owned();
+                record.set("allow", "cancelled", Some(msg.clone()));
+                Err(ErrorData::internal_error(msg, None))
+            }
+            Err(e) => {
+                let msg = call_error_text(&d, name, &e);
+                let decision = if matches!(e, CallError::Unavailable(_)) {
+                    "unavailable"
+                } else {
+                    "allow"
+                };
+                record.set(decision, "error", Some(msg.clone()));
+                Ok(tool_error(msg))
+            }
+        }
+    }
+}
+
+/// Whether a service answered a structured `approval_required` refusal.
+fn is_approval_required(r: &CallToolResult) -> bool {
+    r.is_error == Some(true)
+        && r.structured_content
+            .as_ref()
+            .and_then(|s| s.get("error"))
+            .and_then(Value::as_str)
+            == Some("approval_required")
+}
