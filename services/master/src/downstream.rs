@@ -108,13 +108,42 @@ pub fn plain_error(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         chain.push(err.to_string());
-        cur = err.source();
+        cur = inner_error(err);
     }
     plain_text(&chain.join(": "))
 }
 
+/// The error inside `err`: its `source()`, or the field rmcp's error types keep their cause in
+/// without declaring it a source (so the "connection refused" at the bottom is found).
+fn inner_error<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    use rmcp::service::ClientInitializeError;
+    use rmcp::transport::streamable_http_client::StreamableHttpError;
+    use rmcp::transport::worker::WorkerQuitReason;
+    type HttpError = StreamableHttpError<reqwest::Error>;
+    if let Some(ClientInitializeError::TransportError { error, .. }) = err.downcast_ref() {
+        return Some(error);
+    }
+    if let Some(HttpError::Client(e)) = err.downcast_ref::<HttpError>() {
+        return Some(e);
+    }
+    if let Some(WorkerQuitReason::Fatal { error, .. }) =
+        err.downcast_ref::<WorkerQuitReason<HttpError>>()
+    {
+        return Some(error);
+    }
+    err.source()
+}
+
 /// [`plain_error`] for a text already flattened.
 pub fn plain_text(text: &str) -> String {
+    // URLs carry ports and paths that look like status codes; they say nothing new here.
+    static URL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"\(?\b(?:https?|wss?)://[^\s)]*\)?").expect("compiles")
+    });
+    let text = URL.replace_all(text, "");
+    let text = text.as_ref();
     let t = text.to_ascii_lowercase();
     let known: &[(&[&str], &str)] = &[
         (&["connection refused"], "connection refused"),
@@ -129,9 +158,9 @@ pub fn plain_text(text: &str) -> String {
             "TLS certificate not accepted",
         ),
         (&["handshake"], "TLS handshake failed"),
-        (&["401", "unauthorized"], "the service refused master's credentials (HTTP 401): check the downstream's headers/token file"),
-        (&["403", "forbidden"], "the service refused master (HTTP 403 forbidden)"),
-        (&["404", "not found"], "no MCP endpoint at that URL (HTTP 404): check the downstream's url"),
+        (&["http 401", "401 unauthorized", "unauthorized"], "the service refused master's credentials (HTTP 401): check the downstream's headers/token file"),
+        (&["http 403", "403 forbidden", "forbidden"], "the service refused master (HTTP 403 forbidden)"),
+        (&["http 404", "404 not found"], "no MCP endpoint at that URL (HTTP 404): check the downstream's url"),
         (&["timed out", "timeout", "deadline has elapsed"], "the connection timed out"),
         (&["unexpected eof", "connection closed", "channel closed", "transport closed", "closed"], "connection closed"),
     ];
