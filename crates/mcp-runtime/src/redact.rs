@@ -87,6 +87,12 @@ struct Rule {
     replace: fn(&Captures<'_>) -> String,
 }
 
+/// Every rule's pattern in one automaton: one pass tells whether any rule applies at all, so
+/// ordinary text (most log lines) costs a single scan.
+static ANY: LazyLock<regex::RegexSet> = LazyLock::new(|| {
+    regex::RegexSet::new(RULES.iter().map(|r| r.re.as_str())).expect("redaction set compiles")
+});
+
 fn rule(pattern: &str, replace: fn(&Captures<'_>) -> String) -> Rule {
     Rule {
         re: Regex::new(pattern).expect("redaction pattern compiles"),
@@ -195,6 +201,9 @@ pub fn text(s: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(s);
     if SECRET_KIND.is_match(s) {
         out = Cow::Owned(yaml_secret_data(s));
+    }
+    if !ANY.is_match(&out) {
+        return out;
     }
     for r in RULES.iter() {
         if r.re.is_match(&out) {

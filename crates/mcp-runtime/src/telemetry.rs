@@ -210,9 +210,19 @@ pub fn traceparent_for(span: &tracing::Span, trace_id: Option<&str>) -> Option<S
 }
 
 /// rmcp logs whole JSON-RPC messages (tool arguments and results, secret values included) at debug
-/// and trace level; those targets stay at info whatever level the operator asks for.
+/// and trace level, and brush-parser every token and word of a command it parses (targets
+/// `tokenize`, `parse`, `expansion`, `arithmetic`); those targets stay at info whatever level the
+/// operator asks for.
 fn cap_message_dumps(filter: EnvFilter) -> EnvFilter {
-    ["rmcp=info", "rmcp::service=info", "rmcp::transport=info"]
+    [
+        "rmcp=info",
+        "rmcp::service=info",
+        "rmcp::transport=info",
+        "tokenize=info",
+        "parse=info",
+        "expansion=info",
+        "arithmetic=info",
+    ]
         .iter()
         .filter_map(|d| d.parse().ok())
         .fold(filter, EnvFilter::add_directive)
@@ -239,13 +249,21 @@ struct SpanFields(Map<String, Value>);
 struct JsonVisitor<'a>(&'a mut Map<String, Value>);
 
 impl Visit for JsonVisitor<'_> {
+    // Every text field passes the shared redactor: the last line of defence for a secret that a
+    // library logs (the services mask what they log themselves).
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(format!("{value:?}")));
+        let text = format!("{value:?}");
+        let text = match crate::redact::text(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(masked) => masked,
+        };
+        self.0.insert(field.name().to_owned(), Value::String(text));
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0
-            .insert(field.name().to_owned(), Value::String(value.to_owned()));
+        self.0.insert(
+            field.name().to_owned(),
+            Value::String(crate::redact::text(value).into_owned()),
+        );
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.0.insert(field.name().to_owned(), Value::from(value));

@@ -58,11 +58,13 @@ impl Ports {
     }
 }
 
-/// A running stack, killed when dropped. Its standard error (the first screen) goes to a file.
+/// A running stack, killed when dropped. Its standard error (the first screen) and standard
+/// output (the JSON log of every service) go to files in its directory.
 pub(crate) struct Stack {
     pub(crate) child: Child,
     pub(crate) ports: Ports,
     pub(crate) stderr: PathBuf,
+    pub(crate) stdout: PathBuf,
 }
 
 impl Stack {
@@ -71,12 +73,13 @@ impl Stack {
     pub(crate) fn start(cwd: &Path, env: &[(&str, &str)]) -> Self {
         let ports = Ports::free();
         let stderr = cwd.join("stack.stderr");
+        let stdout = cwd.join("stack.stdout");
         let mut cmd = ports.command(cwd);
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
@@ -84,6 +87,7 @@ impl Stack {
             child,
             ports,
             stderr,
+            stdout,
         };
         wait_ready(&ports.master_url("/ready"));
         wait_for(
