@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 #[derive(Clone, Default)]
 struct Watcher {
     list_changed: Arc<AtomicUsize>,
-    progress: Arc<std::sync::Mutex<Vec<f64>>>,
+    /// Progress notifications: the token they came with and the value.
+    progress: Arc<std::sync::Mutex<Vec<(ProgressToken, f64)>>>,
 }
 
 impl ClientHandler for Watcher {
@@ -33,7 +34,10 @@ impl ClientHandler for Watcher {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.progress.lock().unwrap().push(params.progress);
+        self.progress
+            .lock()
+            .unwrap()
+            .push((params.progress_token, params.progress));
     }
 }
 
@@ -218,6 +222,11 @@ async fn stdio_downstream_server_everything_passes_through() {
     assert_ne!(r.is_error, Some(true), "{r:?}");
     let progress = watcher.progress.lock().unwrap().clone();
     assert!(progress.len() >= 2, "progress notifications: {progress:?}");
+    let own = ProgressToken(NumberOrString::String("client-token-7".into()));
+    assert!(
+        progress.iter().all(|(t, _)| *t == own),
+        "progress must come with the client's own token, not master's: {progress:?}"
+    );
     client.cancel().await.unwrap();
 }
 

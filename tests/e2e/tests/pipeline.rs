@@ -295,3 +295,246 @@ async fn a_down_service_answers_a_sentence_without_type_names() {
     );
     c.cancel().await.unwrap();
 }
+
+/// A TCP proxy in front of a service that drops the connection, without answering, of every
+/// HTTP request whose body contains `marker`, and counts those requests. Each forwarded request
+/// gets `Connection: close`, so every request is seen here on its own.
+async fn dropping_proxy(
+    upstream: std::net::SocketAddr,
+    marker: &'static str,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = dropped.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                // Read the head and the body (Content-Length) of one request.
+                let mut buf = Vec::new();
+                let head_end = loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = inbound.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    let mut chunk = [0u8; 4096];
+                    let n = inbound.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = &buf[head_end..];
+                if body.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return; // dropped: the connection closes with no answer
+                }
+                let mut lines: Vec<&str> = head
+                    .trim_end()
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .collect();
+                lines.push("Connection: close");
+                let mut out = (lines.join("\r\n") + "\r\n\r\n").into_bytes();
+                out.extend_from_slice(body);
+                let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                if up.write_all(&out).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut up).await;
+            });
+        }
+    });
+    (addr, dropped)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retries_only_read_only_calls_after_a_dropped_connection() {
+    let (ledger, counts) = ledger::start_ledger("retry").await;
+    let upstream = ledger.running.as_ref().unwrap().local_addr();
+    let (proxy, dropped) = dropping_proxy(upstream, "drop-me").await;
+    let master = start_master(
+        &format!(
+            "{}\n[master.retry]\nmax_attempts = 3\nbase_delay_ms = 10\nmax_delay_ms = 20\n",
+            downstream("ledger", None, "http", &format!("http://{proxy}/mcp"))
+        ),
+        server_config(),
+    )
+    .await;
+    let c = mcp_test_support::client(&master.url("/mcp"), None).await;
+    let retries = |m: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix("mcp_downstream_retries_total{downstream=\"ledger\"} "))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    // Read-only `slow`: three attempts reach the service's address, two of them retries.
+    let r = c
+        .call_tool(call("ledger_slow", json!({"key": "drop-me", "ms": 1})))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert!(text_of(&r).contains("service ledger failed during the call"), "{}", text_of(&r));
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let m = mcp_test_support::metrics(&master.url("/metrics")).await;
+    assert_eq!(retries(&m), 2, "{m}");
+    // Not idempotent `record`: one attempt, never repeated.
+    let r = c
+        .call_tool(call("ledger_record", json!({"key": "drop-me"})))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 4);
+    let m = mcp_test_support::metrics(&master.url("/metrics")).await;
+    assert_eq!(retries(&m), 2, "{m}");
+    assert_eq!(counts.records("drop-me"), 0);
+    // The session survives: an ordinary call goes through the same proxy.
+    let r = c
+        .call_tool(call("ledger_record", json!({"key": "after"})))
+        .await
+        .unwrap();
+    assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
+    assert_eq!(counts.records("after"), 1);
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_gateway_timeout_cancels_the_call_at_the_service() {
+    let (ledger, counts) = ledger::start_ledger("timeout").await;
+    let master = start_master(
+        &downstream("ledger", None, "http", &ledger.url("/mcp"))
+            .replace("timeout_secs = 10", "timeout_secs = 1"),
+        server_config(),
+    )
+    .await;
+    let c = mcp_test_support::client(&master.url("/mcp"), None).await;
+    let started = Instant::now();
+    let r = c
+        .call_tool(call("ledger_slow", json!({"key": "long", "ms": 20000})))
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        text_of(&r).contains("did not answer `slow` within 1 s"),
+        "{}",
+        text_of(&r)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counts.slow_cancelled.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the service never heard the cancellation");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.cancel().await.unwrap();
+}
+
+/// A client that counts `notifications/tools/list_changed`.
+#[derive(Clone, Default)]
+struct ListWatcher(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl rmcp::ClientHandler for ListWatcher {
+    async fn on_tool_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_downstreams_own_list_change_reaches_clients() {
+    use rmcp::ServiceExt;
+    let (ledger, _counts) = ledger::start_ledger("grow").await;
+    let master = start_master(
+        &downstream("ledger", None, "http", &ledger.url("/mcp")),
+        server_config(),
+    )
+    .await;
+    let w = ListWatcher::default();
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(master.url("/mcp"));
+    let c = w.clone().serve(transport).await.unwrap();
+    let names = |tools: Vec<rmcp::model::Tool>| -> Vec<String> {
+        tools.into_iter().map(|t| t.name.to_string()).collect()
+    };
+    assert!(!names(c.list_all_tools().await.unwrap()).contains(&"ledger_grown".to_owned()));
+    let r = c.call_tool(call("ledger_grow", json!({}))).await.unwrap();
+    assert_ne!(r.is_error, Some(true));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no tools/list_changed reached the client");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(names(c.list_all_tools().await.unwrap()).contains(&"ledger_grown".to_owned()));
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pending_approvals_are_abandoned_after_a_restart() {
+    let (ledger, counts) = ledger::start_ledger("abandon").await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("identity.key");
+    std::fs::write(&key, "test-identity-and-approval-key-0123456789").unwrap();
+    let cfg = format!(
+        "{}\n[master.policy]\ndefault_action = \"allow\"\n[[master.policy.rule]]\ntools = [\"ledger_record\"]\naction = \"approve\"\n",
+        downstream("ledger", None, "http", &ledger.url("/mcp"))
+    );
+    let users: &[(&str, &[&str], &str)] = &[
+        ("alice", &["approver"], "alice-tok"),
+        ("bob", &["approver"], "bob-tok"),
+    ];
+    let mut master = keyed_master_in(dir, &key, users, &cfg).await;
+    let alice = mcp_test_support::client(&master.url("/mcp"), Some("alice-tok")).await;
+    let r = alice
+        .call_tool(call("ledger_record", json!({"key": "never"})))
+        .await
+        .unwrap();
+    let id = r.structured_content.unwrap()["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice.cancel().await.unwrap();
+    master.shutdown.cancel();
+    master.running.take().unwrap().wait().await.unwrap();
+    let dir = std::mem::replace(&mut master.dir, tempfile::tempdir().unwrap());
+    drop(master);
+
+    let master = keyed_master_in(dir, &key, users, &cfg).await;
+    let bob = mcp_test_support::client(&master.url("/mcp"), Some("bob-tok")).await;
+    let r = bob
+        .call_tool(call("approvals_list", json!({})))
+        .await
+        .unwrap();
+    let row = r.structured_content.unwrap()["approvals"][0].clone();
+    assert_eq!(row["id"], id.as_str());
+    assert_eq!(row["status"], "abandoned", "{row}");
+    assert!(row["comment"].as_str().unwrap().contains("master restarted"), "{row}");
+    let r = bob
+        .call_tool(call("approvals_approve", json!({"id": id})))
+        .await
+        .unwrap();
+    assert_eq!(r.is_error, Some(true));
+    assert!(text_of(&r).contains("abandoned"), "{}", text_of(&r));
+    assert_eq!(counts.records("never"), 0, "an abandoned call never runs");
+    bob.cancel().await.unwrap();
+}

@@ -612,3 +612,73 @@ async fn stateless_mode_serves_without_sessions() {
     assert_eq!(r.structured_content.unwrap()["host"]["name"], "aicrusher");
     client.cancel().await.unwrap();
 }
+
+/// Opens a raw connection and sends `head` (and nothing after it yet).
+async fn raw_request_start(addr: std::net::SocketAddr, head: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// Reads the rest of an HTTP/1.1 answer (the server closes the connection).
+async fn raw_response(mut s: tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_string(&mut out))
+        .await
+        .expect("an answer")
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_request_over_request_timeout_secs_answers_408() {
+    let svc = start_cmdb(ServerConfig {
+        request_timeout_secs: 1,
+        ..server_config()
+    })
+    .await;
+    let addr = svc.running.as_ref().unwrap().local_addr();
+    // A body announced at 100 bytes that never arrives in full keeps the request open.
+    let s = raw_request_start(
+        addr,
+        &format!(
+            "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nAccept: {ACCEPT}\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"jsonrpc\":"
+        ),
+    )
+    .await;
+    let started = Instant::now();
+    let answer = raw_response(s).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn ready_is_503_while_draining() {
+    let mut svc = start_cmdb(server_config()).await;
+    let addr = svc.running.as_ref().unwrap().local_addr();
+    // A request whose head is still arriving when the shutdown signal comes is served while the
+    // server drains: that is what a load balancer's probe sees.
+    let mut s = raw_request_start(addr, &format!("GET /ready HTTP/1.1\r\nHost: {addr}\r\n")).await;
+    // The server has the first bytes once a complete request on another connection is answered.
+    let ok = raw_response(
+        raw_request_start(
+            addr,
+            &format!("GET /ready HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+        .await,
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    svc.shutdown.cancel();
+    let running = svc.running.take().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        s.write_all(b"Connection: close\r\n\r\n").await.unwrap();
+    }
+    let answer = raw_response(s).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"ready\":false"), "{answer}");
+    running.wait().await.unwrap();
+}

@@ -488,8 +488,16 @@ mod tests {
     async fn concurrent_writes_are_grouped_and_all_durable() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wf.sqlite");
-        let store =
-            std::sync::Arc::new(Store::open(&path, Box::new(|_| {}), Box::new(|_| {})).unwrap());
+        let batches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let store = std::sync::Arc::new(
+            Store::open(
+                &path,
+                Box::new(|_| {}),
+                Box::new(move |n| seen.lock().unwrap().push(n)),
+            )
+            .unwrap(),
+        );
         let mut tasks = Vec::new();
         for r in 0..50 {
             let store = store.clone();
@@ -512,6 +520,14 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
+        // 250 writes (50 × insert, 3 checkpoints, status), committed in fewer transactions: the
+        // writes that queue while one transaction is fsynced share the next one.
+        let batches = batches.lock().unwrap().clone();
+        assert_eq!(batches.iter().sum::<usize>(), 250, "{batches:?}");
+        assert!(
+            batches.len() < 250 && batches.iter().any(|&n| n > 1),
+            "writes were not grouped: {batches:?}"
+        );
         // A failing write (a duplicate run id) fails alone.
         assert!(store.insert_run(&run("run-0", 1)).await.is_err());
         drop(store);

@@ -26,6 +26,10 @@ pub struct Counts {
     pub slow_starts: Mutex<HashMap<String, u64>>,
     /// Idempotency keys master sent with `record` calls.
     pub keys: Mutex<Vec<String>>,
+    /// `slow` calls that ended because the caller cancelled them.
+    pub slow_cancelled: std::sync::atomic::AtomicU64,
+    /// Set by `grow`: the ledger then lists one more tool, `grown`.
+    pub grown: std::sync::atomic::AtomicBool,
 }
 
 impl Counts {
@@ -119,13 +123,27 @@ fn tools() -> Vec<Tool> {
             schema(key.clone()),
         )
         .annotate(ro),
-        Tool::new("fail", "Always fails", schema(key)).annotate(write),
+        Tool::new("fail", "Always fails", schema(key.clone())).annotate(write.clone()),
+        Tool::new(
+            "grow",
+            "List one more tool (`grown`) and tell the client the list changed",
+            schema(key),
+        )
+        .annotate(write),
     ]
+}
+
+fn grown_tool() -> Tool {
+    Tool::new(
+        "grown",
+        "Exists once `grow` ran",
+        std::sync::Arc::new(serde_json::Map::new()),
+    )
 }
 
 impl ServerHandler for LedgerHandler {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build())
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -137,7 +155,11 @@ impl ServerHandler for LedgerHandler {
         _request: Option<PaginatedRequestParams>,
         _cx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools()))
+        let mut all = tools();
+        if self.counts.grown.load(std::sync::atomic::Ordering::SeqCst) {
+            all.push(grown_tool());
+        }
+        Ok(ListToolsResult::with_all_items(all))
     }
 
     async fn call_tool(
@@ -183,9 +205,19 @@ impl ServerHandler for LedgerHandler {
                 let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(100);
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(ms)) => {}
-                    () = cx.ct.cancelled() => return Err(ErrorData::internal_error("cancelled", None)),
+                    () = cx.ct.cancelled() => {
+                        self.counts.slow_cancelled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        return Err(ErrorData::internal_error("cancelled", None));
+                    }
                 }
                 CallToolResult::structured(json!({"key": key, "slept_ms": ms}))
+            }
+            "grow" => {
+                self.counts
+                    .grown
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                let _ = cx.peer.notify_tool_list_changed().await;
+                CallToolResult::structured(json!({"grown": true}))
             }
             "getSecret" => {
                 CallToolResult::structured(json!({"name": args.get("name"), "value": CANARY}))

@@ -176,7 +176,7 @@ pub async fn start_master_trusting(
     .await
 }
 
-async fn keyed_master_in(
+pub async fn keyed_master_in(
     dir: tempfile::TempDir,
     key: &Path,
     users: &[(&str, &[&str], &str)],
@@ -273,6 +273,9 @@ pub fn downstream(name: &str, namespace: Option<&str>, transport: &str, url: &st
 /// The pinned conformance suite; bump deliberately and re-check the expected failures.
 pub const CONFORMANCE: &str = "@modelcontextprotocol/conformance@0.1.16";
 
+/// How many checks `server --suite all` of [`CONFORMANCE`] makes: every one must pass.
+pub const CONFORMANCE_CHECKS: u32 = 46;
+
 /// Runs `conformance server --suite all` against `url` with a baseline from `conformance/` and
 /// asserts that it passed and really exercised the server.
 pub async fn assert_conformance_passes(url: &str, baseline: &str) {
@@ -309,13 +312,22 @@ pub async fn assert_conformance_passes(url: &str, baseline: &str) {
         out.status.code(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let passed = summary
+    // Every scenario ran and passed every check; the totals are those of the pinned suite.
+    let failing: Vec<&str> = summary
+        .lines()
+        .filter(|l| l.contains(" passed, ") && !l.starts_with("Total:"))
+        .filter(|l| !l.starts_with('✓') || !l.trim_end().ends_with(" 0 failed"))
+        .collect();
+    assert!(failing.is_empty(), "scenarios with failures: {failing:?}\n{summary}");
+    let total = summary
         .lines()
         .find_map(|l| l.strip_prefix("Total: "))
-        .and_then(|l| l.split(' ').next())
-        .and_then(|n| n.parse::<u32>().ok())
-        .unwrap_or(0);
-    assert!(passed >= 40, "only {passed} checks passed:\n{summary}");
+        .unwrap_or_default();
+    assert_eq!(
+        total.trim(),
+        format!("{CONFORMANCE_CHECKS} passed, 0 failed"),
+        "every check of {CONFORMANCE} must run and pass:\n{summary}"
+    );
 }
 
 /// ai-models against fake providers at `url` (keys `gemini-test-key`, `anthropic-test-key`; a
