@@ -44,6 +44,10 @@ struct Args {
     /// Only measure workflows and replace that section of the report.
     #[arg(long)]
     workflows_only: bool,
+    /// An earlier `mcp-master` binary, measured in the same run beside this one in front of the
+    /// same fixture ("rust (baseline)"): before/after figures of a change to master.
+    #[arg(long)]
+    baseline_master: Option<std::path::PathBuf>,
     /// Where to write the report ("-" for none).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: String,
@@ -586,6 +590,42 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &mut results,
     )
     .await?;
+    if let Some(bin) = &args.baseline_master {
+        let port = free_port()?;
+        let cfg = work.path().join("master-baseline.toml");
+        master_cfg(
+            &cfg,
+            &[
+                ("fixture", format!("http://127.0.0.1:{fixture_port}/mcp")),
+                ("cmdb", format!("http://127.0.0.1:{cmdb_port}/mcp")),
+            ],
+        )?;
+        let baseline = spawn(
+            "master-baseline",
+            Command::new(bin)
+                .arg("--config")
+                .arg(&cfg)
+                .env("MCP_SERVER_PORT", port.to_string())
+                .envs(quiet),
+        )?;
+        wait_ready(&format!("http://127.0.0.1:{port}/ready"), "baseline master").await?;
+        run_target(
+            &args,
+            &Target {
+                label: "rust (baseline)",
+                direct_url: format!("http://127.0.0.1:{fixture_port}/mcp"),
+                proxied_url: format!("http://127.0.0.1:{port}/mcp"),
+                proxied_tool: "fixture_test_simple_text",
+                proxy_pid: baseline.pid(),
+            },
+            &mut results,
+        )
+        .await?;
+        notes.push(format!(
+            "\"rust (baseline)\" is `{}` (an earlier build of master), measured in this run beside the current one in front of the same fixture.",
+            bin.display()
+        ));
+    }
     eprintln!("[rust] aggregated tools/list");
     let list = load(
         &format!("http://127.0.0.1:{master_port}/mcp"),
