@@ -10,7 +10,7 @@ use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use crate::gateway::{Call, Gateway};
 use crate::namespace::wire_uri;
-use crate::toolsets::{self, View, ViewKind};
+use crate::toolsets::{View, ViewKind};
 
 /// Per-session handler of one endpoint (`/mcp`, a toolset, or discovery).
 #[derive(Clone)]
@@ -102,7 +102,7 @@ impl ServerHandler for MasterHandler {
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
         if matches!(self.view.kind, ViewKind::Discover) {
-            return toolsets::discovery_tools(&self.gateway.cfg.separator)
+            return crate::gateway::discovery_tools(&self.gateway.cfg.separator)
                 .into_iter()
                 .find(|t| t.name == name);
         }
@@ -121,7 +121,7 @@ impl ServerHandler for MasterHandler {
             return Ok(ListToolsResult::with_all_items(Vec::new()));
         }
         if matches!(self.view.kind, ViewKind::Discover) {
-            return Ok(ListToolsResult::with_all_items(toolsets::discovery_tools(
+            return Ok(ListToolsResult::with_all_items(crate::gateway::discovery_tools(
                 &self.gateway.cfg.separator,
             )));
         }
@@ -159,6 +159,7 @@ impl ServerHandler for MasterHandler {
                 caller: &caller,
                 view: Some(&self.view),
                 peer: Some(&context.peer),
+                context: Some(&context),
                 ct: &context.ct,
             })
             .await

@@ -8,10 +8,8 @@ use globset::GlobSet;
 use mcp_runtime::auth::Identity;
 use rmcp::model::Tool;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::gateway::read_only_annotations;
-use crate::namespace::wire_name;
 use crate::policy::globs;
 
 /// Name of the discovery endpoint.
@@ -133,56 +131,6 @@ impl View {
             }
         }
     }
-}
-
-/// The discovery endpoint's tools.
-pub fn discovery_tools(sep: &str) -> Vec<Tool> {
-    let schema = |v: Value| Arc::new(v.as_object().cloned().unwrap_or_default());
-    let ro = read_only_annotations();
-    vec![
-        Tool::new(
-            wire_name("master", sep, "searchTools"),
-            "Find tools of every service by keywords (name, description, annotations). Returns each match with its full input schema, ready for master_callTool.",
-            schema(json!({
-                "type": "object",
-                "properties": {
-                    "query": {"type": "string", "description": "Keywords, e.g. \"pods logs\" or \"host ip\""},
-                    "namespace": {"type": "string", "description": "Only tools of this namespace (cmdb, linux, k8s, ...)"},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": 50, "description": "Most results (default 10)"}
-                },
-                "required": ["query"],
-                "additionalProperties": false
-            })),
-        )
-        .annotate(ro.clone()),
-        Tool::new(
-            wire_name("master", sep, "describeTool"),
-            "Full definition of one tool: description, input schema, output schema, annotations.",
-            schema(json!({
-                "type": "object",
-                "properties": {"name": {"type": "string", "description": "Tool name, e.g. cmdb_getHost"}},
-                "required": ["name"],
-                "additionalProperties": false
-            })),
-        )
-        .annotate(ro),
-        Tool::new(
-            wire_name("master", sep, "callTool"),
-            "Call any tool you may use, by name, with its arguments. Policy, approvals, rate limits and audit apply exactly as for a direct call.",
-            schema(json!({
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string", "description": "Tool name, e.g. cmdb_getHost"},
-                    "arguments": {"type": "object", "description": "Arguments matching the tool's input schema"}
-                },
-                "required": ["name"],
-                "additionalProperties": false
-            })),
-        )
-        .annotate(
-            crate::gateway::acting_annotations(),
-        ),
-    ]
 }
 
 /// A search hit.

@@ -122,49 +122,25 @@ impl Gateway {
         r.into()
     }
 
-    /// `approvals_list`, `approvals_approve`, `approvals_deny`, and the decision the call's audit
-    /// row records.
+    /// `approvals_approve` / `approvals_deny`: the decision, and for an approval the approved
+    /// call's result. The tool call's audit row records the decision.
     pub(super) async fn approvals_tool(
         &self,
-        wire: &str,
-        args: Option<&Map<String, Value>>,
+        id: &str,
+        approve: bool,
+        comment: Option<&str>,
         caller: &CallerContext,
-        peer: Option<&Peer<RoleServer>>,
-        ct: &CancellationToken,
-    ) -> (CallToolResponse, &'static str) {
-        let sep = &self.cfg.separator;
-        let arg = |k: &str| args.and_then(|a| a.get(k)).and_then(Value::as_str);
-        if wire == wire_name("approvals", sep, "list") {
-            let limit = args.and_then(|a| a.get("limit")).and_then(Value::as_u64);
-            return match self.list_approvals(arg("status"), limit) {
-                Ok(v) => (CallToolResult::structured(v).into(), "allow"),
-                Err(e) => (tool_error(e.to_string()), "allow"),
-            };
-        }
-        let approve = wire == wire_name("approvals", sep, "approve");
-        let Some(id) = arg("id") else {
-            return (
-                tool_error("`id` is required (see approvals_list)"),
-                "allow",
-            );
-        };
-        let comment = arg(if approve { "comment" } else { "reason" }).unwrap_or_default();
+        ctx: &rmcp::service::RequestContext<RoleServer>,
+    ) -> CallToolResponse {
         let d = Decision {
             id,
             approve,
-            comment,
+            comment: comment.unwrap_or_default(),
             approver: &caller.identity,
         };
-        match self.decide(d, peer, None, ct, false).await {
-            Ok((v, _)) => (
-                CallToolResult::structured(v).into(),
-                if approve {
-                    "approval_approved"
-                } else {
-                    "approval_denied"
-                },
-            ),
-            Err(e) => (tool_error(e.to_string()), "allow"),
+        match self.decide(d, Some(&ctx.peer), None, &ctx.ct, false).await {
+            Ok((v, _)) => CallToolResult::structured(v).into(),
+            Err(e) => tool_error(e.to_string()),
         }
     }
 

@@ -28,8 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use approval_flow::{ApprovalAnswer, ApprovalFailure};
 pub use index::{Index, Route};
-pub(crate) use local::{acting_annotations, local_write_annotations, read_only_annotations};
-pub use local::local_tools;
+pub use local::{discovery_tools, local_tools};
 pub use pipeline::{Call, UNKNOWN_TOOL, unknown_tool};
 
 use crate::audit::Audit;
@@ -62,6 +61,9 @@ pub struct Gateway {
     approval_events: broadcast::Sender<ApprovalEvent>,
     workflows: OnceLock<Arc<crate::workflow::Engine>>,
     started: Instant,
+    /// Master's own tools and the discovery meta-tools (`local`).
+    local_router: rmcp::handler::server::router::tool::ToolRouter<Gateway>,
+    discovery_router: rmcp::handler::server::router::tool::ToolRouter<Gateway>,
 }
 
 /// How a decided approval ended, for whoever waits on it (workflow steps, waiting callers).
@@ -123,6 +125,8 @@ impl Gateway {
             approval_events: broadcast::channel(256).0,
             workflows: OnceLock::new(),
             started: Instant::now(),
+            local_router: Self::local_router(),
+            discovery_router: Self::discovery_router(),
         };
         let idx = g.build_index();
         if let Ok(mut i) = g.index.write() {

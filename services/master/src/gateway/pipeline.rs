@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use mcp_runtime::CallerContext;
 use rmcp::model::*;
+use rmcp::service::RequestContext;
 use rmcp::{ErrorData, Peer, RoleServer};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,8 @@ pub struct Call<'a> {
     pub view: Option<&'a View>,
     /// The client, for progress, elicitation and requests of the service; none for workflow steps.
     pub peer: Option<&'a Peer<RoleServer>>,
+    /// The client's request, in which master's own tools run; none for workflow steps.
+    pub context: Option<&'a RequestContext<RoleServer>>,
     pub ct: &'a CancellationToken,
 }
 
@@ -142,9 +145,14 @@ impl Gateway {
                 if let Err(r) = self.rate_limit(&name, call.caller, &mut record) {
                     return Ok(r);
                 }
-                let r = self.discovery_tool(&name, call.request.arguments.as_ref(), call.caller);
-                record.from_response("allow", &r);
-                return Ok(r);
+                let r = self
+                    .call_local(&name, call.request.arguments.clone(), call.context, true)
+                    .await;
+                match &r {
+                    Ok(resp) => record.from_response("allow", resp),
+                    Err(e) => record.set("invalid_arguments", "refused", Some(e.message.to_string())),
+                }
+                return r;
             }
             Target::Tool { wire, route, tool } => (wire, route, tool),
         };
@@ -162,17 +170,14 @@ impl Gateway {
         // 5. dispatch, 6. classify
         match route {
             Route::Local(name) => {
-                let (r, decision) = self
-                    .call_local(
-                        &name,
-                        call.request.arguments.as_ref(),
-                        call.caller,
-                        call.peer,
-                        call.ct,
-                    )
+                let r = self
+                    .call_local(&name, call.request.arguments.clone(), call.context, false)
                     .await;
-                record.from_response(decision, &r);
-                Ok(r)
+                match &r {
+                    Ok(resp) => record.from_response(local_decision(&wire, &self.cfg.separator, resp), resp),
+                    Err(e) => record.set("allow", "error", Some(e.message.to_string())),
+                }
+                r
             }
             Route::Downstream { index, name } => {
                 let retry = tool.annotations.as_ref().is_some_and(|a| {
@@ -419,6 +424,19 @@ impl Gateway {
                 Ok(tool_error(msg))
             }
         }
+    }
+}
+
+/// The decision a local tool's audit row records: an approver's decision is the row of
+/// `approvals_approve` / `approvals_deny`.
+fn local_decision(wire: &str, sep: &str, r: &CallToolResponse) -> &'static str {
+    let ok = !matches!(r, CallToolResponse::Complete(c) if c.is_error == Some(true));
+    if ok && wire == wire_name("approvals", sep, "approve") {
+        "approval_approved"
+    } else if ok && wire == wire_name("approvals", sep, "deny") {
+        "approval_denied"
+    } else {
+        "allow"
     }
 }
 

@@ -922,6 +922,7 @@ impl Engine {
             caller: &caller,
             view: None,
             peer: None,
+            context: None,
             ct: &ct,
         });
         let r = match def.timeout {

@@ -9,86 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_runtime::CallerContext;
-use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, Tool};
-use serde_json::{Map, Value, json};
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock};
+use serde_json::{Map, Value};
 
 pub use engine::{Engine, IDEMPOTENCY_META_KEY, WorkflowError, WorkflowsConfig};
 
-use crate::namespace::wire_name;
 
-fn schema(v: Value) -> Arc<Map<String, Value>> {
-    Arc::new(v.as_object().cloned().unwrap_or_default())
-}
-
-/// The `orchestrator_*` tools.
-pub fn tools(sep: &str) -> Vec<Tool> {
-    let ro = crate::gateway::read_only_annotations();
-    let run_id = json!({"type": "string", "description": "Run id (wf-…) from orchestrator_executeWorkflow or orchestrator_listWorkflows"});
-    vec![
-        Tool::new(
-            wire_name("orchestrator", sep, "executeWorkflow"),
-            "Run a workflow: a template by name (see orchestrator_listWorkflows) or an ad-hoc definition {name, inputs, steps: [{id, service, tool, params, needs, retry, timeout, on_error, approval}]} in YAML or JSON, in `definition` or (the seed's shape) at the top level: {id or name, description, steps}; steps without an id are step1, step2, …. Params may use {{ inputs.x }} and {{ steps.<id>.result }} / .text. Everything is validated before anything runs; steps whose needs are met run in parallel; every step is checkpointed and the run resumes after a master restart. Waits for the end (or an approval) up to wait_secs, then returns the run's state; the run goes on either way.",
-            schema(json!({"type": "object", "properties": {
-                "workflow": {"description": "Template name, or a definition object", "type": ["string", "object"]},
-                "definition": {"description": "Ad-hoc definition: an object, or YAML/JSON text", "type": ["string", "object"]},
-                "id": {"type": "string", "description": "The seed's shape: the ad-hoc workflow's name, with `steps` beside it"},
-                "name": {"type": "string", "description": "The ad-hoc workflow's name, with `steps` beside it"},
-                "description": {"type": "string"},
-                "steps": {"type": "array", "description": "The ad-hoc workflow's steps at the top level (the seed's shape): [{id?, service, tool, params, needs, retry, timeout, on_error, approval}]", "items": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "service": {"type": "string", "description": "Namespace at master: linux, k8s, cmdb, secrets, …"},
-                    "tool": {"type": "string", "description": "The service's tool: runCommand, list_pods, …"}, "params": {"type": "object"},
-                    "needs": {"type": "array", "items": {"type": "string"}}
-                }, "required": ["service", "tool"]}},
-                "inputs": {"type": "object", "description": "Values of the workflow's inputs"},
-                "parameters": {"type": "object", "description": "Same as inputs (the seed's name)"},
-                "wait": {"type": "boolean", "description": "Wait for the run (default true); false returns the run id at once"},
-                "wait_secs": {"type": "integer", "minimum": 0, "maximum": 100}
-            }, "additionalProperties": false})),
-        )
-        .annotate(
-            crate::gateway::acting_annotations(),
-        ),
-        Tool::new(
-            wire_name("orchestrator", sep, "listWorkflows"),
-            "Workflow templates (name, description, inputs, steps) and recent runs, newest first (your own; all runs for approvers).",
-            schema(json!({"type": "object", "properties": {
-                "status": {"type": "string", "description": "Only runs with this status: running, waiting_approval, needs_attention, completed, failed, cancelled"},
-                "limit": {"type": "integer", "minimum": 1, "maximum": 500}
-            }, "additionalProperties": false})),
-        )
-        .annotate(ro.clone()),
-        Tool::new(
-            wire_name("orchestrator", sep, "getWorkflow"),
-            "One run: status, each step's state, attempts, timings, result (secret results withheld), error and approval id.",
-            schema(json!({"type": "object", "properties": {"run_id": run_id}, "required": ["run_id"], "additionalProperties": false})),
-        )
-        .annotate(ro),
-        Tool::new(
-            wire_name("orchestrator", sep, "resumeWorkflow"),
-            "Resume a failed or cancelled run (failed steps run again, completed ones never), or one needing attention after a crash: step_action `rerun` runs the interrupted step again, `skip` treats it as done.",
-            schema(json!({"type": "object", "properties": {
-                "run_id": run_id,
-                "step_action": {"type": "string", "enum": ["rerun", "skip"]},
-                "wait": {"type": "boolean"},
-                "wait_secs": {"type": "integer", "minimum": 0, "maximum": 100}
-            }, "required": ["run_id"], "additionalProperties": false})),
-        )
-        .annotate(
-            crate::gateway::acting_annotations(),
-        ),
-        Tool::new(
-            wire_name("orchestrator", sep, "cancelWorkflow"),
-            "Cancel a run: steps in flight are cancelled at their services, nothing further starts.",
-            schema(json!({"type": "object", "properties": {
-                "run_id": run_id,
-                "reason": {"type": "string"}
-            }, "required": ["run_id"], "additionalProperties": false})),
-        )
-        .annotate(
-            crate::gateway::local_write_annotations(),
-        ),
-    ]
-}
 
 fn error(text: impl Into<String>) -> CallToolResponse {
     CallToolResult::error(vec![ContentBlock::text(text)]).into()
