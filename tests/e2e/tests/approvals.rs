@@ -121,7 +121,12 @@ async fn approvals_run_the_exact_call_for_another_approver_only() {
         .call_tool(call("approvals_deny", json!({"id": id2})))
         .await
         .unwrap();
-    assert!(text_of(&r).contains("`reason` is required"));
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text_of(&r).starts_with("invalid arguments for `approvals_deny`: missing field `reason`"),
+        "{}",
+        text_of(&r)
+    );
     let r = bob
         .call_tool(call(
             "approvals_deny",
