@@ -20,8 +20,7 @@ use serde_json::{Value, json};
 #[derive(Clone, Default)]
 struct Watcher {
     list_changed: Arc<AtomicUsize>,
-    /// Progress notifications: the token they came with and the value.
-    progress: Arc<std::sync::Mutex<Vec<(ProgressToken, f64)>>>,
+    progress: Arc<std::sync::Mutex<Vec<f64>>>,
 }
 
 impl ClientHandler for Watcher {
@@ -34,10 +33,7 @@ impl ClientHandler for Watcher {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.progress
-            .lock()
-            .unwrap()
-            .push((params.progress_token, params.progress));
+        self.progress.lock().unwrap().push(params.progress);
     }
 }
 
@@ -222,12 +218,66 @@ async fn stdio_downstream_server_everything_passes_through() {
     assert_ne!(r.is_error, Some(true), "{r:?}");
     let progress = watcher.progress.lock().unwrap().clone();
     assert!(progress.len() >= 2, "progress notifications: {progress:?}");
-    let own = ProgressToken(NumberOrString::String("client-token-7".into()));
+    // rmcp's client replaces any token with its own; a raw client keeps "client-token-7", and
+    // master must answer under it, not under the token master used downstream.
+    let tokens = raw_progress_tokens(&master.url("/mcp")).await;
+    assert!(tokens.len() >= 2, "progress notifications: {tokens:?}");
     assert!(
-        progress.iter().all(|(t, _)| *t == own),
-        "progress must come with the client's own token, not master's: {progress:?}"
+        tokens.iter().all(|t| t == "client-token-7"),
+        "progress must come with the client's own token: {tokens:?}"
     );
     client.cancel().await.unwrap();
+}
+
+/// Calls `everything_trigger-long-running-operation` over raw streamable HTTP with progress
+/// token "client-token-7" and returns the tokens of the progress notifications in the answer.
+async fn raw_progress_tokens(url: &str) -> Vec<String> {
+    let http = reqwest::Client::new();
+    let post = |body: Value, sid: Option<String>| {
+        let mut r = http
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&body);
+        if let Some(sid) = sid {
+            r = r.header("mcp-session-id", sid);
+        }
+        r.send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "1"}}}),
+        None,
+    )
+    .await
+    .unwrap();
+    let sid = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    init.text().await.unwrap();
+    post(
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        Some(sid.clone()),
+    )
+    .await
+    .unwrap();
+    let body = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+            "name": "everything_trigger-long-running-operation",
+            "arguments": {"duration": 1, "steps": 3},
+            "_meta": {"progressToken": "client-token-7"}}}),
+        Some(sid),
+    )
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| m["params"]["progressToken"].as_str().unwrap_or("?").to_owned())
+        .collect()
 }
 
 /// A downstream whose only tool waits until cancelled and records that it was.
