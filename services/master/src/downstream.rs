@@ -21,7 +21,6 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CircuitConfig, DownstreamConfig, TransportKind};
-use crate::gateway::Gateway;
 
 /// What a downstream offers, with its own (un-namespaced) names.
 #[derive(Debug, Default, Clone)]
@@ -99,6 +98,40 @@ pub struct Downstream {
     check_requested: AtomicBool,
     refresh_requested: AtomicBool,
     headers: HeaderMap,
+}
+
+/// What a downstream connection needs from the gateway above it. The seam keeps this module free
+/// of the gateway's types (the gateway owns the downstreams; they call back through here).
+pub trait Upstream: Send + Sync + 'static {
+    /// The downstream's catalog changed (connected, lost, refreshed).
+    fn catalog_changed(&self);
+    /// The client of the newest call in flight to downstream `index` (for the service's sampling,
+    /// elicitation and log messages).
+    fn client_for(&self, index: usize) -> Option<rmcp::Peer<rmcp::RoleServer>>;
+    /// Relays a downstream's progress notification to the client whose call it belongs to.
+    fn relay_progress(
+        &self,
+        params: ProgressNotificationParam,
+    ) -> futures::future::BoxFuture<'_, ()>;
+    /// Downstream `index` said its lists changed: fetch its catalog again.
+    fn refresh(&self, index: usize);
+}
+
+/// No gateway above: a standalone client (the conformance client binary).
+pub struct NoUpstream;
+
+impl Upstream for NoUpstream {
+    fn catalog_changed(&self) {}
+    fn client_for(&self, _index: usize) -> Option<rmcp::Peer<rmcp::RoleServer>> {
+        None
+    }
+    fn relay_progress(
+        &self,
+        _params: ProgressNotificationParam,
+    ) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+    fn refresh(&self, _index: usize) {}
 }
 
 /// A transport error as a person reads it: what happened to the connection, without the Rust
@@ -417,7 +450,7 @@ impl Downstream {
         }
     }
 
-    async fn connect(self: &Arc<Self>, gateway: Weak<Gateway>) -> Result<Client, String> {
+    async fn connect(self: &Arc<Self>, gateway: Weak<dyn Upstream>) -> Result<Client, String> {
         connect_client(&self.cfg, &self.headers, gateway, self.index).await
     }
 
@@ -467,7 +500,7 @@ impl Downstream {
     /// Connects, watches and reconnects until `shutdown`.
     pub async fn supervise(
         self: Arc<Self>,
-        gateway: Weak<Gateway>,
+        gateway: Weak<dyn Upstream>,
         health_interval: Duration,
         reconnect_max: Duration,
         shutdown: CancellationToken,
@@ -543,7 +576,7 @@ impl Downstream {
         Some(())
     }
 
-    fn mark_down(&self, gateway: &Weak<Gateway>, reason: String, retry_in: Duration) {
+    fn mark_down(&self, gateway: &Weak<dyn Upstream>, reason: String, retry_in: Duration) {
         let was_up = self.status().connected;
         // Keep the last catalog: its tools stay routable and answer "unavailable" at once.
         if let Ok(mut c) = self.client.write() {
@@ -566,7 +599,7 @@ impl Downstream {
     async fn watch(
         &self,
         client: &Client,
-        gateway: &Weak<Gateway>,
+        gateway: &Weak<dyn Upstream>,
         health_interval: Duration,
         shutdown: &CancellationToken,
     ) -> Option<String> {
@@ -614,11 +647,11 @@ impl Downstream {
 }
 
 /// Opens one client connection to a downstream the way master does (transport, handler, timeout).
-/// `gateway` may be dangling (`Weak::new()`) for a standalone client.
+/// `gateway` may be dangling (`Weak::<NoUpstream>::new()`) for a standalone client.
 pub async fn connect_client(
     cfg: &DownstreamConfig,
     headers: &HeaderMap,
-    gateway: Weak<Gateway>,
+    gateway: Weak<dyn Upstream>,
     index: usize,
 ) -> Result<Client, String> {
     let handler = DownstreamClient { gateway, index };
@@ -680,12 +713,12 @@ async fn wait_or_stop(wake: &Notify, d: Duration, shutdown: &CancellationToken) 
 /// (progress, logs, sampling and elicitation requests, list changes) to master's clients.
 #[derive(Clone)]
 pub struct DownstreamClient {
-    gateway: Weak<Gateway>,
+    gateway: Weak<dyn Upstream>,
     index: usize,
 }
 
 impl DownstreamClient {
-    fn gateway(&self) -> Result<Arc<Gateway>, ErrorData> {
+    fn gateway(&self) -> Result<Arc<dyn Upstream>, ErrorData> {
         self.gateway
             .upgrade()
             .ok_or_else(|| ErrorData::internal_error("gateway is shutting down", None))
@@ -761,19 +794,19 @@ impl ClientHandler for DownstreamClient {
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         if let Ok(g) = self.gateway() {
-            g.downstream(self.index).request_refresh();
+            g.refresh(self.index);
         }
     }
 
     async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
         if let Ok(g) = self.gateway() {
-            g.downstream(self.index).request_refresh();
+            g.refresh(self.index);
         }
     }
 
     async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
         if let Ok(g) = self.gateway() {
-            g.downstream(self.index).request_refresh();
+            g.refresh(self.index);
         }
     }
 }

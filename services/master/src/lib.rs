@@ -115,8 +115,10 @@ impl McpService for Master {
         let engine = Arc::new(engine.bind(Arc::downgrade(&gateway)));
         gateway.set_workflows(engine.clone());
         for d in gateway.downstreams() {
+            let upstream: std::sync::Weak<dyn downstream::Upstream> =
+                Arc::downgrade(&(gateway.clone() as Arc<dyn downstream::Upstream>));
             tokio::spawn(d.clone().supervise(
-                Arc::downgrade(&gateway),
+                upstream,
                 health,
                 reconnect,
                 ctx.shutdown.clone(),

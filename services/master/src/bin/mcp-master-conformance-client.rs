@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Weak;
 
 use mcp_master::config::{DownstreamConfig, TransportKind};
-use mcp_master::downstream::connect_client;
+use mcp_master::downstream::{NoUpstream, connect_client};
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
 
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             timeout_secs: 30,
             headers_from_file: None,
         };
-        let client = match connect_client(&cfg, &Default::default(), Weak::new(), 0).await {
+        let client = match connect_client(&cfg, &Default::default(), Weak::<NoUpstream>::new(), 0).await {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("connect failed: {e}");

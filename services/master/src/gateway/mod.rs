@@ -66,6 +66,26 @@ pub struct Gateway {
     discovery_router: rmcp::handler::server::router::tool::ToolRouter<Gateway>,
 }
 
+impl crate::downstream::Upstream for Gateway {
+    fn catalog_changed(&self) {
+        Gateway::catalog_changed(self);
+    }
+    fn client_for(&self, index: usize) -> Option<Peer<RoleServer>> {
+        Gateway::client_for(self, index)
+    }
+    fn relay_progress(
+        &self,
+        params: ProgressNotificationParam,
+    ) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(Gateway::relay_progress(self, params))
+    }
+    fn refresh(&self, index: usize) {
+        if let Some(d) = self.downstreams.get(index) {
+            d.request_refresh();
+        }
+    }
+}
+
 /// How a decided approval ended, for whoever waits on it (workflow steps, waiting callers).
 #[derive(Debug, Clone)]
 pub struct ApprovalEvent {

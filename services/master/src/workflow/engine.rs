@@ -296,6 +296,9 @@ impl Engine {
     ) -> Result<definition::ToolInfo, String> {
         let wire = crate::namespace::wire_name(service, &self.sep, tool);
         match g.canonical(&wire) {
+            Some((wire, crate::gateway::Route::Local(_), _)) => Err(format!(
+                "`{wire}` is one of master's own tools, which run for a client, not as workflow steps"
+            )),
             Some((wire, _, t)) => Ok(definition::ToolInfo {
                 wire,
                 rerunnable: t.annotations.as_ref().is_some_and(|a| {
