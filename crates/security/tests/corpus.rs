@@ -463,6 +463,90 @@ fn network_redirections_and_programs_are_network() {
     );
 }
 
+/// Options of programs the table calls read-only that write files, run programs, open
+/// connections or change the system (each from the program's manual), and the category they get.
+const READ_ONLY_OPTIONS: &[(&str, Option<Category>)] = &[
+    ("rg --pre ./decode.sh secret", None),
+    ("rg --pre=sh pattern", None),
+    ("file -C -m magic", Some(Category::Write)),
+    ("file --compile -m magic", Some(Category::Write)),
+    ("tree -o listing.txt", Some(Category::Write)),
+    ("tree -R -H . -L 2", Some(Category::Write)),
+    ("xxd dump.bin out.hex", Some(Category::Write)),
+    ("xxd -r dump.hex out.bin", Some(Category::Write)),
+    ("less -o copy.txt notes.txt", Some(Category::Write)),
+    ("less --log-file=copy.txt notes.txt", Some(Category::Write)),
+    ("journalctl --cursor-file=cur.txt -n 5", Some(Category::Write)),
+    ("journalctl --setup-keys", Some(Category::Privileged)),
+    ("journalctl --update-catalog", Some(Category::Privileged)),
+    ("ss -K dst 10.0.0.1", Some(Category::Privileged)),
+    ("ss --kill state established", Some(Category::Privileged)),
+    ("ss -D dump.bin", Some(Category::Write)),
+    ("sensors -s", Some(Category::Privileged)),
+    ("blkid -g", Some(Category::Write)),
+    ("lastlog -C -u bob", Some(Category::Privileged)),
+    ("loginctl terminate-user bob", Some(Category::Privileged)),
+    ("loginctl enable-linger bob", Some(Category::Privileged)),
+    ("systemd-analyze set-log-level debug", Some(Category::Privileged)),
+    ("systemd-analyze log-level debug", Some(Category::Privileged)),
+    ("nvidia-smi -pm 1", Some(Category::Privileged)),
+    ("nvidia-smi --power-limit=150", Some(Category::Privileged)),
+    ("nvidia-smi -r -i 0", Some(Category::Privileged)),
+    ("nvidia-smi mig -cgi 9", Some(Category::Privileged)),
+    ("nvidia-smi -q -f gpu.log", Some(Category::Write)),
+];
+
+/// The same programs reading, as the table says.
+const READ_ONLY_STILL: &[&str] = &[
+    "rg -n TODO src",
+    "file -b notes.txt",
+    "tree -L 2",
+    "xxd -l 16 dump.bin",
+    "xxd -s 0x10 -l 32 dump.bin",
+    "less notes.txt",
+    "journalctl -u ssh -n 20",
+    "ss -tlnp",
+    "sensors",
+    "blkid",
+    "lastlog -u bob",
+    "loginctl list-sessions",
+    "loginctl",
+    "systemd-analyze blame",
+    "systemd-analyze log-level",
+    "nvidia-smi",
+    "nvidia-smi -q -d MEMORY",
+    "nvidia-smi --query-gpu=name,memory.used --format=csv",
+];
+
+#[test]
+fn read_only_programs_options_that_write_run_or_change_are_classified() {
+    let v = Validator::default();
+    let mut failures = Vec::new();
+    for (cmd, want) in READ_ONLY_OPTIONS {
+        let r = v.validate(cmd, None);
+        let ok = match want {
+            None => r.decision == Decision::Block,
+            Some(c) => r.category == *c && r.decision != Decision::Allow,
+        };
+        if !ok {
+            failures.push(format!(
+                "{cmd:?} → {:?} {} ({}), expected {want:?}",
+                r.decision, r.category, r.reason
+            ));
+        }
+    }
+    for cmd in READ_ONLY_STILL {
+        let r = v.validate(cmd, None);
+        if r.decision != Decision::Allow || r.category != Category::ReadOnly {
+            failures.push(format!(
+                "{cmd:?} → {:?} {} ({}), expected read-only",
+                r.decision, r.category, r.reason
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn risky_commands_need_approval_with_the_right_category() {
     let v = Validator::default();
