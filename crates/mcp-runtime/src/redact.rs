@@ -184,8 +184,10 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             (r"\s+", VALUE)
         };
         rules.push(Rule {
-            re: Regex::new(&format!(r"((?:^|[\s;&|(/]){p}\b[^;&|\n]*?\s{f}{sep}){value}"))
-                .expect("short-flag pattern compiles"),
+            re: Regex::new(&format!(
+                r"((?:^|[\s;&|(/]){p}\b[^;&|\n]*?\s{f}{sep}){value}"
+            ))
+            .expect("short-flag pattern compiles"),
             replace: keep_prefix,
         });
     }
@@ -399,7 +401,9 @@ mod tests {
         masked(&format!("curl -H \"Proxy-Authorization: Basic {C}\" x"));
         masked(&format!("curl -H 'X-Api-Key: {C}' x"));
         masked(&format!("curl -H 'x-api-key:{C}' x"));
-        masked(&format!("curl --cookie 'session={C}' -H 'Cookie: a={C}; b=2' x"));
+        masked(&format!(
+            "curl --cookie 'session={C}' -H 'Cookie: a={C}; b=2' x"
+        ));
         masked(&format!("Authorization: token {C}"));
     }
 
@@ -473,14 +477,20 @@ mod tests {
             "key:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn{C}\n-----END OPENSSH PRIVATE KEY-----\nafter"
         );
         let r = masked(&pem);
-        assert!(r.ends_with("after") && r.contains("BEGIN OPENSSH PRIVATE KEY"), "{r}");
+        assert!(
+            r.ends_with("after") && r.contains("BEGIN OPENSSH PRIVATE KEY"),
+            "{r}"
+        );
         masked(&format!("-----BEGIN RSA PRIVATE KEY-----\n{C}"));
         let manifest = format!(
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\ndata: keep\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  url: {C}\n  multi: |\n    {C}\ndata:\n  pw: YQ==\ntype: Opaque\n"
         );
         let r = masked(&manifest);
         assert!(r.contains("data: keep"), "other kinds untouched: {r}");
-        assert!(r.contains("  url: [REDACTED]") && r.contains("type: Opaque"), "{r}");
+        assert!(
+            r.contains("  url: [REDACTED]") && r.contains("type: Opaque"),
+            "{r}"
+        );
         assert!(r.contains("name: db"), "{r}");
         let v = j!({"manifest": {"kind": "Secret", "stringData": {"a": C}, "metadata": {"name": "db"}}});
         let r = json(&v);
@@ -506,7 +516,12 @@ mod tests {
         assert_eq!(r["path"], "/etc/app.conf");
         let content = format!("line\npw={C}\n");
         assert_eq!(r["content"], content_summary(&content));
-        assert!(r["content"].as_str().unwrap().contains(&format!("{} bytes", content.len())));
+        assert!(
+            r["content"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{} bytes", content.len()))
+        );
     }
 
     #[test]

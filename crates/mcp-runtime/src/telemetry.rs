@@ -223,9 +223,9 @@ fn cap_message_dumps(filter: EnvFilter) -> EnvFilter {
         "expansion=info",
         "arithmetic=info",
     ]
-        .iter()
-        .filter_map(|d| d.parse().ok())
-        .fold(filter, EnvFilter::add_directive)
+    .iter()
+    .filter_map(|d| d.parse().ok())
+    .fold(filter, EnvFilter::add_directive)
 }
 
 /// A layer writing one JSON object per event. Fields of enclosing spans are inherited.

@@ -394,17 +394,16 @@ fn read_only_exceptions(name: &str, args: &[Arg]) -> Verdict {
             v(Write, "xxd writes its output file")
         }
         // less(1): -o/-O/--log-file/--LOG-FILE copy the input to a file.
-        "less" if has(args, "oO", &["log-file", "LOG-FILE"]) => {
-            v(Write, "less writes a log file")
-        }
+        "less" if has(args, "oO", &["log-file", "LOG-FILE"]) => v(Write, "less writes a log file"),
         // journalctl(1): --setup-keys and --update-catalog write system files, --cursor-file
         // writes the cursor.
         "journalctl" if has(args, "", &["setup-keys", "update-catalog"]) => {
             v(Privileged, "writes journal keys or the message catalog")
         }
-        "journalctl" if has(args, "", &["cursor-file"]) => {
-            v(Write, "journalctl --cursor-file writes the cursor to a file")
-        }
+        "journalctl" if has(args, "", &["cursor-file"]) => v(
+            Write,
+            "journalctl --cursor-file writes the cursor to a file",
+        ),
         // ss(8): -K/--kill closes sockets; -D/--diag FILE dumps raw socket data to a file.
         "ss" if has(args, "K", &["kill"]) => v(Privileged, "ss -K closes sockets"),
         "ss" if has(args, "D", &["diag"]) => v(Write, "ss -D writes raw socket data to a file"),
@@ -442,15 +441,49 @@ fn read_only_exceptions(name: &str, args: &[Arg]) -> Verdict {
         // the mig, drain and clocks commands change the GPU.
         "nvidia-smi" => {
             const SETS: &[&str] = &[
-                "-pm", "--persistence-mode", "-e", "--ecc-config", "-p", "--reset-ecc-errors",
-                "-c", "--compute-mode", "--gom", "-r", "--gpu-reset", "-vm", "--virt-mode",
-                "-lgc", "--lock-gpu-clocks", "-rgc", "--reset-gpu-clocks", "-lmc",
-                "--lock-memory-clocks", "-rmc", "--reset-memory-clocks", "-ac",
-                "--applications-clocks", "-rac", "--reset-applications-clocks", "-acp",
-                "--applications-clocks-permission", "-pl", "--power-limit", "-cc",
-                "--cuda-clocks", "-am", "--accounting-mode", "-caa", "--clear-accounted-apps",
-                "-mig", "--multi-instance-gpu", "-dm", "--driver-model", "-fdm",
-                "--force-driver-model", "--auto-boost-default", "--auto-boost-permission",
+                "-pm",
+                "--persistence-mode",
+                "-e",
+                "--ecc-config",
+                "-p",
+                "--reset-ecc-errors",
+                "-c",
+                "--compute-mode",
+                "--gom",
+                "-r",
+                "--gpu-reset",
+                "-vm",
+                "--virt-mode",
+                "-lgc",
+                "--lock-gpu-clocks",
+                "-rgc",
+                "--reset-gpu-clocks",
+                "-lmc",
+                "--lock-memory-clocks",
+                "-rmc",
+                "--reset-memory-clocks",
+                "-ac",
+                "--applications-clocks",
+                "-rac",
+                "--reset-applications-clocks",
+                "-acp",
+                "--applications-clocks-permission",
+                "-pl",
+                "--power-limit",
+                "-cc",
+                "--cuda-clocks",
+                "-am",
+                "--accounting-mode",
+                "-caa",
+                "--clear-accounted-apps",
+                "-mig",
+                "--multi-instance-gpu",
+                "-dm",
+                "--driver-model",
+                "-fdm",
+                "--force-driver-model",
+                "--auto-boost-default",
+                "--auto-boost-permission",
             ];
             let texts: Vec<String> = args.iter().map(lit).collect();
             let key = |t: &str| t.split('=').next().unwrap_or(t).to_owned();
@@ -458,7 +491,10 @@ fn read_only_exceptions(name: &str, args: &[Arg]) -> Verdict {
                 || matches!(sub(args), Some("mig" | "drain" | "clocks" | "conf-compute"))
             {
                 v(Privileged, "changes GPU settings")
-            } else if texts.iter().any(|t| key(t) == "-f" || key(t) == "--filename") {
+            } else if texts
+                .iter()
+                .any(|t| key(t) == "-f" || key(t) == "--filename")
+            {
                 v(Write, "nvidia-smi -f writes its output to a file")
             } else {
                 None

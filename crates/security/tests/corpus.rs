@@ -476,7 +476,10 @@ const READ_ONLY_OPTIONS: &[(&str, Option<Category>)] = &[
     ("xxd -r dump.hex out.bin", Some(Category::Write)),
     ("less -o copy.txt notes.txt", Some(Category::Write)),
     ("less --log-file=copy.txt notes.txt", Some(Category::Write)),
-    ("journalctl --cursor-file=cur.txt -n 5", Some(Category::Write)),
+    (
+        "journalctl --cursor-file=cur.txt -n 5",
+        Some(Category::Write),
+    ),
     ("journalctl --setup-keys", Some(Category::Privileged)),
     ("journalctl --update-catalog", Some(Category::Privileged)),
     ("ss -K dst 10.0.0.1", Some(Category::Privileged)),
@@ -487,8 +490,14 @@ const READ_ONLY_OPTIONS: &[(&str, Option<Category>)] = &[
     ("lastlog -C -u bob", Some(Category::Privileged)),
     ("loginctl terminate-user bob", Some(Category::Privileged)),
     ("loginctl enable-linger bob", Some(Category::Privileged)),
-    ("systemd-analyze set-log-level debug", Some(Category::Privileged)),
-    ("systemd-analyze log-level debug", Some(Category::Privileged)),
+    (
+        "systemd-analyze set-log-level debug",
+        Some(Category::Privileged),
+    ),
+    (
+        "systemd-analyze log-level debug",
+        Some(Category::Privileged),
+    ),
     ("nvidia-smi -pm 1", Some(Category::Privileged)),
     ("nvidia-smi --power-limit=150", Some(Category::Privileged)),
     ("nvidia-smi -r -i 0", Some(Category::Privileged)),

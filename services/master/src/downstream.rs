@@ -181,9 +181,16 @@ pub fn plain_text(text: &str) -> String {
     let known: &[(&[&str], &str)] = &[
         (&["connection refused"], "connection refused"),
         (&["connection reset"], "connection reset by the service"),
-        (&["broken pipe"], "connection closed by the service (broken pipe)"),
         (
-            &["dns error", "failed to lookup address", "name or service not known"],
+            &["broken pipe"],
+            "connection closed by the service (broken pipe)",
+        ),
+        (
+            &[
+                "dns error",
+                "failed to lookup address",
+                "name or service not known",
+            ],
             "cannot resolve the service's host name",
         ),
         (
@@ -191,11 +198,32 @@ pub fn plain_text(text: &str) -> String {
             "TLS certificate not accepted",
         ),
         (&["handshake"], "TLS handshake failed"),
-        (&["http 401", "401 unauthorized", "unauthorized"], "the service refused master's credentials (HTTP 401): check the downstream's headers/token file"),
-        (&["http 403", "403 forbidden", "forbidden"], "the service refused master (HTTP 403 forbidden)"),
-        (&["http 404", "404 not found"], "no MCP endpoint at that URL (HTTP 404): check the downstream's url"),
-        (&["timed out", "timeout", "deadline has elapsed"], "the connection timed out"),
-        (&["unexpected eof", "connection closed", "channel closed", "transport closed", "closed"], "connection closed"),
+        (
+            &["http 401", "401 unauthorized", "unauthorized"],
+            "the service refused master's credentials (HTTP 401): check the downstream's headers/token file",
+        ),
+        (
+            &["http 403", "403 forbidden", "forbidden"],
+            "the service refused master (HTTP 403 forbidden)",
+        ),
+        (
+            &["http 404", "404 not found"],
+            "no MCP endpoint at that URL (HTTP 404): check the downstream's url",
+        ),
+        (
+            &["timed out", "timeout", "deadline has elapsed"],
+            "the connection timed out",
+        ),
+        (
+            &[
+                "unexpected eof",
+                "connection closed",
+                "channel closed",
+                "transport closed",
+                "closed",
+            ],
+            "connection closed",
+        ),
     ];
     for (needles, sentence) in known {
         if needles.iter().any(|n| t.contains(n)) {

@@ -117,12 +117,10 @@ impl McpService for Master {
         for d in gateway.downstreams() {
             let upstream: std::sync::Weak<dyn downstream::Upstream> =
                 Arc::downgrade(&(gateway.clone() as Arc<dyn downstream::Upstream>));
-            tokio::spawn(d.clone().supervise(
-                upstream,
-                health,
-                reconnect,
-                ctx.shutdown.clone(),
-            ));
+            tokio::spawn(
+                d.clone()
+                    .supervise(upstream, health, reconnect, ctx.shutdown.clone()),
+            );
         }
         {
             let limits = gateway.limits().clone();

@@ -121,9 +121,9 @@ impl ServerHandler for MasterHandler {
             return Ok(ListToolsResult::with_all_items(Vec::new()));
         }
         if matches!(self.view.kind, ViewKind::Discover) {
-            return Ok(ListToolsResult::with_all_items(crate::gateway::discovery_tools(
-                &self.gateway.cfg.separator,
-            )));
+            return Ok(ListToolsResult::with_all_items(
+                crate::gateway::discovery_tools(&self.gateway.cfg.separator),
+            ));
         }
         let tools = self
             .gateway

@@ -99,11 +99,7 @@ fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 fn find_leaks(haystack: &[u8], canaries: &[String]) -> Vec<String> {
     canaries
         .iter()
-        .filter(|c| {
-            haystack
-                .windows(c.len())
-                .any(|w| w == c.as_bytes())
-        })
+        .filter(|c| haystack.windows(c.len()).any(|w| w == c.as_bytes()))
         .cloned()
         .collect()
 }
@@ -213,7 +209,10 @@ fn canary_secrets_reach_no_store_log_or_metric() {
 
     // The approver sees what they decide on: the file's path, size and hash, the masked value.
     let shown = approval_view.to_string();
-    assert!(shown.contains("notes.txt") && shown.contains("sha256"), "{shown}");
+    assert!(
+        shown.contains("notes.txt") && shown.contains("sha256"),
+        "{shown}"
+    );
     assert!(shown.contains("[REDACTED]"), "{shown}");
 
     let master_db = cwd.path().join("data/master/audit.sqlite");
@@ -266,9 +265,21 @@ fn canary_secrets_reach_no_store_log_or_metric() {
         .filter(|l| leaks.iter().any(|c| l.contains(c.as_str())))
         .take(8)
         .collect();
-    assert!(leaks.is_empty(), "the log holds {leaks:?} in:\n{}", lines.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "the log holds {leaks:?} in:\n{}",
+        lines.join("\n")
+    );
     let p = stack.ports;
-    for port in [p.master, p.linux, p.cmdb, p.secrets, p.k8s, p.ai_models, p.freqtrade] {
+    for port in [
+        p.master,
+        p.linux,
+        p.cmdb,
+        p.secrets,
+        p.k8s,
+        p.ai_models,
+        p.freqtrade,
+    ] {
         let m = rt.block_on(mcp_test_support::metrics(&format!(
             "http://127.0.0.1:{port}/metrics"
         )));

@@ -26,6 +26,7 @@ fn stack_serves_cmdb_from_a_fresh_directory_and_inspector_lists_its_tools() {
             .unwrap(),
         ports,
         stderr: cwd.path().join("unused"),
+        stdout: cwd.path().join("unused"),
     };
     wait_ready(&format!("http://127.0.0.1:{port}/ready"));
     wait_ready(&format!("http://127.0.0.1:{master_port}/ready"));
@@ -306,6 +307,7 @@ fn secrets_through_master_on_the_demo_database() {
             .unwrap(),
         ports,
         stderr: cwd.path().join("unused"),
+        stdout: cwd.path().join("unused"),
     };
     wait_ready(&format!("http://127.0.0.1:{master}/ready"));
     wait_ready(&format!("http://127.0.0.1:{secrets}/ready"));

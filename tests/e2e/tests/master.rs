@@ -252,7 +252,10 @@ async fn raw_progress_tokens(url: &str) -> Vec<String> {
     )
     .await
     .unwrap();
-    let sid = init.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let sid = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     init.text().await.unwrap();
     post(
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
@@ -276,7 +279,12 @@ async fn raw_progress_tokens(url: &str) -> Vec<String> {
         .filter_map(|l| l.strip_prefix("data:"))
         .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
         .filter(|m| m["method"] == "notifications/progress")
-        .map(|m| m["params"]["progressToken"].as_str().unwrap_or("?").to_owned())
+        .map(|m| {
+            m["params"]["progressToken"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned()
+        })
         .collect()
 }
 

@@ -46,7 +46,10 @@ async fn rows_until_sentinel(db: &std::path::Path, sentinel: &str) -> Vec<[Strin
             assert_eq!(i + 1, rows.len(), "rows after the sentinel: {rows:#?}");
             return rows[..i].to_vec();
         }
-        assert!(Instant::now() < deadline, "sentinel never audited: {rows:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "sentinel never audited: {rows:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -75,8 +78,10 @@ async fn every_call_kind_leaves_exactly_one_audit_row_and_refusals_are_identical
     let bob = mcp_test_support::client(&master.url("/mcp"), Some("bob-tok")).await;
     let carol = mcp_test_support::client(&master.url("/mcp"), Some("carol-tok")).await;
     let alice_set = mcp_test_support::client(&master.url("/mcp/ledgers"), Some("alice-tok")).await;
-    let alice_disc = mcp_test_support::client(&master.url("/mcp/discover"), Some("alice-tok")).await;
-    let carol_disc = mcp_test_support::client(&master.url("/mcp/discover"), Some("carol-tok")).await;
+    let alice_disc =
+        mcp_test_support::client(&master.url("/mcp/discover"), Some("alice-tok")).await;
+    let carol_disc =
+        mcp_test_support::client(&master.url("/mcp/discover"), Some("carol-tok")).await;
 
     // Plain.
     let r = alice
@@ -96,8 +101,12 @@ async fn every_call_kind_leaves_exactly_one_audit_row_and_refusals_are_identical
         json!({"name": "ledger_slow", "arguments": {"key": "x"}}),
     )
     .await;
-    let missing_via_disc =
-        refusal(&alice_disc, "master_callTool", json!({"name": "ledger_nope"})).await;
+    let missing_via_disc = refusal(
+        &alice_disc,
+        "master_callTool",
+        json!({"name": "ledger_nope"}),
+    )
+    .await;
     for other in [
         &denied,
         &out_of_view,
@@ -127,7 +136,10 @@ async fn every_call_kind_leaves_exactly_one_audit_row_and_refusals_are_identical
         .unwrap();
     assert!(r.structured_content.unwrap()["count"].as_u64().unwrap() >= 1);
     alice_disc
-        .call_tool(call("master_describeTool", json!({"name": "ledger_record"})))
+        .call_tool(call(
+            "master_describeTool",
+            json!({"name": "ledger_record"}),
+        ))
         .await
         .unwrap();
     alice_disc
@@ -139,14 +151,20 @@ async fn every_call_kind_leaves_exactly_one_audit_row_and_refusals_are_identical
         .unwrap();
     let bad = refusal(&alice_disc, "master_callTool", json!({"arguments": {}})).await;
     assert!(
-        bad["message"].as_str().unwrap().contains("`name` is required"),
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .contains("`name` is required"),
         "{bad}"
     );
     assert_eq!(counts.records("via-discovery"), 1);
 
     // Approved: the pending call, then another approver's decision that runs it.
     let r = alice
-        .call_tool(call("ledger_fail", json!({"key": "k", "message": "approved run"})))
+        .call_tool(call(
+            "ledger_fail",
+            json!({"key": "k", "message": "approved run"}),
+        ))
         .await
         .unwrap();
     let id = r.structured_content.unwrap()["approval_id"]
@@ -154,11 +172,17 @@ async fn every_call_kind_leaves_exactly_one_audit_row_and_refusals_are_identical
         .unwrap()
         .to_owned();
     let r = bob
-        .call_tool(call("approvals_approve", json!({"id": id, "comment": "go"})))
+        .call_tool(call(
+            "approvals_approve",
+            json!({"id": id, "comment": "go"}),
+        ))
         .await
         .unwrap();
     let doc = r.structured_content.unwrap();
-    assert_eq!(doc["approval"]["status"], "failed", "the tool fails on purpose: {doc}");
+    assert_eq!(
+        doc["approval"]["status"], "failed",
+        "the tool fails on purpose: {doc}"
+    );
     assert!(doc.to_string().contains("approved run"), "{doc}");
 
     // A workflow of two steps.
@@ -184,7 +208,11 @@ async fn every_call_kind_leaves_exactly_one_audit_row_and_refusals_are_identical
         .call_tool(call("master_hello_world", json!({})))
         .await
         .unwrap();
-    assert!(text_of(&r).contains("rate limit exceeded"), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("rate limit exceeded"),
+        "{}",
+        text_of(&r)
+    );
 
     // The approvals tool-call row and the approval's HTTP decision are two different rows; the
     // sentinel closes the list.
@@ -302,7 +330,10 @@ async fn a_down_service_answers_a_sentence_without_type_names() {
 async fn dropping_proxy(
     upstream: std::net::SocketAddr,
     marker: &'static str,
-) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -396,7 +427,11 @@ async fn retries_only_read_only_calls_after_a_dropped_connection() {
         .await
         .unwrap();
     assert_eq!(r.is_error, Some(true));
-    assert!(text_of(&r).contains("service ledger failed during the call"), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("service ledger failed during the call"),
+        "{}",
+        text_of(&r)
+    );
     assert_eq!(dropped.load(std::sync::atomic::Ordering::SeqCst), 3);
     let m = mcp_test_support::metrics(&master.url("/metrics")).await;
     assert_eq!(retries(&m), 2, "{m}");
@@ -442,8 +477,15 @@ async fn a_gateway_timeout_cancels_the_call_at_the_service() {
         text_of(&r)
     );
     let deadline = Instant::now() + Duration::from_secs(5);
-    while counts.slow_cancelled.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the service never heard the cancellation");
+    while counts
+        .slow_cancelled
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the service never heard the cancellation"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     c.cancel().await.unwrap();
@@ -482,7 +524,10 @@ async fn a_downstreams_own_list_change_reaches_clients() {
     assert_ne!(r.is_error, Some(true));
     let deadline = Instant::now() + Duration::from_secs(10);
     while w.0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "no tools/list_changed reached the client");
+        assert!(
+            Instant::now() < deadline,
+            "no tools/list_changed reached the client"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(names(c.list_all_tools().await.unwrap()).contains(&"ledger_grown".to_owned()));
@@ -528,7 +573,13 @@ async fn pending_approvals_are_abandoned_after_a_restart() {
     let row = r.structured_content.unwrap()["approvals"][0].clone();
     assert_eq!(row["id"], id.as_str());
     assert_eq!(row["status"], "abandoned", "{row}");
-    assert!(row["comment"].as_str().unwrap().contains("master restarted"), "{row}");
+    assert!(
+        row["comment"]
+            .as_str()
+            .unwrap()
+            .contains("master restarted"),
+        "{row}"
+    );
     let r = bob
         .call_tool(call("approvals_approve", json!({"id": id})))
         .await

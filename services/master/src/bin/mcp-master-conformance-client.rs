@@ -40,13 +40,14 @@ fn main() -> ExitCode {
             timeout_secs: 30,
             headers_from_file: None,
         };
-        let client = match connect_client(&cfg, &Default::default(), Weak::<NoUpstream>::new(), 0).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("connect failed: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let client =
+            match connect_client(&cfg, &Default::default(), Weak::<NoUpstream>::new(), 0).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("connect failed: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
         // Some scenarios (initialize) serve no tools/list; then there is nothing to call.
         let tools = match client.peer().list_all_tools().await {
             Ok(t) => t,

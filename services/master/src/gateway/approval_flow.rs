@@ -320,22 +320,22 @@ impl Gateway {
         self.refresh_pending();
         tracing::info!(target: "audit", message = "Approval decided.", approval_id = %row.id, decision = %row.status, approver = %approver.name, requester = %row.requester, tool = %row.tool);
         if record {
-        self.audit.record(AuditRecord {
-            identity: approver.name.clone(),
-            tool: row.tool.clone(),
-            arguments: row.arguments.clone(),
-            decision: format!("approval_{decision}"),
-            status: decision.to_owned(),
-            duration_ms: 0.0,
-            correlation_id: row.correlation_id.clone(),
-            error: (!comment.is_empty()).then(|| {
-                format!(
-                    "{} {}: {comment}",
-                    row.id,
-                    if approve { "comment" } else { "reason" }
-                )
-            }),
-        });
+            self.audit.record(AuditRecord {
+                identity: approver.name.clone(),
+                tool: row.tool.clone(),
+                arguments: row.arguments.clone(),
+                decision: format!("approval_{decision}"),
+                status: decision.to_owned(),
+                duration_ms: 0.0,
+                correlation_id: row.correlation_id.clone(),
+                error: (!comment.is_empty()).then(|| {
+                    format!(
+                        "{} {}: {comment}",
+                        row.id,
+                        if approve { "comment" } else { "reason" }
+                    )
+                }),
+            });
         }
         let Some(call) = call else {
             let _ = self.approval_events.send(ApprovalEvent {
@@ -346,7 +346,10 @@ impl Gateway {
             });
             return Ok((json!({ "approval": row }), None));
         };
-        match self.execute_approved(&row, call, key, peer, progress, ct).await {
+        match self
+            .execute_approved(&row, call, key, peer, progress, ct)
+            .await
+        {
             Ok(r) => {
                 let ok = r.is_error != Some(true);
                 let shown = crate::audit::redact(&serde_json::to_value(&r).unwrap_or(Value::Null));

@@ -388,7 +388,8 @@ impl Gateway {
         Parameters(args): Parameters<ListWorkflowsArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResponse {
-        self.orchestrator("listWorkflows", object(&args), &ctx).await
+        self.orchestrator("listWorkflows", object(&args), &ctx)
+            .await
     }
 
     #[tool(
@@ -424,7 +425,8 @@ impl Gateway {
         Parameters(args): Parameters<ResumeWorkflowArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResponse {
-        self.orchestrator("resumeWorkflow", object(&args), &ctx).await
+        self.orchestrator("resumeWorkflow", object(&args), &ctx)
+            .await
     }
 
     #[tool(
@@ -442,7 +444,8 @@ impl Gateway {
         Parameters(args): Parameters<CancelWorkflowArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> CallToolResponse {
-        self.orchestrator("cancelWorkflow", object(&args), &ctx).await
+        self.orchestrator("cancelWorkflow", object(&args), &ctx)
+            .await
     }
 }
 

@@ -91,14 +91,19 @@ impl<'g> Record<'g> {
     }
 
     /// Sets how the call ended.
-    pub(crate) fn set(&mut self, decision: &'static str, status: &'static str, error: Option<String>) {
+    pub(crate) fn set(
+        &mut self,
+        decision: &'static str,
+        status: &'static str,
+        error: Option<String>,
+    ) {
         self.decision = decision;
         self.status = status;
         self.error = error;
     }
 
     /// Sets the outcome from the answer itself (`error` when it is a tool error).
-    fn from_response(&mut self, decision: &'static str, r: &CallToolResponse) {
+    fn answered(&mut self, decision: &'static str, r: &CallToolResponse) {
         let status = match r {
             CallToolResponse::Complete(c) if c.is_error == Some(true) => "error",
             _ => "success",
@@ -142,15 +147,17 @@ impl Gateway {
         let target = self.resolve(&mut call, &mut record)?;
         let (wire, route, tool) = match target {
             Target::Discovery(name) => {
-                if let Err(r) = self.rate_limit(&name, call.caller, &mut record) {
+                if let Some(r) = self.rate_limit(&name, call.caller, &mut record) {
                     return Ok(r);
                 }
                 let r = self
                     .call_local(&name, call.request.arguments.clone(), call.context, true)
                     .await;
                 match &r {
-                    Ok(resp) => record.from_response("allow", resp),
-                    Err(e) => record.set("invalid_arguments", "refused", Some(e.message.to_string())),
+                    Ok(resp) => record.answered("allow", resp),
+                    Err(e) => {
+                        record.set("invalid_arguments", "refused", Some(e.message.to_string()))
+                    }
                 }
                 return r;
             }
@@ -160,12 +167,14 @@ impl Gateway {
         // 2. authorize
         let action = self.authorize(&wire, &call, &mut record)?;
         // 3. rate limit
-        if let Err(r) = self.rate_limit(&wire, call.caller, &mut record) {
+        if let Some(r) = self.rate_limit(&wire, call.caller, &mut record) {
             return Ok(r);
         }
         // 4. approval required by policy
         if action == Action::Approve {
-            return Ok(self.policy_approval(&wire, &route, &call, &mut record).await);
+            return Ok(self
+                .policy_approval(&wire, &route, &call, &mut record)
+                .await);
         }
         // 5. dispatch, 6. classify
         match route {
@@ -174,7 +183,9 @@ impl Gateway {
                     .call_local(&name, call.request.arguments.clone(), call.context, false)
                     .await;
                 match &r {
-                    Ok(resp) => record.from_response(local_decision(&wire, &self.cfg.separator, resp), resp),
+                    Ok(resp) => {
+                        record.answered(local_decision(&wire, &self.cfg.separator, resp), resp)
+                    }
                     Err(e) => record.set("allow", "error", Some(e.message.to_string())),
                 }
                 r
@@ -208,7 +219,10 @@ impl Gateway {
     /// Stage 1: what the requested name means on this endpoint.
     fn resolve(&self, call: &mut Call<'_>, record: &mut Record<'_>) -> Result<Target, ErrorData> {
         let sep = &self.cfg.separator;
-        if call.view.is_some_and(|v| matches!(v.kind, ViewKind::Discover)) {
+        if call
+            .view
+            .is_some_and(|v| matches!(v.kind, ViewKind::Discover))
+        {
             let name = call.request.name.to_string();
             if name == wire_name("master", sep, "searchTools")
                 || name == wire_name("master", sep, "describeTool")
@@ -293,15 +307,15 @@ impl Gateway {
         }
     }
 
-    /// Stage 3: the caller's and the tool's token buckets.
+    /// Stage 3: the caller's and the tool's token buckets; the refusal when one is empty.
     fn rate_limit(
         &self,
         wire: &str,
         caller: &CallerContext,
         record: &mut Record<'_>,
-    ) -> Result<(), CallToolResponse> {
+    ) -> Option<CallToolResponse> {
         let Err(l) = self.limits.check(&caller.identity.name, wire) else {
-            return Ok(());
+            return None;
         };
         self.metrics
             .rate_limited
@@ -319,7 +333,7 @@ impl Gateway {
             l.retry_after_secs
         );
         record.set("rate_limited", "refused", Some(msg.clone()));
-        Err(tool_error(msg))
+        Some(tool_error(msg))
     }
 
     /// Stage 4: a policy rule says a human approves this tool first.
@@ -346,7 +360,7 @@ impl Gateway {
             let (r, decision) = self
                 .settle_approval(row, call.caller, call.peer, progress, call.ct)
                 .await;
-            record.from_response(decision, &r);
+            record.answered(decision, &r);
             record.error = Some(note);
             return r;
         }
@@ -374,7 +388,9 @@ impl Gateway {
     ) -> Result<CallToolResponse, ErrorData> {
         let d = self.downstream(index).clone();
         match outcome {
-            Ok(CallToolResponse::Complete(r)) if self.approvals.is_some() && is_approval_required(&r) => {
+            Ok(CallToolResponse::Complete(r))
+                if self.approvals.is_some() && is_approval_required(&r) =>
+            {
                 let reason = super::approval_flow::service_reason(&r);
                 match self.record_approval(
                     wire,
@@ -390,7 +406,7 @@ impl Gateway {
                         let (r, decision) = self
                             .settle_approval(row, call.caller, call.peer, progress, call.ct)
                             .await;
-                        record.from_response(decision, &r);
+                        record.answered(decision, &r);
                         record.error = Some(note);
                         Ok(r)
                     }
@@ -401,7 +417,7 @@ impl Gateway {
                 }
             }
             Ok(r) => {
-                record.from_response("allow", &r);
+                record.answered("allow", &r);
                 Ok(r)
             }
             Err(CallError::Remote(e)) => {

@@ -14,8 +14,6 @@ use serde_json::{Map, Value};
 
 pub use engine::{Engine, IDEMPOTENCY_META_KEY, WorkflowError, WorkflowsConfig};
 
-
-
 fn error(text: impl Into<String>) -> CallToolResponse {
     CallToolResult::error(vec![ContentBlock::text(text)]).into()
 }

@@ -270,7 +270,7 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-        /// Records a new run with all its steps pending.
+    /// Records a new run with all its steps pending.
     pub async fn insert_run(&self, run: &RunRecord) -> Result<(), StoreError> {
         let run = run.clone();
         let roles = serde_json::to_string(&run.owner_roles)?;
@@ -349,11 +349,8 @@ impl Store {
         error: Option<&str>,
         terminal: bool,
     ) -> Result<(), StoreError> {
-        let (run_id, status, error) = (
-            run_id.to_owned(),
-            status.to_owned(),
-            error.map(masked_text),
-        );
+        let (run_id, status, error) =
+            (run_id.to_owned(), status.to_owned(), error.map(masked_text));
         self.write(Box::new(move |c| {
             c.execute(
                 "UPDATE runs SET status = ?2, error = ?3, updated = ?4, finished = CASE WHEN ?5 THEN ?4 ELSE NULL END WHERE run_id = ?1",

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // Each test binary uses its own part of these helpers.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use mcp_test_support::free_port;

@@ -143,7 +143,12 @@ fn grown_tool() -> Tool {
 
 impl ServerHandler for LedgerHandler {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build())
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

@@ -318,7 +318,10 @@ pub async fn assert_conformance_passes(url: &str, baseline: &str) {
         .filter(|l| l.contains(" passed, ") && !l.starts_with("Total:"))
         .filter(|l| !l.starts_with('✓') || !l.trim_end().ends_with(" 0 failed"))
         .collect();
-    assert!(failing.is_empty(), "scenarios with failures: {failing:?}\n{summary}");
+    assert!(
+        failing.is_empty(),
+        "scenarios with failures: {failing:?}\n{summary}"
+    );
     let total = summary
         .lines()
         .find_map(|l| l.strip_prefix("Total: "))
