@@ -41,6 +41,10 @@ struct Args {
     workflow_clients: usize,
     #[arg(long, default_value_t = 5)]
     workflow_rounds: usize,
+    /// Skip the workflow phase (it needs a release `mcp-stack`) and keep the report's existing
+    /// workflow section.
+    #[arg(long)]
+    skip_workflows: bool,
     /// Only measure workflows and replace that section of the report.
     #[arg(long)]
     workflows_only: bool,
@@ -48,6 +52,10 @@ struct Args {
     /// same fixture ("rust (baseline)"): before/after figures of a change to master.
     #[arg(long)]
     baseline_master: Option<std::path::PathBuf>,
+    /// Alternating rounds of current and baseline master (1-client p50, CPU per call at
+    /// `--clients`), so that the machine's drift between phases falls on both alike.
+    #[arg(long, default_value_t = 3)]
+    baseline_rounds: usize,
     /// Where to write the report ("-" for none).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: String,
@@ -621,10 +629,78 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &mut results,
         )
         .await?;
-        notes.push(format!(
-            "\"rust (baseline)\" is `{}` (an earlier build of master), measured in this run beside the current one in front of the same fixture.",
-            bin.display()
-        ));
+        let fixture_url = format!("http://127.0.0.1:{fixture_port}/mcp");
+        let targets = [
+            (
+                "current",
+                format!("http://127.0.0.1:{master_port}/mcp"),
+                master.pid(),
+            ),
+            (
+                "baseline",
+                format!("http://127.0.0.1:{port}/mcp"),
+                baseline.pid(),
+            ),
+        ];
+        let d = Duration::from_secs_f64(args.duration);
+        let op = Arc::new(Op::Call("fixture_test_simple_text"));
+        let direct = Arc::new(Op::Call("test_simple_text"));
+        let mut table = String::from(
+            "## Before and after (interleaved rounds)\n\nEach round measures the fixture directly, then the current master, then the baseline, one after the other: added p50 with 1 client (proxied p50 − direct p50 of that round) and master's CPU per proxied call with ",
+        );
+        let _ = writeln!(
+            table,
+            "{} clients. Medians over {} rounds decide; single phases on this shared 2-core machine drift by ±15 %.\n",
+            args.clients, args.baseline_rounds
+        );
+        table.push_str("| round | master | added p50, 1 client (ms) | CPU per call (ms) |\n|---:|---|---:|---:|\n");
+        let mut per: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+        for round in 1..=args.baseline_rounds {
+            let base = load(&fixture_url, direct.clone(), 1, args.calls, d).await?;
+            for (i, (name, url, pid)) in targets.iter().enumerate() {
+                let one = load(url, op.clone(), 1, args.calls, d).await?;
+                let cpu0 = cpu_seconds(*pid);
+                let s = load(url, op.clone(), args.clients, usize::MAX, d).await?;
+                let cpu1 = cpu_seconds(*pid);
+                let calls = (s.calls + s.errors + args.clients).max(1);
+                let cpu = match (cpu0, cpu1) {
+                    (Some(a), Some(b)) => (b - a) * 1000.0 / calls as f64,
+                    _ => f64::NAN,
+                };
+                let added = one.p50 - base.p50;
+                per[i].push((added, cpu));
+                let _ = writeln!(table, "| {round} | {name} | {added:+.2} | {cpu:.3} |");
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+        };
+        let mut med = Vec::new();
+        for (i, (name, _, _)) in targets.iter().enumerate() {
+            let mut a: Vec<f64> = per[i].iter().map(|r| r.0).collect();
+            let mut c: Vec<f64> = per[i].iter().map(|r| r.1).collect();
+            let (a, c) = (median(&mut a), median(&mut c));
+            med.push((a, c));
+            let _ = writeln!(table, "| median | {name} | {a:+.2} | {c:.3} |");
+        }
+        if let [(a1, c1), (a0, c0)] = med[..] {
+            let _ = writeln!(
+                table,
+                "\nCurrent against baseline: added p50 {:+.2} ms, CPU per call {:.2}×.",
+                a1 - a0,
+                c1 / c0
+            );
+        }
+        let _ = write!(
+            table,
+            "\n\"rust (baseline)\" above and \"baseline\" here are `{}` (an earlier build of master), measured in this run beside the current one in front of the same fixture.",
+            bin.file_name().map_or_else(
+                || bin.display().to_string(),
+                |n| n.to_string_lossy().into_owned()
+            )
+        );
+        notes.push(table);
     }
     eprintln!("[rust] aggregated tools/list");
     let list = load(
@@ -707,10 +783,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         notes.push("FastMCP reference not measured in this run (`fastmcp` not importable by the chosen Python).".to_owned());
     }
-    eprintln!("[workflows] {} clients", args.workflow_clients);
-    let w = workflows::measure(args.workflow_clients, args.workflow_rounds).await?;
     let text = report(&args, &results, Some(&list), &notes);
-    let text = workflows::splice(&text, &workflows::section(&w));
+    let text = if args.skip_workflows {
+        let old = std::fs::read_to_string(&args.out).unwrap_or_default();
+        match workflows::existing_section(&old) {
+            Some(section) => workflows::splice(&text, &section),
+            None => text,
+        }
+    } else {
+        eprintln!("[workflows] {} clients", args.workflow_clients);
+        let w = workflows::measure(args.workflow_clients, args.workflow_rounds).await?;
+        workflows::splice(&text, &workflows::section(&w))
+    };
     println!("{text}");
     if args.out != "-" {
         std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out))?;

@@ -154,6 +154,16 @@ pub(crate) fn section(w: &WorkflowStats) -> String {
 }
 
 /// Replaces (or appends) the `## Workflows` section of an existing report.
+/// The `## Workflows` section of an earlier report, up to the next section.
+pub(crate) fn existing_section(report: &str) -> Option<String> {
+    let start = report.find("## Workflows")?;
+    let rest = &report[start + 2..];
+    let end = rest
+        .find("\n## ")
+        .map_or(report.len(), |e| start + 2 + e + 1);
+    Some(report[start..end].to_owned())
+}
+
 pub(crate) fn splice(report: &str, section: &str) -> String {
     match report.find("## Workflows") {
         Some(start) => {

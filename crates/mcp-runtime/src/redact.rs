@@ -112,7 +112,11 @@ fn keep_prefix_unless_done(c: &Captures<'_>) -> String {
     let scheme = ["bearer", "basic", "digest", "token", "negotiate"]
         .iter()
         .any(|w| v.eq_ignore_ascii_case(w));
-    if scheme || v.trim_start_matches(['"', '\'']).starts_with("[REDACTED") {
+    let masked = v
+        .trim_start_matches(['"', '\''])
+        .get(..9)
+        .is_some_and(|p| p.eq_ignore_ascii_case("[redacted"));
+    if scheme || masked {
         c[0].to_owned()
     } else {
         format!("{}{MASK}", &c[1])
@@ -421,6 +425,11 @@ mod tests {
         masked(&format!("tool --api-key=\"{C} with space\""));
         masked(&format!("tool --client-secret '{C}'"));
         masked(&format!("tool --db-pass {C}"));
+        // Already masked (by a service's own redactor): left as it is.
+        assert_eq!(
+            text("\"secret\": \"[redacted]\""),
+            "\"secret\": \"[redacted]\""
+        );
         assert_eq!(
             masked(&format!("sshpass -p {C} ssh host")),
             "sshpass -p [REDACTED] ssh host"

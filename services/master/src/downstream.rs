@@ -892,6 +892,26 @@ mod tests {
     }
 
     #[test]
+    fn transport_errors_read_as_sentences() {
+        // rmcp's text for a refused connection, as it reached callers before.
+        let raw = "Send message error Transport [rmcp::transport::worker::WorkerTransport<rmcp::transport::streamable_http_client::StreamableHttpClientWorker<reqwest::Client>>] error: Client error: error sending request for url (http://127.0.0.1:40401/mcp): client error (Connect): tcp connect error: Connection refused (os error 111), when send initialize request";
+        assert_eq!(plain_text(raw), "connection refused");
+        // A port that looks like a status code is not one.
+        let p = plain_text("error sending request for url (http://127.0.0.1:40401/mcp)");
+        assert!(!p.contains("401") && !p.contains("credentials"), "{p}");
+        assert!(plain_text("HTTP 401 Unauthorized").contains("HTTP 401"));
+        assert_eq!(plain_text("Transport closed"), "connection closed");
+        assert_eq!(
+            plain_text("dns error: failed to lookup address information"),
+            "cannot resolve the service's host name"
+        );
+        for t in [raw, "Transport [rmcp::x::Y<z::W>] odd"] {
+            let p = plain_text(t);
+            assert!(!p.contains("::") && !p.contains('<'), "{p}");
+        }
+    }
+
+    #[test]
     fn breaker_opens_after_threshold_and_half_opens_for_one_probe() {
         let d = connected(3, 0);
         d.record(false, None);

@@ -213,7 +213,10 @@ fn canary_secrets_reach_no_store_log_or_metric() {
         shown.contains("notes.txt") && shown.contains("sha256"),
         "{shown}"
     );
-    assert!(shown.contains("[REDACTED]"), "{shown}");
+    assert!(
+        shown.contains("Authorization: Bearer [REDACTED]"),
+        "the approval shows the masked command: {shown}"
+    );
 
     let master_db = cwd.path().join("data/master/audit.sqlite");
     common::wait_for(

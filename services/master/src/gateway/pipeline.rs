@@ -234,29 +234,28 @@ impl Gateway {
                 return Err(unknown_tool());
             }
             let args = call.request.arguments.as_ref();
-            let Some(target) = args.and_then(|a| a.get("name")).and_then(Value::as_str) else {
-                record.set(
-                    "invalid_arguments",
-                    "refused",
-                    Some("`name` is required".to_owned()),
-                );
-                return Err(ErrorData::invalid_params(
-                    "invalid arguments for `master_callTool`: `name` is required (the tool to call, as master_searchTools lists it). Expected arguments: {name: string, arguments?: object}",
+            let mut refuse = |why: &str, what: &str| {
+                record.set("invalid_arguments", "refused", Some(why.to_owned()));
+                ErrorData::invalid_params(
+                    format!(
+                        "invalid arguments for `master_callTool`: {why} ({what}). Expected arguments: {{name: string, arguments?: object}}"
+                    ),
                     None,
+                )
+            };
+            let Some(target) = args.and_then(|a| a.get("name")).and_then(Value::as_str) else {
+                return Err(refuse(
+                    "`name` is required",
+                    "the tool to call, as master_searchTools lists it",
                 ));
             };
             let inner: Option<Map<String, Value>> = match args.and_then(|a| a.get("arguments")) {
                 None | Some(Value::Null) => None,
                 Some(Value::Object(m)) => Some(m.clone()),
                 Some(_) => {
-                    record.set(
-                        "invalid_arguments",
-                        "refused",
-                        Some("`arguments` must be an object".to_owned()),
-                    );
-                    return Err(ErrorData::invalid_params(
-                        "invalid arguments for `master_callTool`: `arguments` must be an object with the tool's arguments. Expected arguments: {name: string, arguments?: object}",
-                        None,
+                    return Err(refuse(
+                        "`arguments` must be an object",
+                        "the tool's arguments",
                     ));
                 }
             };
