@@ -231,18 +231,45 @@ impl Validator {
     }
 
     fn verdict(&self, findings: Vec<Finding>) -> Validation {
+        // The category is the most dangerous part's; the decision is the strictest any part gets
+        // under the policy — a part whose category ranks lower can still need more (under the
+        // default policy `write` needs an approval while `network` does not: `curl … | tee f`).
+        let strictness = |c: Category| match self.decision_for(c) {
+            Decision::Allow => 0,
+            Decision::Approve => 1,
+            Decision::Block => 2,
+        };
         let worst = findings
             .iter()
             .enumerate()
             .max_by_key(|(i, f)| (f.category, std::cmp::Reverse(*i)))
             .map(|(_, f)| f.clone());
-        let (category, reason) = match worst {
+        let deciding = findings
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, f)| (strictness(f.category), f.category, std::cmp::Reverse(*i)))
+            .map(|(_, f)| f.clone());
+        let (category, mut reason) = match &worst {
             Some(f) => (f.category, format!("{}: {}", f.command, f.reason)),
             None => (Category::Blocked, "empty command".to_owned()),
         };
         let mut decision = self.decision_for(category);
-        let mut reason = reason;
-        if decision == Decision::Block && category != Category::Blocked {
+        if let Some(d) = &deciding
+            && strictness(d.category) > strictness(category)
+        {
+            decision = self.decision_for(d.category);
+            reason = format!(
+                "{}: {} (category `{}` {})",
+                d.command,
+                d.reason,
+                d.category,
+                if decision == Decision::Block {
+                    "is denied by policy"
+                } else {
+                    "needs approval"
+                }
+            );
+        } else if decision == Decision::Block && category != Category::Blocked {
             reason = format!("{reason} (category `{category}` is denied by policy)");
         }
         if category == Category::Blocked {

@@ -527,6 +527,52 @@ const READ_ONLY_STILL: &[&str] = &[
     "nvidia-smi --query-gpu=name,memory.used --format=csv",
 ];
 
+/// A part whose category ranks below another's can still need more under the policy: a write
+/// beside an (allowed) network call needs its approval.
+const MIXED: &[(&str, Decision)] = &[
+    (
+        "curl -s http://127.0.0.1:9/ | tee out.txt",
+        Decision::Approve,
+    ),
+    ("curl -s http://127.0.0.1:9/ > out.txt", Decision::Approve),
+    (
+        "wget -qO- http://127.0.0.1:9/ >> out.txt",
+        Decision::Approve,
+    ),
+    ("ping -c1 127.0.0.1; touch marker", Decision::Approve),
+    ("cat < /dev/tcp/127.0.0.1/80 > copy.txt", Decision::Approve),
+    ("curl -s http://127.0.0.1:9/ | grep ok", Decision::Allow),
+];
+
+#[test]
+fn every_part_counts_for_the_decision() {
+    let v = Validator::default();
+    let mut failures = Vec::new();
+    for (cmd, want) in MIXED {
+        let r = v.validate(cmd, None);
+        if r.decision != *want {
+            failures.push(format!(
+                "{cmd:?} → {:?} {} ({}), expected {want:?}",
+                r.decision, r.category, r.reason
+            ));
+        }
+    }
+    // Under deny = [write], the write part blocks the whole.
+    let deny = Validator::new(
+        PolicyConfig {
+            deny: vec![Category::Write],
+            ..PolicyConfig::default()
+        },
+        None,
+    )
+    .unwrap();
+    let r = deny.validate("curl -s http://127.0.0.1:9/ | tee out.txt", None);
+    if r.decision != Decision::Block || !r.reason.contains("tee") {
+        failures.push(format!("deny=[write]: {:?} ({})", r.decision, r.reason));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn read_only_programs_options_that_write_run_or_change_are_classified() {
     let v = Validator::default();

@@ -111,6 +111,15 @@ proptest! {
     }
 
     #[test]
+    fn chaining_never_relaxes_the_decision(a in simple_command(), b in simple_command(), op in prop::sample::select(vec![";", "&&", "||", "|", "\n", "&"])) {
+        let strict = |d: Decision| match d { Decision::Allow => 0, Decision::Approve => 1, Decision::Block => 2 };
+        let da = strict(validate_command(&a).decision);
+        let db = strict(validate_command(&b).decision);
+        let whole = strict(validate_command(&format!("{a} {op} {b}")).decision);
+        prop_assert!(whole >= da.max(db), "{} {} {}", a, op, b);
+    }
+
+    #[test]
     fn nesting_never_lowers_the_category(a in simple_command()) {
         let plain = validate_command(&a).category;
         for nested in [

@@ -119,7 +119,7 @@ fn canary_secrets_reach_no_store_log_or_metric() {
         // an approval that shows what it would run.
         let commands = [
             format!(
-                "curl -s -o fetched.txt -H 'Authorization: Bearer {}' http://127.0.0.1:9/",
+                "curl -s -H 'Authorization: Bearer {}' http://127.0.0.1:9/ | tee fetched.txt",
                 k.bearer
             ),
             format!("mysql -u root -p{} -e 'select 1'", k.short_flag),
