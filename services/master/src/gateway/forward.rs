@@ -268,8 +268,13 @@ pub(crate) fn call_error_text(d: &Downstream, tool: &str, e: &CallError) -> Stri
             d.name()
         ),
         CallError::Timeout(t) => format!(
-            "service {} did not answer `{tool}` within {} (master.downstream.timeout_secs); the call was cancelled there",
+            "service {} did not answer {} within {} (master.downstream.timeout_secs); the call was cancelled there",
             d.name(),
+            if tool.is_empty() {
+                "the request".to_owned()
+            } else {
+                format!("`{tool}`")
+            },
             fmt_secs(*t)
         ),
         CallError::Cancelled => "cancelled by the client".to_owned(),
