@@ -90,10 +90,23 @@ impl Stack {
             stdout,
         };
         wait_ready(&ports.master_url("/ready"));
-        wait_for(
-            || stack.first_screen().contains("mcp-stack is ready"),
-            "the first screen",
-        );
+        // The first screen follows master's start at once, after every service's health check.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stack.first_screen().contains("mcp-stack is ready") {
+            assert!(
+                Instant::now() < deadline,
+                "the first screen did not appear in 60 s; standard error so far:\n{}\nlog tail:\n{}",
+                stack.first_screen(),
+                std::fs::read_to_string(&stack.stdout)
+                    .unwrap_or_default()
+                    .lines()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         stack
     }
 
