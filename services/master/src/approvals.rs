@@ -268,7 +268,7 @@ impl Approvals {
         };
         let _ = self.conn().execute(
             "UPDATE approvals SET status = ?2, decided_by = ?3, comment = ?4 WHERE id = ?1 AND status = 'pending'",
-            params![id, status, approver.name, comment],
+            params![id, status, approver.name, mcp_runtime::redact::text(comment)],
         );
         let row = self.get(id).ok_or_else(|| format!("no approval `{id}`"))?;
         Ok((row, if approve { call } else { None }))
@@ -300,9 +300,10 @@ impl Approvals {
             .is_ok_and(|n| n > 0)
     }
 
-    /// Records how the approved call ended (result redacted and bounded).
+    /// Records how the approved call ended (result redacted and bounded): a service's error text
+    /// can echo the arguments, so the store masks whatever it is given.
     pub fn finish(&self, id: &str, ok: bool, result: &str) {
-        let mut text = result.to_owned();
+        let mut text = mcp_runtime::redact::text(result).into_owned();
         text.truncate(text.floor_char_boundary(16 * 1024));
         let _ = self.conn().execute(
             "UPDATE approvals SET status = ?2, result = ?3 WHERE id = ?1",

@@ -200,7 +200,9 @@ impl Gateway {
                         index,
                         name: &name,
                         arguments: call.request.arguments.clone(),
-                        meta: call.meta.clone(),
+                        // Nothing after dispatch reads the request's `_meta` (the progress
+                        // token is taken above).
+                        meta: std::mem::take(&mut call.meta),
                         identity: &call.caller.identity,
                         correlation_id: &call.caller.correlation_id,
                         trace_id: call.caller.trace_id.as_deref(),
@@ -355,13 +357,7 @@ impl Gateway {
             )
         {
             let progress = call.meta.get_progress_token();
-            let note = format!("{}: {}", row.id, row.reason);
-            let (r, decision) = self
-                .settle_approval(row, call.caller, call.peer, progress, call.ct)
-                .await;
-            record.answered(decision, &r);
-            record.error = Some(note);
-            return r;
+            return self.settle_recorded(row, call, progress, record).await;
         }
         record.set(
             "approve",
@@ -371,6 +367,24 @@ impl Gateway {
         tool_error(format!(
             "approval required: policy requires a human approval before `{wire}` runs, and approvals are not enabled on this master (set master.identity_key_file or master.approvals.key_file); ask an operator to allow this tool for your role"
         ))
+    }
+
+    /// A pending approval settled for the waiting caller (stages 4 and 6); the call's record
+    /// gets the decision and names the approval.
+    async fn settle_recorded(
+        &self,
+        row: crate::approvals::ApprovalRow,
+        call: &Call<'_>,
+        progress: Option<ProgressToken>,
+        record: &mut Record<'_>,
+    ) -> CallToolResponse {
+        let note = format!("{}: {}", row.id, row.reason);
+        let (r, decision) = self
+            .settle_approval(row, call.caller, call.peer, progress, call.ct)
+            .await;
+        record.answered(decision, &r);
+        record.error = Some(note);
+        r
     }
 
     /// Stage 6: what the downstream's answer means for the caller and the record.
@@ -400,15 +414,7 @@ impl Gateway {
                     call.caller,
                     &record.arguments,
                 ) {
-                    Some(row) => {
-                        let note = format!("{}: {}", row.id, row.reason);
-                        let (r, decision) = self
-                            .settle_approval(row, call.caller, call.peer, progress, call.ct)
-                            .await;
-                        record.answered(decision, &r);
-                        record.error = Some(note);
-                        Ok(r)
-                    }
+                    Some(row) => Ok(self.settle_recorded(row, call, progress, record).await),
                     None => {
                         record.set("approve", "refused", Some("approvals disabled".to_owned()));
                         Ok(tool_error("approvals are not enabled on this master"))
