@@ -36,16 +36,17 @@ impl Identity {
         }
     }
 
+    /// An identity named `name` holding `roles`.
+    pub fn new(name: impl Into<String>, roles: &[&str]) -> Self {
+        Self {
+            name: name.into(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        }
+    }
+
     /// Whether the identity holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
-    }
-
-    /// Whether a rule naming `identities` (`*` for everyone) or `roles` applies to this identity:
-    /// the access rules of the secrets and k8s services read subjects this way.
-    pub fn is_named_by(&self, identities: &[String], roles: &[String]) -> bool {
-        identities.iter().any(|i| i == "*" || *i == self.name)
-            || roles.iter().any(|role| self.has_role(role))
     }
 }
 

@@ -12,6 +12,7 @@ pub mod auth;
 pub mod config;
 mod edge;
 pub mod files;
+pub mod guard;
 pub mod health;
 mod instrument;
 pub mod metrics;

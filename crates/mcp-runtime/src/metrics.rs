@@ -17,6 +17,7 @@ pub struct Metrics {
     tool_duration: HistogramVec,
     http_requests: IntCounterVec,
     sessions: IntGaugeVec,
+    access: IntCounterVec,
 }
 
 /// Outcome label of a tool call.
@@ -70,7 +71,15 @@ impl Metrics {
         registry.register(Box::new(tool_calls.clone()))?;
         registry.register(Box::new(tool_duration.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
+        let access = IntCounterVec::new(
+            Opts::new(
+                "mcp_access_decisions_total",
+                "Guarded accesses by service, tool and decision (one per audit line).",
+            ),
+            &["service", "tool", "decision"],
+        )?;
         registry.register(Box::new(sessions.clone()))?;
+        registry.register(Box::new(access.clone()))?;
         #[cfg(target_os = "linux")]
         {
             // A second registration of the process collector in the same registry is harmless to skip.
@@ -85,6 +94,7 @@ impl Metrics {
             tool_duration,
             http_requests,
             sessions,
+            access,
         })
     }
 
@@ -106,6 +116,14 @@ impl Metrics {
         self.tool_duration
             .with_label_values(&[self.service.as_str(), tool])
             .observe(seconds);
+    }
+
+    /// Counts one guarded access (see [`crate::guard::AccessAudited`]); `tool` is the service's own
+    /// tool name and `decision` comes from a fixed set.
+    pub fn record_access(&self, tool: &str, decision: &str) {
+        self.access
+            .with_label_values(&[self.service.as_str(), tool, decision])
+            .inc();
     }
 
     /// Records one HTTP request. `route` must come from a fixed set (the matched route or `other`).

@@ -1,8 +1,9 @@
 //! Who may do what where: namespace allow/deny lists, denied kinds, read-only mode and per-identity
 //! namespace rules. Checked on every call, before the API server is asked.
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use mcp_runtime::auth::Identity;
+use mcp_runtime::guard::{self, GuardError, IdentityRules, Separator, globs};
 use serde::{Deserialize, Serialize};
 
 /// Reads (list/get/logs/events) or writes (apply/scale/restart/delete).
@@ -14,21 +15,20 @@ pub enum Verb {
 }
 
 /// One `[[k8s.rule]]`: identities/roles mapped to namespace globs and verbs.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+pub type RuleConfig = guard::RuleConfig<NamespaceGrant>;
+
+/// What a `[[k8s.rule]]` grants.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    #[serde(default)]
-    pub identities: Vec<String>,
-    #[serde(default)]
-    pub roles: Vec<String>,
+pub struct NamespaceGrant {
     /// Namespace globs (`team-*`); `""` stands for cluster-scoped resources.
     pub namespaces: Vec<String>,
     pub verbs: Vec<Verb>,
 }
 
-struct Rule {
-    identities: Vec<String>,
-    roles: Vec<String>,
+/// Where and how one rule lets its subjects act.
+#[derive(Debug)]
+struct Grant {
     namespaces: GlobSet,
     cluster: bool,
     verbs: Vec<Verb>,
@@ -45,15 +45,7 @@ pub struct Access {
     denied: GlobSet,
     denied_kinds: Vec<String>,
     read_only: bool,
-    rules: Vec<Rule>,
-}
-
-fn globs(patterns: &[String], what: &str) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(Glob::new(p).map_err(|e| format!("{what}: bad glob `{p}`: {e}"))?);
-    }
-    b.build().map_err(|e| format!("{what}: {e}"))
+    rules: IdentityRules<Grant>,
 }
 
 impl Access {
@@ -63,33 +55,37 @@ impl Access {
         denied_kinds: &[String],
         read_only: bool,
         rules: &[RuleConfig],
-    ) -> Result<Self, String> {
-        let mut compiled = Vec::new();
-        for (i, r) in rules.iter().enumerate() {
-            if r.identities.is_empty() && r.roles.is_empty() {
-                return Err(format!("k8s.rule[{i}]: name at least one identity or role"));
-            }
+    ) -> Result<Self, GuardError> {
+        let compiled = IdentityRules::compile(rules, |i, r| {
+            let key = format!("k8s.rule[{i}]");
+            let subjects = r.required_subjects(&key)?;
             let named: Vec<String> = r
+                .grant
                 .namespaces
                 .iter()
                 .filter(|n| !n.is_empty())
                 .cloned()
                 .collect();
-            compiled.push(Rule {
-                identities: r.identities.clone(),
-                roles: r.roles.clone(),
-                namespaces: globs(&named, &format!("k8s.rule[{i}].namespaces"))?,
-                cluster: r.namespaces.iter().any(String::is_empty),
-                verbs: r.verbs.clone(),
-            });
-        }
+            Ok((
+                subjects,
+                Grant {
+                    namespaces: globs(&named, &format!("{key}.namespaces"), Separator::Any)?,
+                    cluster: r.grant.namespaces.iter().any(String::is_empty),
+                    verbs: r.grant.verbs.clone(),
+                },
+            ))
+        })?;
         Ok(Self {
             allowed: if allowed_namespaces.is_empty() {
                 None
             } else {
-                Some(globs(allowed_namespaces, "k8s.allowed_namespaces")?)
+                Some(globs(
+                    allowed_namespaces,
+                    "k8s.allowed_namespaces",
+                    Separator::Any,
+                )?)
             },
-            denied: globs(denied_namespaces, "k8s.denied_namespaces")?,
+            denied: globs(denied_namespaces, "k8s.denied_namespaces", Separator::Any)?,
             denied_kinds: denied_kinds
                 .iter()
                 .map(|k| k.to_ascii_lowercase())
@@ -168,13 +164,12 @@ impl Access {
         if self.rules.is_empty() {
             return Ok(());
         }
-        let granted = self.rules.iter().any(|r| {
-            let applies = who.is_named_by(&r.identities, &r.roles);
+        let granted = self.rules.any(who, |g| {
             let place = match namespace {
-                Some(ns) => r.namespaces.is_match(ns),
-                None => r.cluster,
+                Some(ns) => g.namespaces.is_match(ns),
+                None => g.cluster,
             };
-            applies && place && r.verbs.contains(&verb)
+            place && g.verbs.contains(&verb)
         });
         if granted {
             Ok(())
@@ -198,13 +193,6 @@ impl Access {
 mod tests {
     use super::*;
 
-    fn who(name: &str, roles: &[&str]) -> Identity {
-        Identity {
-            name: name.to_owned(),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        }
-    }
-
     #[test]
     fn lists_kinds_read_only_and_rules() {
         let a = Access::new(
@@ -215,7 +203,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        let anyone = who("x", &[]);
+        let anyone = Identity::new("x", &[]);
         assert!(
             a.check(&anyone, Verb::Read, Some("default"), None, false)
                 .is_ok()
@@ -269,29 +257,49 @@ mod tests {
             &[RuleConfig {
                 identities: vec![],
                 roles: vec!["dev".into()],
-                namespaces: vec!["dev-*".into()],
-                verbs: vec![Verb::Read, Verb::Write],
+                grant: NamespaceGrant {
+                    namespaces: vec!["dev-*".into()],
+                    verbs: vec![Verb::Read, Verb::Write],
+                },
             }],
         )
         .unwrap();
         assert!(
             ruled
-                .check(&who("a", &["dev"]), Verb::Write, Some("dev-1"), None, false)
+                .check(
+                    &Identity::new("a", &["dev"]),
+                    Verb::Write,
+                    Some("dev-1"),
+                    None,
+                    false
+                )
                 .is_ok()
         );
         assert!(
             ruled
-                .check(&who("a", &["dev"]), Verb::Read, Some("prod"), None, false)
+                .check(
+                    &Identity::new("a", &["dev"]),
+                    Verb::Read,
+                    Some("prod"),
+                    None,
+                    false
+                )
                 .is_err()
         );
         assert!(
             ruled
-                .check(&who("b", &[]), Verb::Read, Some("dev-1"), None, false)
+                .check(
+                    &Identity::new("b", &[]),
+                    Verb::Read,
+                    Some("dev-1"),
+                    None,
+                    false
+                )
                 .is_err()
         );
         assert!(
             ruled
-                .check(&who("a", &["dev"]), Verb::Read, None, None, false)
+                .check(&Identity::new("a", &["dev"]), Verb::Read, None, None, false)
                 .is_err()
         );
     }

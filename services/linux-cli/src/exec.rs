@@ -1,6 +1,7 @@
 //! Running a process with a deadline and bounded output. The child leads its own process group, so a
 //! timeout (or the end of the call) kills everything it started, background jobs included.
 
+use crate::error::LinuxError;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -100,8 +101,10 @@ pub async fn run(
     cwd: &Path,
     timeout: Duration,
     cap: usize,
-) -> Result<ExecOutput, String> {
-    let (program, args) = argv.split_first().ok_or("empty command")?;
+) -> Result<ExecOutput, LinuxError> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| LinuxError::invalid("empty command"))?;
     let started = Instant::now();
     let mut child = Command::new(program)
         .args(args)
@@ -117,13 +120,25 @@ pub async fn run(
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+        .map_err(|e| LinuxError::Exec(format!("cannot start `{program}`: {e}")))?;
     let pgid = child
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
-    let out = tokio::spawn(drain(child.stdout.take().ok_or("no stdout")?, cap));
-    let err = tokio::spawn(drain(child.stderr.take().ok_or("no stderr")?, cap));
+    let out = tokio::spawn(drain(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| LinuxError::Exec("no stdout".into()))?,
+        cap,
+    ));
+    let err = tokio::spawn(drain(
+        child
+            .stderr
+            .take()
+            .ok_or_else(|| LinuxError::Exec("no stderr".into()))?,
+        cap,
+    ));
     let kill_group = || {
         if let Some(pg) = pgid {
             let _ = killpg(pg, Signal::SIGKILL);

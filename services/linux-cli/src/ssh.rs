@@ -2,6 +2,7 @@
 //! command is validated before any connection is made; a timeout sends KILL to the remote command
 //! and closes the session.
 
+use crate::error::LinuxError;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -111,13 +112,13 @@ pub async fn execute(
     connect_timeout: Duration,
     timeout: Duration,
     cap: usize,
-) -> Result<ExecOutput, String> {
+) -> Result<ExecOutput, LinuxError> {
     let started = Instant::now();
     let key = load_secret_key(&target.key_file, None).map_err(|e| {
-        format!(
+        LinuxError::Ssh(format!(
             "cannot load the private key {}: {e}",
             target.key_file.display()
-        )
+        ))
     })?;
     let problem = Arc::new(Mutex::new(None));
     let verifier = Verifier {
@@ -140,18 +141,18 @@ pub async fn execute(
         tokio::time::timeout(connect_timeout, client::connect(config, addr, verifier)).await;
     let mut session = match connected {
         Err(_) => {
-            return Err(format!(
+            return Err(LinuxError::Ssh(format!(
                 "connecting to {}:{} timed out after {} s",
                 target.address,
                 target.port,
                 connect_timeout.as_secs()
-            ));
+            )));
         }
         Ok(Err(e)) => {
             let why = problem.lock().unwrap_or_else(|p| p.into_inner()).take();
-            return Err(why.unwrap_or_else(|| {
+            return Err(LinuxError::Ssh(why.unwrap_or_else(|| {
                 format!("cannot connect to {}:{}: {e}", target.address, target.port)
-            }));
+            })));
         }
         Ok(Ok(s)) => s,
     };
@@ -167,18 +168,18 @@ pub async fn execute(
             PrivateKeyWithHashAlg::new(Arc::new(key), hash),
         )
         .await
-        .map_err(|e| format!("authentication as {} failed: {e}", target.user))?;
+        .map_err(|e| LinuxError::Ssh(format!("authentication as {} failed: {e}", target.user)))?;
     if !auth.success() {
-        return Err(format!(
+        return Err(LinuxError::Ssh(format!(
             "the server refused key {} for user {}",
             target.key_file.display(),
             target.user
-        ));
+        )));
     }
     let mut channel = session
         .channel_open_session()
         .await
-        .map_err(|e| format!("cannot open a session channel: {e}"))?;
+        .map_err(|e| LinuxError::Ssh(format!("cannot open a session channel: {e}")))?;
     // The first line reports the remote shell's pid, which leads the session's process group: a
     // timeout kills that group through a second channel. (OpenSSH refuses `signal` requests for root
     // sessions, so the signal alone is not enough.)
@@ -186,7 +187,7 @@ pub async fn execute(
     channel
         .exec(true, wrapped)
         .await
-        .map_err(|e| format!("cannot start the command: {e}"))?;
+        .map_err(|e| LinuxError::Ssh(format!("cannot start the command: {e}")))?;
     let mut out = Capped::default();
     let mut err = Capped::default();
     let mut exit_code = None;

@@ -104,18 +104,16 @@ pub enum Action {
     Approve,
 }
 
-/// One `[[master.policy.rule]]`; the first rule matching tool and caller decides.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// One `[[master.policy.rule]]`; the first rule matching tool and caller decides. Naming no
+/// identity and no role, it applies to everybody.
+pub type Rule = mcp_runtime::guard::RuleConfig<ToolRule>;
+
+/// What a `[[master.policy.rule]]` decides, for which tools.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Rule {
+pub struct ToolRule {
     /// Wire-name globs (`linux_*`, `secrets_getSecret`).
     pub tools: Vec<String>,
-    /// Roles the rule applies to; empty: everybody.
-    #[serde(default)]
-    pub roles: Vec<String>,
-    /// Identities the rule applies to; empty: everybody.
-    #[serde(default)]
-    pub identities: Vec<String>,
     pub action: Action,
 }
 
@@ -247,7 +245,7 @@ impl MasterConfig {
         }
         let mut toolsets = std::collections::BTreeSet::new();
         for t in &self.toolset {
-            crate::toolsets::View::toolset(t)?;
+            crate::toolsets::View::toolset(t).map_err(|e| e.to_string())?;
             if !toolsets.insert(t.name.clone()) {
                 return Err(format!("master.toolset `{}` is defined twice", t.name));
             }

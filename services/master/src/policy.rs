@@ -4,67 +4,57 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use globset::{Glob, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use mcp_runtime::auth::Identity;
+use mcp_runtime::guard::{self, GuardError, IdentityRules, Separator};
 
 use crate::config::{Action, PolicyConfig, RateLimitConfig};
 
-/// Compiles wire-name globs; `what` names the config key in errors.
-pub(crate) fn globs(patterns: &[String], what: &str) -> Result<GlobSet, String> {
-    let mut b = GlobSetBuilder::new();
-    for p in patterns {
-        b.add(Glob::new(p).map_err(|e| format!("{what}: bad glob `{p}`: {e}"))?);
-    }
-    b.build().map_err(|e| format!("{what}: {e}"))
+/// Compiles wire-name globs; `key` names the config key in errors.
+pub(crate) fn globs(patterns: &[String], key: &str) -> Result<GlobSet, GuardError> {
+    guard::globs(patterns, key, Separator::Any)
 }
 
-struct CompiledRule {
+/// What one rule decides, for which tools.
+#[derive(Debug)]
+struct Decides {
     tools: GlobSet,
-    roles: Vec<String>,
-    identities: Vec<String>,
     action: Action,
 }
 
 /// The compiled policy.
 pub struct Policy {
-    rules: Vec<CompiledRule>,
+    rules: IdentityRules<Decides>,
     default_action: Action,
 }
 
 impl Policy {
-    /// Compiles the rules; a bad glob is a config error.
-    pub fn new(cfg: &PolicyConfig) -> Result<Self, String> {
-        let rules = cfg
-            .rule
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                Ok(CompiledRule {
-                    tools: globs(&r.tools, &format!("master.policy.rule[{i}].tools"))?,
-                    roles: r.roles.clone(),
-                    identities: r.identities.clone(),
-                    action: r.action,
-                })
-            })
-            .collect::<Result<_, String>>()?;
+    /// Compiles the rules; a bad glob is a config error. A rule naming no identity or role applies
+    /// to everyone ([`guard::Subjects`]).
+    pub fn new(cfg: &PolicyConfig) -> Result<Self, GuardError> {
+        let rules = IdentityRules::compile(&cfg.rule, |i, r| {
+            Ok((
+                r.subjects(),
+                Decides {
+                    tools: globs(&r.grant.tools, &format!("master.policy.rule[{i}].tools"))?,
+                    action: r.grant.action,
+                },
+            ))
+        })?;
         Ok(Self {
             rules,
             default_action: cfg.default_action,
         })
     }
 
-    /// The decision for `identity` calling `tool` (a wire name).
+    /// The decision for `identity` calling `tool` (a wire name): the first rule that covers the tool
+    /// and applies to the identity decides.
     pub fn decide(&self, identity: &Identity, tool: &str) -> Action {
         self.rules
-            .iter()
-            .find(|r| {
-                r.tools.is_match(tool)
-                    && (r.roles.is_empty() || r.roles.iter().any(|role| identity.has_role(role)))
-                    && (r.identities.is_empty() || r.identities.contains(&identity.name))
-            })
-            .map_or(self.default_action, |r| r.action)
+            .first(identity, |d| d.tools.is_match(tool))
+            .map_or(self.default_action, |d| d.action)
     }
 
     /// Whether the tool is listed for `identity` (everything not denied).
@@ -96,13 +86,16 @@ pub struct RateLimits {
     clock: DefaultClock,
 }
 
-fn quota(per_minute: u32, what: &str) -> Result<Quota, String> {
-    let n = NonZeroU32::new(per_minute).ok_or_else(|| format!("{what} must be at least 1"))?;
+fn quota(per_minute: u32, key: &str) -> Result<Quota, GuardError> {
+    let n = NonZeroU32::new(per_minute).ok_or_else(|| GuardError::Invalid {
+        key: key.to_owned(),
+        reason: "must be at least 1".to_owned(),
+    })?;
     Ok(Quota::per_minute(n))
 }
 
 impl RateLimits {
-    pub fn new(cfg: &RateLimitConfig) -> Result<Arc<Self>, String> {
+    pub fn new(cfg: &RateLimitConfig) -> Result<Arc<Self>, GuardError> {
         let per_identity = cfg
             .per_identity_per_minute
             .map(|n| {
@@ -125,7 +118,7 @@ impl RateLimits {
                     )?),
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, GuardError>>()?;
         Ok(Arc::new(Self {
             per_identity,
             tools,
@@ -173,14 +166,7 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Rule, ToolRate};
-
-    fn id(name: &str, roles: &[&str]) -> Identity {
-        Identity {
-            name: name.into(),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        }
-    }
+    use crate::config::{Rule, ToolRate, ToolRule};
 
     #[test]
     fn first_matching_rule_decides() {
@@ -188,28 +174,34 @@ mod tests {
             default_action: Action::Allow,
             rule: vec![
                 Rule {
-                    tools: vec!["linux_*".into()],
+                    identities: vec![],
                     roles: vec!["admin".into()],
-                    identities: vec![],
-                    action: Action::Allow,
+                    grant: ToolRule {
+                        tools: vec!["linux_*".into()],
+                        action: Action::Allow,
+                    },
                 },
                 Rule {
-                    tools: vec!["linux_runCommand".into()],
-                    roles: vec![],
                     identities: vec![],
-                    action: Action::Approve,
+                    roles: vec![],
+                    grant: ToolRule {
+                        tools: vec!["linux_runCommand".into()],
+                        action: Action::Approve,
+                    },
                 },
                 Rule {
-                    tools: vec!["linux_*".into(), "secrets_*".into()],
-                    roles: vec![],
                     identities: vec![],
-                    action: Action::Deny,
+                    roles: vec![],
+                    grant: ToolRule {
+                        tools: vec!["linux_*".into(), "secrets_*".into()],
+                        action: Action::Deny,
+                    },
                 },
             ],
         })
         .unwrap();
-        let admin = id("a", &["admin"]);
-        let user = id("u", &["viewer"]);
+        let admin = Identity::new("a", &["admin"]);
+        let user = Identity::new("u", &["viewer"]);
         for (who, tool, expect) in [
             (&admin, "linux_runCommand", Action::Allow),
             (&user, "linux_runCommand", Action::Approve),
@@ -228,15 +220,17 @@ mod tests {
         let err = Policy::new(&PolicyConfig {
             default_action: Action::Allow,
             rule: vec![Rule {
-                tools: vec!["[".into()],
-                roles: vec![],
                 identities: vec![],
-                action: Action::Deny,
+                roles: vec![],
+                grant: ToolRule {
+                    tools: vec!["[".into()],
+                    action: Action::Deny,
+                },
             }],
         })
         .err()
         .unwrap();
-        assert!(err.contains("rule[0]"), "{err}");
+        assert!(err.to_string().contains("rule[0]"), "{err}");
     }
 
     #[test]

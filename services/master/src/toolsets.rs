@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use globset::GlobSet;
 use mcp_runtime::auth::Identity;
+use mcp_runtime::guard::{GuardError, Subjects};
 use rmcp::model::Tool;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -47,7 +48,8 @@ pub enum ViewKind {
         namespaces: Vec<String>,
         include: GlobSet,
         exclude: GlobSet,
-        roles: Vec<String>,
+        /// Who may use the endpoint (no roles: everyone).
+        roles: Subjects,
     },
     /// The three meta-tools.
     Discover,
@@ -75,15 +77,19 @@ impl View {
         })
     }
 
-    pub fn toolset(cfg: &ToolsetConfig) -> Result<Arc<Self>, String> {
+    pub fn toolset(cfg: &ToolsetConfig) -> Result<Arc<Self>, GuardError> {
         let what = format!("master.toolset `{}`", cfg.name);
+        let invalid = |reason: String| GuardError::Invalid {
+            key: what.clone(),
+            reason,
+        };
         if !crate::namespace::is_valid_wire_name(&cfg.name) {
-            return Err(format!("{what}: name may use only A-Z a-z 0-9 _ -"));
+            return Err(invalid("name may use only A-Z a-z 0-9 _ -".to_owned()));
         }
         if cfg.name == DISCOVER {
-            return Err(format!(
-                "{what}: `{DISCOVER}` is reserved for the discovery endpoint"
-            ));
+            return Err(invalid(format!(
+                "`{DISCOVER}` is reserved for the discovery endpoint"
+            )));
         }
         Ok(Arc::new(Self {
             name: cfg.name.clone(),
@@ -91,7 +97,7 @@ impl View {
                 namespaces: cfg.namespaces.clone(),
                 include: globs(&cfg.include, &format!("{what}.include"))?,
                 exclude: globs(&cfg.exclude, &format!("{what}.exclude"))?,
-                roles: cfg.roles.clone(),
+                roles: Subjects::new(&[], &cfg.roles),
             },
         }))
     }
@@ -108,9 +114,7 @@ impl View {
     /// Whether a caller may use this endpoint at all.
     pub fn allows(&self, identity: &Identity) -> bool {
         match &self.kind {
-            ViewKind::Toolset { roles, .. } => {
-                roles.is_empty() || roles.iter().any(|r| identity.has_role(r))
-            }
+            ViewKind::Toolset { roles, .. } => roles.include(identity),
             _ => true,
         }
     }

@@ -1,8 +1,9 @@
 //! Access rules: identities and roles (as master asserts them) mapped to secret-address globs and
 //! actions. Without rules everything is allowed; with rules, whatever no rule grants is denied.
 
-use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 use mcp_runtime::auth::Identity;
+use mcp_runtime::guard::{self, GuardError, IdentityRules, Separator, globs};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -25,70 +26,64 @@ impl Action {
             Action::Delete => "delete",
         }
     }
+
+    /// The tool that does this action (the `tool` of its audit line and metric).
+    pub fn tool(self) -> &'static str {
+        match self {
+            Action::List => "listSecrets",
+            Action::Get => "getSecret",
+            Action::Set => "setSecret",
+            Action::Delete => "deleteSecret",
+        }
+    }
 }
 
-/// One `[[secrets.rule]]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// One `[[secrets.rule]]`: identities/roles mapped to secret-address globs and actions.
+pub type RuleConfig = guard::RuleConfig<SecretGrant>;
+
+/// What a `[[secrets.rule]]` grants.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    /// Identity names this rule applies to (`*` for every identity).
-    #[serde(default)]
-    pub identities: Vec<String>,
-    /// Roles this rule applies to (any one suffices).
-    #[serde(default)]
-    pub roles: Vec<String>,
+pub struct SecretGrant {
     /// Globs over `<backend>/<path>`; `*` stays within one path component, `**` crosses them.
     pub paths: Vec<String>,
     pub actions: Vec<Action>,
 }
 
-struct Rule {
-    identities: Vec<String>,
-    roles: Vec<String>,
+/// What one rule grants.
+#[derive(Debug)]
+struct Grant {
     paths: GlobSet,
     actions: Vec<Action>,
 }
 
 /// The compiled rules.
 pub struct Acl {
-    rules: Vec<Rule>,
-}
-
-/// A rule that cannot be compiled.
-#[derive(Debug, thiserror::Error)]
-#[error("secrets.rule[{index}]: {reason}")]
-pub struct AclError {
-    pub index: usize,
-    pub reason: String,
-}
-
-fn glob(pattern: &str) -> Result<Glob, globset::Error> {
-    GlobBuilder::new(pattern).literal_separator(true).build()
+    rules: IdentityRules<Grant>,
 }
 
 impl Acl {
-    pub fn new(rules: &[RuleConfig]) -> Result<Self, AclError> {
-        let mut compiled = Vec::with_capacity(rules.len());
-        for (index, r) in rules.iter().enumerate() {
-            let err = |reason: String| AclError { index, reason };
-            if r.identities.is_empty() && r.roles.is_empty() {
-                return Err(err("name at least one identity or role".to_owned()));
-            }
+    pub fn new(rules: &[RuleConfig]) -> Result<Self, GuardError> {
+        let rules = IdentityRules::compile(rules, |index, r| {
+            let key = format!("secrets.rule[{index}]");
+            let subjects = r.required_subjects(&key)?;
+            let r = &r.grant;
             if r.paths.is_empty() || r.actions.is_empty() {
-                return Err(err("`paths` and `actions` must not be empty".to_owned()));
+                return Err(GuardError::Invalid {
+                    key,
+                    reason: "`paths` and `actions` must not be empty".to_owned(),
+                });
             }
-            let mut set = GlobSetBuilder::new();
-            for p in &r.paths {
-                set.add(glob(p).map_err(|e| err(format!("bad glob `{p}`: {e}")))?);
-            }
-            compiled.push(Rule {
-                identities: r.identities.clone(),
-                roles: r.roles.clone(),
-                paths: set.build().map_err(|e| err(e.to_string()))?,
-                actions: r.actions.clone(),
-            });
-        }
-        Ok(Self { rules: compiled })
+            let paths = globs(&r.paths, &key, Separator::Literal)?;
+            Ok((
+                subjects,
+                Grant {
+                    paths,
+                    actions: r.actions.clone(),
+                },
+            ))
+        })?;
+        Ok(Self { rules })
     }
 
     /// Whether any rules are configured (without rules, everything is allowed).
@@ -98,13 +93,10 @@ impl Acl {
 
     /// Whether `who` may do `action` on the secret at `address` (`<backend>/<path>`).
     pub fn allows(&self, who: &Identity, action: Action, address: &str) -> bool {
-        if self.rules.is_empty() {
-            return true;
-        }
-        self.rules.iter().any(|r| {
-            let applies = who.is_named_by(&r.identities, &r.roles);
-            applies && r.actions.contains(&action) && r.paths.is_match(address)
-        })
+        self.rules.is_empty()
+            || self.rules.any(who, |g| {
+                g.actions.contains(&action) && g.paths.is_match(address)
+            })
     }
 }
 
@@ -112,32 +104,29 @@ impl Acl {
 mod tests {
     use super::*;
 
-    fn who(name: &str, roles: &[&str]) -> Identity {
-        Identity {
-            name: name.to_owned(),
-            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
-        }
-    }
-
     #[test]
     fn rules_grant_by_identity_role_glob_and_action() {
         let acl = Acl::new(&[
             RuleConfig {
                 identities: vec!["alice".into()],
                 roles: vec![],
-                paths: vec!["keepass/Infra/**".into()],
-                actions: vec![Action::List, Action::Get],
+                grant: SecretGrant {
+                    paths: vec!["keepass/Infra/**".into()],
+                    actions: vec![Action::List, Action::Get],
+                },
             },
             RuleConfig {
                 identities: vec![],
                 roles: vec!["ops".into()],
-                paths: vec!["azure/*".into()],
-                actions: vec![Action::Get, Action::Set],
+                grant: SecretGrant {
+                    paths: vec!["azure/*".into()],
+                    actions: vec![Action::Get, Action::Set],
+                },
             },
         ])
         .unwrap();
-        let alice = who("alice", &[]);
-        let bob = who("bob", &["ops"]);
+        let alice = Identity::new("alice", &[]);
+        let bob = Identity::new("bob", &["ops"]);
         assert!(acl.allows(&alice, Action::Get, "keepass/Infra/docker-registry"));
         assert!(acl.allows(&alice, Action::Get, "keepass/Infra/deep/x"));
         assert!(!acl.allows(&alice, Action::Set, "keepass/Infra/docker-registry"));
@@ -146,11 +135,11 @@ mod tests {
         // `*` does not cross a path separator.
         assert!(!acl.allows(&bob, Action::Get, "azure/a/b"));
         assert!(!acl.allows(&bob, Action::Get, "keepass/Infra/docker-registry"));
-        assert!(!acl.allows(&who("eve", &[]), Action::List, "keepass/Infra/x"));
+        assert!(!acl.allows(&Identity::new("eve", &[]), Action::List, "keepass/Infra/x"));
         assert!(
             Acl::new(&[])
                 .unwrap()
-                .allows(&who("eve", &[]), Action::Delete, "x/y")
+                .allows(&Identity::new("eve", &[]), Action::Delete, "x/y")
         );
     }
 
@@ -159,8 +148,10 @@ mod tests {
         let rule = |ids: Vec<String>, paths: Vec<String>| RuleConfig {
             identities: ids,
             roles: vec![],
-            paths,
-            actions: vec![Action::Get],
+            grant: SecretGrant {
+                paths,
+                actions: vec![Action::Get],
+            },
         };
         assert!(Acl::new(&[rule(vec![], vec!["a/**".into()])]).is_err());
         assert!(Acl::new(&[rule(vec!["a".into()], vec![])]).is_err());

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use mcp_runtime::approval::approval_required;
+use mcp_runtime::guard::{AccessAudited, ApprovalAsk, Decision, require_approval};
 use mcp_runtime::{BoxError, BuildContext, CallerContext, Check, HealthProbe, McpService};
 use prometheus::{IntCounterVec, Opts};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -29,7 +29,7 @@ use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::acl::{Acl, Action, RuleConfig};
 use crate::backend::{BackendState, Deleted, SecretBackend, SecretError, SecretMeta};
@@ -116,6 +116,7 @@ pub struct Secrets {
     limiter: DefaultKeyedRateLimiter<String>,
     audit_file: Option<Mutex<std::fs::File>>,
     access: IntCounterVec,
+    metrics: mcp_runtime::Metrics,
     tools: ToolRouter<SecretsHandler>,
 }
 
@@ -307,6 +308,7 @@ impl McpService for Secrets {
             limiter,
             audit_file,
             access,
+            metrics: ctx.metrics.clone(),
             tools: SecretsHandler::tool_router(),
         })
     }
@@ -380,17 +382,50 @@ impl Secrets {
         Ok((b, path.to_owned()))
     }
 
+    /// One audited access: the audit line and `mcp_access_decisions_total` (through the shared
+    /// guard), `mcp_secret_access_total{backend,action,decision}` and the JSON-lines audit file.
     fn audit(
         &self,
         caller: &CallerContext,
         action: Action,
         secret: &str,
         backend: &str,
-        decision: &str,
+        decision: Decision,
+        detail: &str,
+    ) {
+        self.audited(action, secret, backend, decision, detail)
+            .emit(caller, &self.metrics);
+        self.recorded(caller, action, secret, backend, decision, detail);
+    }
+
+    fn audited<'a>(
+        &self,
+        action: Action,
+        secret: &'a str,
+        backend: &'a str,
+        decision: Decision,
+        detail: &'a str,
+    ) -> AccessAudited<'a> {
+        let mut e = AccessAudited::new("Secret access audited.", action.tool(), decision);
+        e.action = Some(action.as_str());
+        e.secret = Some(secret);
+        e.backend = Some(backend);
+        e.detail = Some(detail);
+        e
+    }
+
+    /// The service's own counter and audit file (the guard's event wrote the log line).
+    fn recorded(
+        &self,
+        caller: &CallerContext,
+        action: Action,
+        secret: &str,
+        backend: &str,
+        decision: Decision,
         detail: &str,
     ) {
         self.access
-            .with_label_values(&[backend, action.as_str(), decision])
+            .with_label_values(&[backend, action.as_str(), decision.as_str()])
             .inc();
         let rec = AuditRecord {
             timestamp: backend::rfc3339(time::OffsetDateTime::now_utc()).unwrap_or_default(),
@@ -398,7 +433,7 @@ impl Secrets {
             action: action.as_str(),
             secret,
             backend,
-            decision,
+            decision: decision.as_str(),
             correlation_id: &caller.correlation_id,
             approval_id: caller
                 .approval
@@ -407,18 +442,6 @@ impl Secrets {
                 .unwrap_or(""),
             detail,
         };
-        tracing::info!(
-            target: "audit",
-            message = "Secret access audited.",
-            identity = rec.identity,
-            action = rec.action,
-            secret = rec.secret,
-            backend = rec.backend,
-            decision = rec.decision,
-            correlation_id = rec.correlation_id,
-            approval_id = rec.approval_id,
-            detail = rec.detail,
-        );
         if let Some(f) = &self.audit_file
             && let Ok(mut line) = serde_json::to_string(&rec)
         {
@@ -448,7 +471,7 @@ impl Secrets {
         let (b, path) = match self.backend(name) {
             Ok(v) => v,
             Err(e) => {
-                self.audit(caller, action, name, "", "invalid", &e);
+                self.audit(caller, action, name, "", Decision::Invalid, &e);
                 return Err(e);
             }
         };
@@ -459,7 +482,7 @@ impl Secrets {
                 action,
                 &address,
                 b.name(),
-                "denied",
+                Decision::Denied,
                 "no rule grants this",
             );
             return Err(Self::hidden(&address, action));
@@ -478,12 +501,12 @@ impl Secrets {
     ) -> String {
         match e {
             SecretError::NotFound => {
-                self.audit(caller, action, address, backend, "not_found", "");
+                self.audit(caller, action, address, backend, Decision::NotFound, "");
                 Self::hidden(address, action)
             }
             other => {
                 let text = other.to_string();
-                self.audit(caller, action, address, backend, "error", &text);
+                self.audit(caller, action, address, backend, Decision::Error, &text);
                 text
             }
         }
@@ -599,25 +622,28 @@ impl SecretsHandler {
         backend: &str,
         field: Option<&str>,
     ) -> Option<CallToolResult> {
-        if caller.approval.is_some() {
-            return None;
-        }
-        self.svc
-            .audit(caller, action, address, backend, "approval_required", "");
-        let mut reason = format!(
+        let mut ask = ApprovalAsk::new(format!(
             "{} of secret `{address}` needs a human approval",
             action.as_str()
-        );
-        if let Some(e) = &caller.approval_error {
-            reason.push_str(&format!(" (the approval token sent was refused: {e})"));
-        }
-        let mut details = Map::new();
-        details.insert("secret".into(), json!(address));
-        details.insert("action".into(), json!(action.as_str()));
+        ))
+        .detail("secret", address)
+        .detail("action", action.as_str());
         if let Some(f) = field {
-            details.insert("field".into(), json!(f));
+            ask = ask.detail("field", f);
         }
-        Some(approval_required(tool, &reason, details))
+        let event = self
+            .svc
+            .audited(action, address, backend, Decision::ApprovalRequired, "");
+        let refusal = require_approval(caller, tool, ask, &event, &self.svc.metrics).err()?;
+        self.svc.recorded(
+            caller,
+            action,
+            address,
+            backend,
+            Decision::ApprovalRequired,
+            "",
+        );
+        Some(refusal)
     }
 }
 
@@ -709,7 +735,7 @@ impl SecretsHandler {
             Action::List,
             &format!("{scope}/{prefix}*"),
             scope,
-            "allowed",
+            Decision::Allowed,
             &format!("{} listed", secrets.len()),
         );
         Ok(Json(SecretList {
@@ -742,8 +768,14 @@ impl SecretsHandler {
             let wait = not_until.wait_time_from(governor::clock::Clock::now(
                 &governor::clock::DefaultClock::default(),
             ));
-            self.svc
-                .audit(&caller, Action::Get, &address, b.name(), "rate_limited", "");
+            self.svc.audit(
+                &caller,
+                Action::Get,
+                &address,
+                b.name(),
+                Decision::RateLimited,
+                "",
+            );
             return Err(format!(
                 "rate limit: getSecret is limited to {} per minute per identity (burst {}); `{}` may retry in {:.1} s",
                 self.svc.config.get_per_minute,
@@ -759,7 +791,7 @@ impl SecretsHandler {
                     Action::Get,
                     &address,
                     b.name(),
-                    "allowed",
+                    Decision::Allowed,
                     &fetched.field,
                 );
                 let mut body = json!({
@@ -815,8 +847,14 @@ impl SecretsHandler {
         match b.set(&path, a.field.as_deref(), a.value).await {
             Ok(meta) => {
                 let field = a.field.unwrap_or_else(|| "password".to_owned());
-                self.svc
-                    .audit(&caller, Action::Set, &address, b.name(), "allowed", &field);
+                self.svc.audit(
+                    &caller,
+                    Action::Set,
+                    &address,
+                    b.name(),
+                    Decision::Allowed,
+                    &field,
+                );
                 Ok(CallToolResult::structured(
                     serde_json::to_value(SetResult {
                         secret: meta,
@@ -872,7 +910,7 @@ impl SecretsHandler {
                     Action::Delete,
                     &address,
                     b.name(),
-                    "allowed",
+                    Decision::Allowed,
                     &d.outcome,
                 );
                 Ok(CallToolResult::structured(
