@@ -97,7 +97,8 @@ pub struct ServerConfig {
     pub approval_key_file: Option<PathBuf>,
     /// Allow binding a non-loopback address with auth off. Dangerous; for trusted networks only.
     pub allow_insecure: bool,
-    /// Extra host names accepted in the `Host` header, besides loopback and the compose service names.
+    /// Extra host names accepted in the `Host` header, besides loopback (the deployment sets a
+    /// service's compose or DNS names here).
     pub allowed_hosts: Vec<String>,
     /// Extra browser origins (`scheme://host[:port]`) accepted in the `Origin` header, besides loopback ones.
     pub allowed_origins: Vec<String>,

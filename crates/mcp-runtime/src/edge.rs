@@ -16,27 +16,10 @@ use crate::instrument::TraceParent;
 use crate::metrics::Metrics;
 use crate::telemetry::{CORRELATION_HEADER, CorrelationId, trace_id_from_traceparent};
 
-/// Host names that are always accepted: loopback and the docker-compose service names of the suite.
-pub const DEFAULT_ALLOWED_HOSTS: &[&str] = &[
-    "localhost",
-    "127.0.0.1",
-    "::1",
-    "master",
-    "linux-cli",
-    "k8s",
-    "cmdb",
-    "secrets",
-    "freqtrade-knowledge",
-    "ai-models",
-    "mcp-master",
-    "mcp-linux-cli",
-    "mcp-k8s",
-    "mcp-cmdb",
-    "mcp-secrets",
-    "mcp-freqtrade-knowledge",
-    "mcp-ai-models",
-    "host.docker.internal",
-];
+/// Host names that are always accepted: loopback. Other names (the compose service names, a
+/// Kubernetes Service's DNS names) come from `server.allowed_hosts`, which the deployment's wiring
+/// sets (`docker-compose.yml`, `deploy/kubernetes`).
+pub const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
 /// Shared state of the edge middleware.
 #[derive(Debug)]
@@ -148,8 +131,7 @@ fn host_of_authority(authority: &str) -> String {
 
 impl Edge {
     fn host_allowed(&self, host: &str) -> bool {
-        self.allowed_hosts.iter().any(|h| h == "*" || h == host)
-            || DEFAULT_ALLOWED_HOSTS.contains(&host)
+        self.allowed_hosts.iter().any(|h| h == "*" || h == host) || LOOPBACK_HOSTS.contains(&host)
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {

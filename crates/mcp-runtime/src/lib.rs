@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ConfigDoc, ConfigError, ServerConfig};
-pub use edge::DEFAULT_ALLOWED_HOSTS;
+pub use edge::LOOPBACK_HOSTS;
 pub use health::{Check, HealthProbe, HealthStatus};
 pub use instrument::CallerContext;
 pub use metrics::Metrics;

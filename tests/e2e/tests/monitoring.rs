@@ -78,11 +78,23 @@ fn ports_md_scrape_targets_and_default_ports_agree() {
             targets.iter().any(|(h, _)| h == service),
             "{service} is not scraped"
         );
+        let allowed = compose_allowed_hosts(service);
         assert!(
-            mcp_runtime::DEFAULT_ALLOWED_HOSTS.contains(&service),
-            "{service} not an allowed Host"
+            allowed.iter().any(|h| h == service),
+            "{service} does not accept its compose name as Host: {allowed:?}"
         );
     }
+}
+
+/// `server.allowed_hosts` of a compose service, as its environment sets it.
+fn compose_allowed_hosts(service: &str) -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let raw = doc["services"][service]["environment"]["MCP_SERVER_ALLOWED_HOSTS"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{service} sets no MCP_SERVER_ALLOWED_HOSTS"));
+    serde_json::from_str(raw).unwrap()
 }
 
 struct Prometheus(std::process::Child);
