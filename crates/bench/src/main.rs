@@ -3,6 +3,9 @@
 //! `tools/list`. Prints the figures and writes docs/benchmarks.md.
 //!
 //! Run with: `cargo build --release --bins && target/release/mcp-bench`
+//!
+//! Over 800 lines because the phases share one set of spawned binaries, ports and report writer;
+//! the workflow phase has its own module (`workflows`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

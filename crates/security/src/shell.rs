@@ -2,6 +2,9 @@
 //! evaluated as far as is statically possible, to the command rules. Substitutions, process
 //! substitutions and here-docs are analysed recursively; anything else dynamic is marked so the
 //! rules can refuse it.
+//!
+//! Over 800 lines because it is one recursive walk over brush-parser's AST with one evaluation
+//! context; the per-program rules live in `commands/`.
 
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,9 @@
 //! Messages as tools over their REST APIs, with keys from files (re-read on change, never logged),
 //! model allow-lists, retries that honour `Retry-After`, and per-call token and cost accounting with
 //! an optional daily budget per identity.
+//!
+//! Over 800 lines because the four tools share one request path (allow-lists, budget, usage,
+//! scrubbing) that reads best beside them; wire formats are in `providers`, keys in `keys`.
 
 pub mod keys;
 pub mod providers;

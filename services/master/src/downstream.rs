@@ -1,6 +1,9 @@
 //! One downstream MCP server: its connection (HTTP, SSE or stdio), a supervisor that connects,
 //! pings, reconnects with backoff and refreshes the catalog, and a circuit breaker that makes calls
 //! to a failing service fail fast.
+//!
+//! Over 800 lines because one connection's life — connect, supervise, reconnect, circuit, catalog,
+//! request — shares the connection's state; transports are in `downstream/`.
 
 pub mod asserting_client;
 pub mod sse_client;

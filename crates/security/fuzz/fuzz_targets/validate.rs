@@ -1,5 +1,5 @@
-#![no_main]
 //! Any input: no panic, and the verdict is self-consistent.
+#![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use mcp_security::{Category, Decision, validate_command};

@@ -1,6 +1,9 @@
 //! The workflow engine: starts runs, drives their steps (in parallel where `needs` allow) through
 //! the gateway's own call path (policy, rate limits, circuit, audit) as the run's owner,
 //! checkpoints every transition, pauses for approvals and resumes after a restart.
+//!
+//! Over 800 lines because it is one state machine (runs, steps, approvals, resume after a crash)
+//! whose transitions must be read together; parsing is in `definition`, durability in `store`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};

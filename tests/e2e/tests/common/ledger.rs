@@ -1,7 +1,7 @@
-#![allow(unreachable_pub, dead_code)]
 //! A downstream for workflow tests that counts what really ran: `record` (not idempotent) counts
 //! executions per key, `slow` (read-only) counts starts and sleeps, `getSecret` returns a canary,
 //! `fail` always fails. Each started ledger has its own counters, found by its `id`.
+#![allow(unreachable_pub, dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
