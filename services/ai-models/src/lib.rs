@@ -6,10 +6,12 @@
 //! Over 800 lines because the four tools share one request path (allow-lists, budget, usage,
 //! scrubbing) that reads best beside them; wire formats are in `providers`, keys in `keys`.
 
+pub mod error;
 pub mod keys;
 pub mod providers;
 pub mod usage;
 
+use crate::error::AiError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -291,33 +293,33 @@ impl AiModels {
         kind: Provider,
         model: Option<&str>,
         caller: &CallerContext,
-    ) -> Result<String, String> {
+    ) -> Result<String, AiError> {
         let p = self.provider(kind);
         if !p.config.enabled {
-            return Err(format!(
+            return Err(AiError::Refused(format!(
                 "{} is disabled (ai_models.{}.enabled = false)",
                 kind.name(),
                 kind.name()
-            ));
+            )));
         }
         let model = model
             .filter(|m| !m.is_empty())
             .unwrap_or(&p.config.default_model)
             .to_owned();
         if !p.config.models.is_empty() && !p.config.models.contains(&model) {
-            return Err(format!(
+            return Err(AiError::Refused(format!(
                 "model `{model}` is not allowed for {}; allowed: {}",
                 kind.name(),
                 p.config.models.join(", ")
-            ));
+            )));
         }
         if let Some(budget) = self.config.daily_budget_usd {
             let spent = self.ledger.spent_today(&caller.identity.name);
             if spent >= budget {
-                return Err(format!(
+                return Err(AiError::Refused(format!(
                     "daily budget of ${budget:.2} for `{}` is spent (${spent:.4} used today, UTC); it resets at 00:00 UTC",
                     caller.identity.name
-                ));
+                )));
             }
         }
         Ok(model)
@@ -332,15 +334,15 @@ impl AiModels {
         headers: &[(&str, &str)],
         body: &Value,
         caller: &CallerContext,
-    ) -> Result<CallToolResult, String> {
+    ) -> Result<CallToolResult, AiError> {
         let p = self.provider(kind);
         let key_path = p.config.api_key_file.display().to_string();
         let Some(key) = p.key.get() else {
-            return Err(format!(
+            return Err(AiError::NoKey(format!(
                 "no {} API key: put it in {key_path} (or set {}_API_KEY_FILE to a file holding it); the file is read on the next call",
                 kind.name(),
                 kind.name().to_ascii_uppercase()
-            ));
+            )));
         };
         let started = std::time::Instant::now();
         let to = providers::Endpoint {
@@ -350,14 +352,11 @@ impl AiModels {
             key_file: &key_path,
             headers,
         };
-        let (json, attempts) = providers::post(&self.http, &to, body, self.policy())
-            .await
-            .map_err(|e| e.to_string())?;
+        let (json, attempts) = providers::post(&self.http, &to, body, self.policy()).await?;
         let reply: Reply = match kind {
             Provider::Gemini => providers::parse_gemini(&json, attempts),
             Provider::Anthropic => providers::parse_anthropic(&json, attempts),
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         let price = p.config.prices.get(model);
         let cost = price.map(|pr| pr.cost(reply.input_tokens, reply.output_tokens));
         let provider = kind.name();
@@ -468,20 +467,20 @@ pub struct Turn {
 }
 
 /// The texts of parts or blocks; anything but text is refused with what is supported.
-fn part_texts(parts: Vec<TextPart>) -> Result<Vec<String>, String> {
+fn part_texts(parts: Vec<TextPart>) -> Result<Vec<String>, AiError> {
     parts
         .into_iter()
         .map(|p| match p.kind.as_deref() {
             None | Some("text") => Ok(p.text),
-            Some(other) => Err(format!(
+            Some(other) => Err(AiError::Invalid(format!(
                 "content block type `{other}` is not supported; only text blocks ({{\"type\": \"text\", \"text\": …}})"
-            )),
+            ))),
         })
         .collect()
 }
 
 impl TextOrBlocks {
-    fn texts(self) -> Result<Vec<String>, String> {
+    fn texts(self) -> Result<Vec<String>, AiError> {
         match self {
             TextOrBlocks::Text(t) => Ok(vec![t]),
             TextOrBlocks::Blocks(b) => part_texts(b),
@@ -491,22 +490,22 @@ impl TextOrBlocks {
 
 impl Turn {
     /// The turn's role and texts, from whichever of the three shapes it uses (exactly one).
-    fn into_texts(self) -> Result<(String, Vec<String>), String> {
+    fn into_texts(self) -> Result<(String, Vec<String>), AiError> {
         let texts = match (self.text, self.parts, self.content) {
             (Some(t), None, None) => vec![t],
             (None, Some(p), None) => part_texts(p)?,
             (None, None, Some(c)) => c.texts()?,
             (None, None, None) => {
-                return Err(format!(
+                return Err(AiError::Invalid(format!(
                     "the `{}` turn has no text: give `text`, Gemini's `parts: [{{\"text\": …}}]` or Anthropic's `content`",
                     self.role
-                ));
+                )));
             }
             _ => {
-                return Err(format!(
+                return Err(AiError::Invalid(format!(
                     "the `{}` turn gives more than one of `text`, `parts` and `content`; give one",
                     self.role
-                ));
+                )));
             }
         };
         Ok((self.role, texts))
@@ -514,12 +513,12 @@ impl Turn {
 }
 
 /// Exactly one of two spellings of the same argument (`system_instruction` / `systemInstruction`).
-fn one_of<T>(a: Option<T>, b: Option<T>, names: (&str, &str)) -> Result<Option<T>, String> {
+fn one_of<T>(a: Option<T>, b: Option<T>, names: (&str, &str)) -> Result<Option<T>, AiError> {
     match (a, b) {
-        (Some(_), Some(_)) => Err(format!(
+        (Some(_), Some(_)) => Err(AiError::Invalid(format!(
             "give `{}` or `{}`, not both (they are the same argument)",
             names.0, names.1
-        )),
+        ))),
         (a, b) => Ok(a.or(b)),
     }
 }
@@ -607,7 +606,7 @@ fn turns(
     prompt: Option<String>,
     turns: Option<Vec<Turn>>,
     allowed: &[&str],
-) -> Result<Vec<(String, Vec<String>)>, String> {
+) -> Result<Vec<(String, Vec<String>)>, AiError> {
     let mut out = turns
         .unwrap_or_default()
         .into_iter()
@@ -617,19 +616,21 @@ fn turns(
         out.push(("user".to_owned(), vec![p]));
     }
     if out.is_empty() {
-        return Err("give `prompt` or at least one turn".to_owned());
+        return Err(AiError::Invalid(
+            "give `prompt` or at least one turn".to_owned(),
+        ));
     }
     if let Some((role, _)) = out.iter().find(|(r, _)| !allowed.contains(&r.as_str())) {
-        return Err(format!(
+        return Err(AiError::Invalid(format!(
             "role `{role}` is not one of {}",
             allowed.join(", ")
-        ));
+        )));
     }
     if out
         .iter()
         .any(|(_, t)| t.is_empty() || t.iter().all(String::is_empty))
     {
-        return Err("turns must not be empty".to_owned());
+        return Err(AiError::Invalid("turns must not be empty".to_owned()));
     }
     Ok(out)
 }
@@ -657,7 +658,7 @@ impl AiHandler {
         &self,
         Parameters(a): Parameters<GeminiArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, String> {
+    ) -> Result<CallToolResult, AiError> {
         let caller = CallerContext::from_request(&ctx);
         let model = self
             .svc
@@ -694,9 +695,9 @@ impl AiHandler {
         ] {
             if let Some(v) = v {
                 if generation.contains_key(native) {
-                    return Err(format!(
+                    return Err(AiError::Invalid(format!(
                         "give `{flat}` or `generationConfig.{native}`, not both (they are the same setting)"
-                    ));
+                    )));
                 }
                 generation.insert(native.into(), v);
             }
@@ -733,7 +734,7 @@ impl AiHandler {
         &self,
         Parameters(a): Parameters<AnthropicArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, String> {
+    ) -> Result<CallToolResult, AiError> {
         let caller = CallerContext::from_request(&ctx);
         let model = self
             .svc
@@ -784,7 +785,7 @@ impl AiHandler {
             open_world_hint = false
         )
     )]
-    async fn list_models(&self) -> Result<Json<ModelList>, String> {
+    async fn list_models(&self) -> Result<Json<ModelList>, AiError> {
         Ok(Json(ModelList {
             providers: [&self.svc.gemini, &self.svc.anthropic]
                 .iter()
@@ -813,7 +814,7 @@ impl AiHandler {
     async fn get_usage(
         &self,
         Parameters(a): Parameters<UsageArgs>,
-    ) -> Result<Json<UsageReport>, String> {
+    ) -> Result<Json<UsageReport>, AiError> {
         Ok(Json(self.svc.ledger.report(
             a.provider.as_deref(),
             a.identity.as_deref(),

@@ -1,8 +1,10 @@
 //! CMDB MCP service (port 8012, namespace `cmdb`): hosts from a CSV file, indexed in SQLite,
 //! hot-reloaded when the file changes, with malformed rows reported rather than dropped silently.
 
+pub mod error;
 pub mod store;
 
+use crate::error::CmdbError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -264,12 +266,12 @@ pub struct CmdbHandler {
     tool_router: ToolRouter<Self>,
 }
 
-fn page_bounds(limit: Option<u32>, offset: Option<u32>) -> Result<(usize, usize), String> {
+fn page_bounds(limit: Option<u32>, offset: Option<u32>) -> Result<(usize, usize), CmdbError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(format!(
+        return Err(CmdbError::Invalid(format!(
             "limit must be between 1 and {MAX_LIMIT}, got {limit}"
-        ));
+        )));
     }
     Ok((limit as usize, offset.unwrap_or(0) as usize))
 }
@@ -279,10 +281,6 @@ fn project(host: Map<String, Value>, fields: Option<&[String]>) -> Map<String, V
         None => host,
         Some(f) => host.into_iter().filter(|(k, _)| f.contains(k)).collect(),
     }
-}
-
-fn hint(e: StoreError) -> String {
-    e.to_string()
 }
 
 #[tool_router]
@@ -301,19 +299,16 @@ impl CmdbHandler {
     async fn list_hosts(
         &self,
         Parameters(args): Parameters<ListHostsArgs>,
-    ) -> Result<Json<HostPage>, String> {
+    ) -> Result<Json<HostPage>, CmdbError> {
         let (limit, offset) = page_bounds(args.limit, args.offset)?;
         if let Some(f) = &args.fields {
-            self.store.check_fields(f).map_err(hint)?;
+            self.store.check_fields(f)?;
         }
-        let page = self
-            .store
-            .search(&store::Query {
-                limit,
-                offset,
-                ..Default::default()
-            })
-            .map_err(hint)?;
+        let page = self.store.search(&store::Query {
+            limit,
+            offset,
+            ..Default::default()
+        })?;
         Ok(Json(HostPage::project(page, args.fields.as_deref())))
     }
 
@@ -331,15 +326,15 @@ impl CmdbHandler {
     async fn get_host(
         &self,
         Parameters(args): Parameters<GetHostArgs>,
-    ) -> Result<Json<HostRecord>, String> {
+    ) -> Result<Json<HostRecord>, CmdbError> {
         let key = args.name.trim();
         if key.is_empty() {
-            return Err("`name` must not be empty".to_owned());
+            return Err(CmdbError::Invalid("`name` must not be empty".to_owned()));
         }
         if let Some(f) = &args.fields {
-            self.store.check_fields(f).map_err(hint)?;
+            self.store.check_fields(f)?;
         }
-        match self.store.get(key).map_err(hint)? {
+        match self.store.get(key)? {
             Some(host) => Ok(Json(HostRecord {
                 host: project(host, args.fields.as_deref()),
             })),
@@ -350,7 +345,10 @@ impl CmdbHandler {
                 } else {
                     format!("did you mean: {}?", similar.join(", "))
                 };
-                Err(format!("host `{key}` is not in the CMDB; {suggestion}"))
+                Err(CmdbError::UnknownHost {
+                    host: key.to_owned(),
+                    suggestion,
+                })
             }
         }
     }
@@ -369,7 +367,7 @@ impl CmdbHandler {
     async fn search_hosts(
         &self,
         Parameters(args): Parameters<SearchHostsArgs>,
-    ) -> Result<Json<HostPage>, String> {
+    ) -> Result<Json<HostPage>, CmdbError> {
         let (limit, offset) = page_bounds(args.limit, args.offset)?;
         let mut filters = args.filters.clone().unwrap_or_default();
         for (col, val) in [
@@ -381,25 +379,22 @@ impl CmdbHandler {
         ] {
             if let Some(v) = val {
                 if let Some(prev) = filters.get(col).filter(|p| *p != v) {
-                    return Err(format!(
+                    return Err(CmdbError::Invalid(format!(
                         "conflicting values for `{col}`: `{prev}` in filters and `{v}` as argument"
-                    ));
+                    )));
                 }
                 filters.insert(col.to_owned(), v.clone());
             }
         }
         if let Some(f) = &args.fields {
-            self.store.check_fields(f).map_err(hint)?;
+            self.store.check_fields(f)?;
         }
-        let page = self
-            .store
-            .search(&store::Query {
-                filters,
-                text: args.query.clone(),
-                limit,
-                offset,
-            })
-            .map_err(hint)?;
+        let page = self.store.search(&store::Query {
+            filters,
+            text: args.query.clone(),
+            limit,
+            offset,
+        })?;
         Ok(Json(HostPage::project(page, args.fields.as_deref())))
     }
 
@@ -414,18 +409,18 @@ impl CmdbHandler {
             open_world_hint = false
         )
     )]
-    async fn list_ci_types(&self) -> Result<Json<CiTypes>, String> {
+    async fn list_ci_types(&self) -> Result<Json<CiTypes>, CmdbError> {
         let to_counts = |v: Vec<(String, usize)>| {
             v.into_iter()
                 .map(|(value, hosts)| Count { value, hosts })
                 .collect::<Vec<_>>()
         };
-        let ci_types = to_counts(self.store.counts("ci_type").map_err(hint)?);
+        let ci_types = to_counts(self.store.counts("ci_type")?);
         Ok(Json(CiTypes {
             total_hosts: ci_types.iter().map(|c| c.hosts).sum(),
             ci_types,
-            environments: to_counts(self.store.counts("environment").map_err(hint)?),
-            roles: to_counts(self.store.counts("role").map_err(hint)?),
+            environments: to_counts(self.store.counts("environment")?),
+            roles: to_counts(self.store.counts("role")?),
             fields: self.store.fields(),
         }))
     }

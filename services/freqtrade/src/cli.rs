@@ -1,6 +1,7 @@
 //! The informational Freqtrade subcommands: an allow-list of subcommands and options, argv only (no
 //! shell), a timeout that kills the process, capped output, and secrets redacted from `show-config`.
 
+use crate::error::FreqtradeError;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -41,17 +42,17 @@ const OPTIONS: &[(&str, bool)] = &[
 ];
 
 /// The argv (after the program) for an allowed call, or why it is refused.
-pub fn argv(subcommand: &str, args: &[String]) -> Result<Vec<String>, String> {
+pub fn argv(subcommand: &str, args: &[String]) -> Result<Vec<String>, FreqtradeError> {
     let sub = if subcommand == "version" {
         "--version"
     } else {
         subcommand
     };
     if !SUBCOMMANDS.contains(&sub) {
-        return Err(format!(
+        return Err(FreqtradeError::Refused(format!(
             "`{subcommand}` is not an informational subcommand; allowed: {} (trading, backtesting, download and webserver commands are never run)",
             SUBCOMMANDS.join(", ")
-        ));
+        )));
     }
     let mut out = vec![sub.to_owned()];
     let mut i = 0;
@@ -62,22 +63,24 @@ pub fn argv(subcommand: &str, args: &[String]) -> Result<Vec<String>, String> {
             _ => (a.as_str(), None),
         };
         let Some((_, takes_value)) = OPTIONS.iter().find(|(o, _)| *o == name) else {
-            return Err(format!(
+            return Err(FreqtradeError::Refused(format!(
                 "option `{a}` is not allowed here; allowed: {}",
                 OPTIONS
                     .iter()
                     .map(|(o, _)| *o)
                     .collect::<Vec<_>>()
                     .join(" ")
-            ));
+            )));
         };
         out.push(a.clone());
         if *takes_value && inline.is_none() {
             let v = args
                 .get(i + 1)
-                .ok_or_else(|| format!("option `{a}` needs a value"))?;
+                .ok_or_else(|| FreqtradeError::Refused(format!("option `{a}` needs a value")))?;
             if v.starts_with('-') {
-                return Err(format!("option `{a}` needs a value, not `{v}`"));
+                return Err(FreqtradeError::Refused(format!(
+                    "option `{a}` needs a value, not `{v}`"
+                )));
             }
             out.push(v.clone());
             i += 1;
@@ -115,7 +118,7 @@ pub async fn run(
     argv: &[String],
     timeout: Duration,
     cap: usize,
-) -> Result<Value, String> {
+) -> Result<Value, FreqtradeError> {
     let started = Instant::now();
     let child = tokio::process::Command::new(bin)
         .args(argv)
@@ -125,15 +128,15 @@ pub async fn run(
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+        .map_err(|e| FreqtradeError::Cli(format!("cannot start {}: {e}", bin.display())))?;
     let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(r) => r.map_err(|e| format!("freqtrade failed: {e}"))?,
+        Ok(r) => r.map_err(|e| FreqtradeError::Cli(format!("freqtrade failed: {e}")))?,
         Err(_) => {
-            return Err(format!(
+            return Err(FreqtradeError::Cli(format!(
                 "freqtrade {} did not finish in {} s and was killed",
                 argv.join(" "),
                 timeout.as_secs()
-            ));
+            )));
         }
     };
     let (stdout, out_cut) =

@@ -4,8 +4,10 @@
 //! informational Freqtrade CLI subcommands.
 
 pub mod cli;
+pub mod error;
 pub mod repo;
 
+use crate::error::FreqtradeError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,7 +112,7 @@ impl McpService for Freqtrade {
                     )
                 })
                 .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+                .unwrap_or_else(|e| Err(FreqtradeError::from(e)));
                 let wait = match result {
                     Ok(()) => {
                         failures = 0;
@@ -124,7 +126,7 @@ impl McpService for Freqtrade {
                         failures += 1;
                         tracing::warn!(message = "Freqtrade repository unavailable.", error = %e, retry_in_secs = wait.as_secs());
                         p.update(|s| {
-                            s.error = Some(e.clone());
+                            s.error = Some(e.to_string());
                             s.progress = None;
                         });
                         wait
@@ -230,20 +232,19 @@ fn sections(file: &str, text: &str) -> Vec<Section> {
 
 impl Freqtrade {
     /// Runs `f` on a blocking thread with the repository and the pinned commit.
-    async fn with_repo<T, F>(self: &Arc<Self>, f: F) -> Result<T, String>
+    async fn with_repo<T, F>(self: &Arc<Self>, f: F) -> Result<T, FreqtradeError>
     where
         T: Send + 'static,
-        F: FnOnce(&git2::Repository, git2::Oid, &FreqtradeConfig) -> Result<T, String>
+        F: FnOnce(&git2::Repository, git2::Oid, &FreqtradeConfig) -> Result<T, FreqtradeError>
             + Send
             + 'static,
     {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            let (repo, commit) = me.pinned.open().map_err(|e| e.to_string())?;
+            let (repo, commit) = me.pinned.open()?;
             f(&repo, commit, &me.config)
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     }
 
     fn docs_found(&self) -> Option<bool> {
@@ -429,12 +430,15 @@ impl FtHandler {
     async fn get_file(
         &self,
         Parameters(a): Parameters<FileArgs>,
-    ) -> Result<CallToolResult, String> {
+    ) -> Result<CallToolResult, FreqtradeError> {
         self.svc
             .with_repo(move |repo, commit, cfg| {
-                let item = lookup(repo, commit, &a.path).map_err(|e| e.to_string())?;
+                let item = lookup(repo, commit, &a.path)?;
                 let Item::Blob { path, data } = item else {
-                    return Err(format!("`{}` is a directory; use source_listDirectory", a.path));
+                    return Err(FreqtradeError::invalid(format!(
+                        "`{}` is a directory; use source_listDirectory",
+                        a.path
+                    )));
                 };
                 let size = data.len();
                 if data.iter().take(8192).any(|b| *b == 0) {
@@ -449,7 +453,9 @@ impl FtHandler {
                 let start = a.start_line.unwrap_or(1).max(1);
                 let end = a.end_line.unwrap_or(total).min(total);
                 if start > end && total > 0 {
-                    return Err(format!("line range {start}-{end} is empty; the file has {total} lines"));
+                    return Err(FreqtradeError::invalid(format!(
+                        "line range {start}-{end} is empty; the file has {total} lines"
+                    )));
                 }
                 let selected = lines.get(start.saturating_sub(1)..end).unwrap_or_default().join("\n");
                 let cap = a.max_bytes.unwrap_or(cfg.max_file_bytes).clamp(1, cfg.max_file_bytes);
@@ -472,16 +478,19 @@ impl FtHandler {
             open_world_hint = false
         )
     )]
-    async fn list_dir(&self, Parameters(a): Parameters<DirArgs>) -> Result<Json<Listing>, String> {
+    async fn list_dir(
+        &self,
+        Parameters(a): Parameters<DirArgs>,
+    ) -> Result<Json<Listing>, FreqtradeError> {
         self.svc
             .with_repo(move |repo, commit, _| {
                 let p = a.path.unwrap_or_default();
-                let Item::Tree { path, oid } =
-                    lookup(repo, commit, &p).map_err(|e| e.to_string())?
-                else {
-                    return Err(format!("`{p}` is a file; use source_getFileContent"));
+                let Item::Tree { path, oid } = lookup(repo, commit, &p)? else {
+                    return Err(FreqtradeError::invalid(format!(
+                        "`{p}` is a file; use source_getFileContent"
+                    )));
                 };
-                let tree = repo.find_tree(oid).map_err(|e| e.to_string())?;
+                let tree = repo.find_tree(oid)?;
                 let mut entries: Vec<DirEntry> = tree
                     .iter()
                     .map(|e| {
@@ -524,9 +533,9 @@ impl FtHandler {
     async fn search(
         &self,
         Parameters(a): Parameters<SearchArgs>,
-    ) -> Result<CallToolResult, String> {
+    ) -> Result<CallToolResult, FreqtradeError> {
         if a.query.is_empty() {
-            return Err("`query` must not be empty".to_owned());
+            return Err(FreqtradeError::invalid("`query` must not be empty"));
         }
         let pattern = if a.regex.unwrap_or(false) {
             a.query.clone()
@@ -537,11 +546,11 @@ impl FtHandler {
             .case_insensitive(!a.case_sensitive.unwrap_or(true))
             .size_limit(1 << 20)
             .build()
-            .map_err(|e| format!("invalid regex: {e}"))?;
+            .map_err(|e| FreqtradeError::invalid(format!("invalid regex: {e}")))?;
         let glob = match &a.path_glob {
             Some(g) => Some(
                 globset::Glob::new(g)
-                    .map_err(|e| format!("invalid path_glob: {e}"))?
+                    .map_err(|e| FreqtradeError::invalid(format!("invalid path_glob: {e}")))?
                     .compile_matcher(),
             ),
             None => None,
@@ -550,7 +559,7 @@ impl FtHandler {
             .with_repo(move |repo, commit, cfg| {
                 let max = a.max_matches.unwrap_or(cfg.max_search_matches).clamp(1, cfg.max_search_matches);
                 let ctx = a.context_lines.unwrap_or(0).min(5);
-                let tree = repo::tree_of(repo, commit).map_err(|e| e.to_string())?;
+                let tree = repo::tree_of(repo, commit)?;
                 let mut matches = Vec::new();
                 let mut path_matches = Vec::new();
                 let mut files_searched = 0usize;
@@ -594,7 +603,7 @@ impl FtHandler {
                 if let Err(e) = walked
                     && !truncated
                 {
-                    return Err(e.to_string());
+                    return Err(e.into());
                 }
                 Ok(CallToolResult::structured(json!({
                     "query": a.query, "commit": commit.to_string(), "files_searched": files_searched,
@@ -617,7 +626,7 @@ impl FtHandler {
     async fn hyperopt(
         &self,
         Parameters(a): Parameters<TopicArgs>,
-    ) -> Result<CallToolResult, String> {
+    ) -> Result<CallToolResult, FreqtradeError> {
         self.svc
             .with_repo(move |repo, commit, cfg| {
                 let files: Vec<String> = files_where(repo, commit, |p| {
@@ -645,7 +654,10 @@ impl FtHandler {
             open_world_hint = false
         )
     )]
-    async fn freqai(&self, Parameters(a): Parameters<TopicArgs>) -> Result<CallToolResult, String> {
+    async fn freqai(
+        &self,
+        Parameters(a): Parameters<TopicArgs>,
+    ) -> Result<CallToolResult, FreqtradeError> {
         self.svc
             .with_repo(move |repo, commit, cfg| {
                 let files = files_where(repo, commit, |p| {
@@ -673,12 +685,15 @@ impl FtHandler {
             open_world_hint = true
         )
     )]
-    async fn run_info(&self, Parameters(a): Parameters<CliArgs>) -> Result<CallToolResult, String> {
+    async fn run_info(
+        &self,
+        Parameters(a): Parameters<CliArgs>,
+    ) -> Result<CallToolResult, FreqtradeError> {
         let cfg = &self.svc.config;
         let argv = cli::argv(&a.subcommand, a.args.as_deref().unwrap_or_default())?;
-        let bin = cli::find(cfg.freqtrade_bin.as_deref()).ok_or(
-            "freqtrade is not installed: install it (pip install freqtrade) or set freqtrade.freqtrade_bin",
-        )?;
+        let bin = cli::find(cfg.freqtrade_bin.as_deref()).ok_or_else(|| {
+            FreqtradeError::Cli("freqtrade is not installed: install it (pip install freqtrade) or set freqtrade.freqtrade_bin".to_owned())
+        })?;
         let out = cli::run(
             &bin,
             &argv,

@@ -3,6 +3,7 @@
 //! git object database at that commit, never from a work tree, so no file outside the repository
 //! is reachable by construction.
 
+use crate::error::FreqtradeError;
 use std::path::{Component, Path, PathBuf};
 use std::sync::RwLock;
 use std::time::Duration;
@@ -249,18 +250,18 @@ pub fn sync(
     local: Option<&Path>,
     cache: &Path,
     git_ref: &str,
-) -> Result<(), String> {
+) -> Result<(), FreqtradeError> {
     let repo = match (local, url) {
-        (Some(path), _) => {
-            Repository::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?
-        }
-        (None, Some(url)) => clone_or_fetch(url, cache, pinned)
-            .map_err(|e| format!("cannot clone/fetch {url}: {}", e.message()))?,
+        (Some(path), _) => Repository::open(path)
+            .map_err(|e| FreqtradeError::Sync(format!("cannot open {}: {e}", path.display())))?,
+        (None, Some(url)) => clone_or_fetch(url, cache, pinned).map_err(|e| {
+            FreqtradeError::Sync(format!("cannot clone/fetch {url}: {}", e.message()))
+        })?,
         (None, None) => {
-            return Err(
+            return Err(FreqtradeError::Sync(
                 "no repository configured: set freqtrade.repo_url or freqtrade.repo_path"
                     .to_owned(),
-            );
+            ));
         }
     };
     let location: PathBuf = if repo.is_bare() {
@@ -269,7 +270,7 @@ pub fn sync(
         repo.workdir().unwrap_or(repo.path()).to_owned()
     };
     let commit = resolve(&repo, git_ref)
-        .map_err(|e| format!("ref `{git_ref}` not found: {}", e.message()))?;
+        .map_err(|e| FreqtradeError::Sync(format!("ref `{git_ref}` not found: {}", e.message())))?;
     pinned.update(|s| {
         s.location = location.display().to_string();
         s.commit = Some(commit.to_string());

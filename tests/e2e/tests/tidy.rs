@@ -179,7 +179,9 @@ fn the_code_map_names_every_crate_module_and_e2e_test() {
             }
         }
     }
-    let e2e = section(&doc, "tests/e2e").map(mentioned).unwrap_or_default();
+    let e2e = section(&doc, "tests/e2e")
+        .map(mentioned)
+        .unwrap_or_default();
     let mut tests = Vec::new();
     rust_files(&root().join("tests/e2e/tests"), &mut tests);
     for t in tests {
@@ -188,7 +190,10 @@ fn the_code_map_names_every_crate_module_and_e2e_test() {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        let stem = rel.trim_end_matches(".rs").trim_end_matches("/mod").to_owned();
+        let stem = rel
+            .trim_end_matches(".rs")
+            .trim_end_matches("/mod")
+            .to_owned();
         let dir_of = rel.split('/').next().unwrap_or(&rel).to_owned();
         let known = [
             rel.clone(),
