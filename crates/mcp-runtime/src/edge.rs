@@ -306,7 +306,8 @@ mod tests {
             ("localhost:8000", true),
             ("127.0.0.1", true),
             ("[::1]:8012", true),
-            ("cmdb:8012", true),
+            // A compose name only where the deployment allows it (server.allowed_hosts).
+            ("cmdb:8012", false),
             ("mcp.example.com:443", true),
             ("evil.example.com", false),
             ("127.0.0.1.nip.io:8000", false),

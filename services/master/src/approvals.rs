@@ -117,18 +117,36 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
 
 const COLUMNS: &str = "id, status, requester, tool, arguments, args_sha256, reason, created, expires, decided_by, comment, result, correlation_id";
 
+/// The approvals database cannot be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApprovalsError {
+    #[error("cannot create {dir}: {source}")]
+    Dir { dir: String, source: std::io::Error },
+    #[error("approvals db {path}: {source}")]
+    Db {
+        path: String,
+        source: rusqlite::Error,
+    },
+}
+
 impl Approvals {
-    pub fn open(cfg: ApprovalsConfig, default_dir: &Path) -> Result<Self, String> {
+    pub fn open(cfg: ApprovalsConfig, default_dir: &Path) -> Result<Self, ApprovalsError> {
         let path = cfg
             .db
             .clone()
             .unwrap_or_else(|| default_dir.join("approvals.sqlite"));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| ApprovalsError::Dir {
+                dir: dir.display().to_string(),
+                source,
+            })?;
         }
-        let conn =
-            Connection::open(&path).map_err(|e| format!("approvals db {}: {e}", path.display()))?;
+        let db = |source| ApprovalsError::Db {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(db)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              CREATE TABLE IF NOT EXISTS approvals (
@@ -139,7 +157,7 @@ impl Approvals {
              UPDATE approvals SET status = 'abandoned', comment = 'master restarted before a decision; call again'
                WHERE status = 'pending';",
         )
-        .map_err(|e| format!("approvals db {}: {e}", path.display()))?;
+        .map_err(db)?;
         Ok(Self {
             cfg,
             db: Mutex::new(conn),

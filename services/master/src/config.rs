@@ -5,6 +5,11 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// A `[master]` configuration that cannot run, with the key at fault and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigInvalid(pub String);
+
 /// How master reaches a downstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -233,72 +238,94 @@ pub const SEED_ENV: &[(&str, &str)] = &[
 
 impl MasterConfig {
     /// Checks that need no IO.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigInvalid> {
         if self.separator.is_empty() || !crate::namespace::is_valid_wire_name(&self.separator) {
-            return Err("master.separator must be one or more of A-Z a-z 0-9 _ -".to_owned());
+            return Err(ConfigInvalid(
+                "master.separator must be one or more of A-Z a-z 0-9 _ -".to_owned(),
+            ));
         }
         if !(8..=64).contains(&self.max_name_length) {
-            return Err("master.max_name_length must be between 8 and 64".to_owned());
+            return Err(ConfigInvalid(
+                "master.max_name_length must be between 8 and 64".to_owned(),
+            ));
         }
         if self.health_interval_ms < 100 {
-            return Err("master.health_interval_ms must be at least 100".to_owned());
+            return Err(ConfigInvalid(
+                "master.health_interval_ms must be at least 100".to_owned(),
+            ));
         }
         let mut toolsets = std::collections::BTreeSet::new();
         for t in &self.toolset {
-            crate::toolsets::View::toolset(t).map_err(|e| e.to_string())?;
+            crate::toolsets::View::toolset(t).map_err(|e| ConfigInvalid(e.to_string()))?;
             if !toolsets.insert(t.name.clone()) {
-                return Err(format!("master.toolset `{}` is defined twice", t.name));
+                return Err(ConfigInvalid(format!(
+                    "master.toolset `{}` is defined twice",
+                    t.name
+                )));
             }
         }
         if self.retry.max_attempts == 0 {
-            return Err("master.retry.max_attempts must be at least 1".to_owned());
+            return Err(ConfigInvalid(
+                "master.retry.max_attempts must be at least 1".to_owned(),
+            ));
         }
         if self.circuit.failure_threshold == 0 {
-            return Err("master.circuit.failure_threshold must be at least 1".to_owned());
+            return Err(ConfigInvalid(
+                "master.circuit.failure_threshold must be at least 1".to_owned(),
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         let mut namespaces = std::collections::BTreeMap::new();
         for d in &self.downstream {
             let what = format!("master.downstream `{}`", d.name);
             if !names.insert(d.name.clone()) {
-                return Err(format!("{what} is defined twice"));
+                return Err(ConfigInvalid(format!("{what} is defined twice")));
             }
             let ns = d.namespace();
             if !ns.is_empty() && !crate::namespace::is_valid_wire_name(ns) {
-                return Err(format!(
+                return Err(ConfigInvalid(format!(
                     "{what}: namespace `{ns}` may use only A-Z a-z 0-9 _ -"
-                ));
+                )));
             }
             if ns == "master" {
-                return Err(format!(
+                return Err(ConfigInvalid(format!(
                     "{what}: namespace `master` is reserved for master's own tools"
-                ));
+                )));
             }
             if let Some(other) = namespaces.insert(ns.to_owned(), d.name.clone())
                 && !ns.is_empty()
             {
-                return Err(format!(
+                return Err(ConfigInvalid(format!(
                     "{what}: namespace `{ns}` is already used by `{other}`"
-                ));
+                )));
             }
             match d.transport {
                 TransportKind::Http | TransportKind::Sse => match &d.url {
                     Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
                     Some(u) => {
-                        return Err(format!(
+                        return Err(ConfigInvalid(format!(
                             "{what}: url `{u}` must start with http:// or https://"
-                        ));
+                        )));
                     }
-                    None => return Err(format!("{what}: transport {:?} needs `url`", d.transport)),
+                    None => {
+                        return Err(ConfigInvalid(format!(
+                            "{what}: transport {:?} needs `url`",
+                            d.transport
+                        )));
+                    }
                 },
                 TransportKind::Stdio => {
                     if d.command.as_deref().is_none_or(str::is_empty) {
-                        return Err(format!("{what}: transport stdio needs `command`"));
+                        return Err(ConfigInvalid(format!(
+                            "{what}: transport stdio needs `command`"
+                        )));
                     }
                 }
             }
             if d.timeout_secs == 0 {
-                return Err(format!("{what}: timeout_secs must be at least 1"));
+                return Err(ConfigInvalid(format!(
+                    "{what}: timeout_secs must be at least 1"
+                )));
             }
         }
         Ok(())
@@ -380,7 +407,7 @@ mod tests {
             ),
             ("separator='.'\n", "separator"),
         ] {
-            let err = ds(text).validate().unwrap_err();
+            let err = ds(text).validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
     }

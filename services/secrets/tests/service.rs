@@ -282,6 +282,21 @@ async fn tools_rules_approvals_and_a_canary_that_never_leaks() {
     assert!(metrics.contains(r#"decision="denied""#));
     assert!(metrics.contains(r#"decision="not_found""#));
     assert!(metrics.contains(r#"decision="approval_required""#));
+    // The shared guard counts the same decisions per tool, beside the service's own counter.
+    assert!(
+        metrics.contains(
+            r#"mcp_access_decisions_total{decision="allowed",service="secrets",tool="getSecret"} 1003"#
+        ),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("access_decisions"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(metrics.contains(
+        r#"mcp_access_decisions_total{decision="approval_required",service="secrets",tool="deleteSecret"}"#
+    ));
 
     drop(alice);
     drop(bob);

@@ -192,8 +192,11 @@ async fn health_ready_and_metrics() {
 
 #[tokio::test]
 async fn host_and_origin_are_checked() {
+    // The compose wiring names each service in its allowed hosts (docker-compose.yml); the runtime
+    // itself accepts only loopback.
     let svc = start_cmdb(ServerConfig {
         allowed_origins: vec!["https://app.example.com".into()],
+        allowed_hosts: vec!["cmdb".into()],
         ..server_config()
     })
     .await;
@@ -219,6 +222,8 @@ async fn host_and_origin_are_checked() {
         (Some("http://localhost:6274"), None, 200),
         (Some("https://app.example.com"), None, 200),
         (None, Some("cmdb:8012"), 200),
+        (None, Some("master:8000"), 403),
+        (None, Some("localhost:8012"), 200),
         (None, None, 200),
     ] {
         let r = post(origin, host).await.unwrap();

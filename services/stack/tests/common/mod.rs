@@ -89,15 +89,40 @@ impl Stack {
             stderr,
             stdout,
         };
-        wait_ready(&ports.master_url("/ready"));
-        // The first screen follows master's start at once, after every service's health check.
+        // Master answers /ready once it has started, after giving every service one chance to
+        // connect; the first screen follows every service's health check. Each wait says what the
+        // stack printed and logged when it times out.
+        let ready = ports.master_url("/ready");
+        stack.wait(
+            || raw_http::get_status(&ready).is_ok_and(|code| code == 200),
+            "master's /ready answering 200",
+        );
+        stack.wait(
+            || stack.first_screen().contains("mcp-stack is ready"),
+            "the first screen",
+        );
+        stack
+    }
+
+    /// Polls `done` for 60 s at most; a timeout reports whether the stack still runs, its standard
+    /// error and the tail of its log.
+    fn wait(&self, mut done: impl FnMut() -> bool, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !stack.first_screen().contains("mcp-stack is ready") {
+        while !done() {
             assert!(
                 Instant::now() < deadline,
-                "the first screen did not appear in 60 s; standard error so far:\n{}\nlog tail:\n{}",
-                stack.first_screen(),
-                std::fs::read_to_string(&stack.stdout)
+                "{what} did not happen in 60 s (stack process {}); standard error so far:\n{}\nlog tail:\n{}",
+                if std::process::Command::new("kill")
+                    .args(["-0", &self.child.id().to_string()])
+                    .status()
+                    .is_ok_and(|s| s.success())
+                {
+                    "still running"
+                } else {
+                    "gone"
+                },
+                self.first_screen(),
+                std::fs::read_to_string(&self.stdout)
                     .unwrap_or_default()
                     .lines()
                     .rev()
@@ -107,7 +132,6 @@ impl Stack {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        stack
     }
 
     /// What the stack printed on standard error so far.
