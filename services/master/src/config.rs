@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 #[error("{0}")]
 pub struct ConfigInvalid(pub String);
 
+impl From<String> for ConfigInvalid {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
 /// How master reaches a downstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]

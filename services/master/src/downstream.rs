@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CircuitConfig, DownstreamConfig, TransportKind};
+use crate::config::{CircuitConfig, ConfigInvalid, DownstreamConfig, TransportKind};
 
 /// What a downstream offers, with its own (un-namespaced) names.
 #[derive(Debug, Default, Clone)]
@@ -56,6 +56,18 @@ struct Breaker {
 pub enum Unavailable {
     Disconnected { reason: String, retry_in: Duration },
     CircuitOpen { retry_in: Duration },
+}
+
+/// Why a downstream could not be connected or its catalog listed: the text master_getSystemStatus
+/// and the logs show, with transport errors already made sentences (`plain_error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectError(pub String);
+
+impl From<String> for ConnectError {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
 }
 
 /// The outcome of forwarding one request.
@@ -242,7 +254,7 @@ pub fn plain_text(text: &str) -> String {
     }
 }
 
-fn load_headers(cfg: &DownstreamConfig) -> Result<HeaderMap, String> {
+fn load_headers(cfg: &DownstreamConfig) -> Result<HeaderMap, ConfigInvalid> {
     let mut map = HeaderMap::new();
     let Some(path) = &cfg.headers_from_file else {
         return Ok(map);
@@ -289,7 +301,7 @@ impl Downstream {
         cfg: DownstreamConfig,
         index: usize,
         circuit: CircuitConfig,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigInvalid> {
         let headers = load_headers(&cfg)?;
         Ok(Self {
             cfg,
@@ -481,11 +493,11 @@ impl Downstream {
         }
     }
 
-    async fn connect(self: &Arc<Self>, gateway: Weak<dyn Upstream>) -> Result<Client, String> {
+    async fn connect(self: &Arc<Self>, gateway: Weak<dyn Upstream>) -> Result<Client, ConnectError> {
         connect_client(&self.cfg, &self.headers, gateway, self.index).await
     }
 
-    async fn fetch_catalog(&self, client: &Client) -> Result<Catalog, String> {
+    async fn fetch_catalog(&self, client: &Client) -> Result<Catalog, ConnectError> {
         let caps = client
             .peer_info()
             .map(|i| i.capabilities.clone())
@@ -589,7 +601,7 @@ impl Downstream {
                     self.mark_down(&gateway, reason, backoff);
                 }
                 Err(e) => {
-                    self.mark_down(&gateway, e, backoff);
+                    self.mark_down(&gateway, e.to_string(), backoff);
                     if wait_or_stop(&self.wake, backoff, &shutdown).await {
                         return;
                     }
@@ -655,7 +667,7 @@ impl Downstream {
                             g.catalog_changed();
                         }
                     }
-                    Err(e) => return Some(e),
+                    Err(e) => return Some(e.to_string()),
                 }
                 if !check {
                     continue;
@@ -684,7 +696,7 @@ pub async fn connect_client(
     headers: &HeaderMap,
     gateway: Weak<dyn Upstream>,
     index: usize,
-) -> Result<Client, String> {
+) -> Result<Client, ConnectError> {
     let handler = DownstreamClient { gateway, index };
     let connect_timeout = Duration::from_secs(15);
     let fut = async {
@@ -729,6 +741,7 @@ pub async fn connect_client(
                 connect_timeout.as_secs()
             )
         })?
+        .map_err(ConnectError)
 }
 
 /// Sleeps `d` or until woken; true when shutting down.
@@ -977,13 +990,13 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert!(h["authorization"].is_sensitive());
         std::fs::write(&path, "Authorization Bearer s3cr3t-canary\n").unwrap();
-        let err = load_headers(&cfg(Some(path.clone()))).unwrap_err();
+        let err = load_headers(&cfg(Some(path.clone()))).unwrap_err().to_string();
         assert!(
             err.contains("line 1") && !err.contains("s3cr3t-canary"),
             "{err}"
         );
         std::fs::write(&path, "Bad Header: s3cr3t-canary\n").unwrap();
-        let err = load_headers(&cfg(Some(path))).unwrap_err();
+        let err = load_headers(&cfg(Some(path))).unwrap_err().to_string();
         assert!(
             err.contains("invalid header") && !err.contains("s3cr3t-canary"),
             "{err}"

@@ -66,7 +66,7 @@ impl McpService for Master {
             .iter()
             .enumerate()
             .map(|(i, d)| Downstream::new(d.clone(), i, cfg.circuit.clone()).map(Arc::new))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         let health = Duration::from_millis(cfg.health_interval_ms);
         let reconnect = Duration::from_millis(cfg.reconnect_max_ms);
         // Approvals need a key shared with the services (their approval key defaults to their

@@ -25,6 +25,7 @@ use futures::TryStreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::SetupError;
 use crate::backend::{
     BackendStatus, Deleted, Fetched, SecretBackend, SecretError, SecretMeta, rfc3339,
 };
@@ -84,10 +85,10 @@ fn default_true() -> bool {
 pub struct AzureVault {
     name: String,
     cfg: AzureConfig,
-    client: Result<SecretClient, String>,
+    client: Result<SecretClient, SetupError>,
 }
 
-fn client_options(cfg: &AzureConfig) -> Result<ClientOptions, String> {
+fn client_options(cfg: &AzureConfig) -> Result<ClientOptions, SetupError> {
     let mut options = ClientOptions::default();
     let retry = ExponentialRetryOptions {
         max_retries: cfg.max_retries,
@@ -119,7 +120,7 @@ fn client_options(cfg: &AzureConfig) -> Result<ClientOptions, String> {
 fn credential(
     cfg: &AzureConfig,
     options: &ClientOptions,
-) -> Result<Arc<dyn TokenCredential>, String> {
+) -> Result<Arc<dyn TokenCredential>, SetupError> {
     let client_secret = |tenant: String, client: String, secret: String| {
         ClientSecretCredential::new(
             &tenant,
@@ -130,7 +131,7 @@ fn credential(
             }),
         )
         .map(|c| c as Arc<dyn TokenCredential>)
-        .map_err(|e| format!("client secret credential: {e}"))
+        .map_err(|e| SetupError(format!("client secret credential: {e}")))
     };
     let need = |v: &Option<String>, key: &str| {
         v.clone()
@@ -146,9 +147,9 @@ fn credential(
                 (Some(f), _) => read_secret_file(&PathBuf::from(f))?,
                 (None, Some(s)) => s,
                 (None, None) => {
-                    return Err(
+                    return Err(SetupError::from(
                         "AZURE_CLIENT_SECRET_FILE (or AZURE_CLIENT_SECRET) is not set".to_owned(),
-                    );
+                    ));
                 }
             };
             client_secret(tenant, client, secret)
@@ -170,15 +171,15 @@ fn credential(
                 client_options: options.clone(),
             }))
             .map(|c| c as Arc<dyn TokenCredential>)
-            .map_err(|e| format!("managed identity credential: {e}"))
+            .map_err(|e| SetupError(format!("managed identity credential: {e}")))
         }
     }
 }
 
-fn read_secret_file(path: &PathBuf) -> Result<String, String> {
+fn read_secret_file(path: &PathBuf) -> Result<String, SetupError> {
     std::fs::read_to_string(path)
         .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .map_err(|e| SetupError(format!("cannot read {}: {e}", path.display())))
 }
 
 /// Key Vault secret names: 1-127 of `[0-9a-zA-Z-]`.
@@ -206,7 +207,7 @@ impl AzureVault {
                 ..SecretClientOptions::default()
             };
             SecretClient::new(&cfg.vault_url, cred, Some(opts))
-                .map_err(|e| format!("invalid vault_url `{}`: {e}", cfg.vault_url))
+                .map_err(|e| SetupError(format!("invalid vault_url `{}`: {e}", cfg.vault_url)))
         })();
         if let Err(e) = &client {
             tracing::warn!(message = "Azure Key Vault backend unavailable.", backend = %name, error = %e);
@@ -221,7 +222,7 @@ impl AzureVault {
     fn client(&self) -> Result<&SecretClient, SecretError> {
         self.client.as_ref().map_err(|e| SecretError::Unavailable {
             backend: self.name.clone(),
-            reason: e.clone(),
+            reason: e.to_string(),
         })
     }
 
@@ -304,7 +305,7 @@ impl SecretBackend for AzureVault {
     fn status(&self) -> BackendStatus {
         match &self.client {
             Ok(_) => BackendStatus::ready(),
-            Err(e) => BackendStatus::unavailable(e.clone()),
+            Err(e) => BackendStatus::unavailable(e.to_string()),
         }
     }
 

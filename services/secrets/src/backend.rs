@@ -136,6 +136,25 @@ pub enum SecretError {
     Io(#[from] std::io::Error),
 }
 
+/// Why a backend cannot be built or opened from its configuration (missing or unreadable key files,
+/// credentials, certificates, a database that does not open). The backend stays unavailable with
+/// this text as the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SetupError(pub String);
+
+impl From<String> for SetupError {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl From<&str> for SetupError {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
 /// One configured secret store.
 #[async_trait]
 pub trait SecretBackend: Send + Sync + 'static {

@@ -91,7 +91,7 @@ pub fn ensure_demo(db: &Path, password_file: &Path) -> Result<BackendConfig, Sec
     ];
     let key = ::keepass::DatabaseKey::new().with_password(password.expose_secret());
     keepass::create_database(db, keepass::new_database_config(), key, &entries)
-        .map_err(SecretsError::Demo)?;
+        .map_err(|e| SecretsError::Demo(e.to_string()))?;
     tracing::warn!(
         message = "Created a demo KeePass database; its generated password is in the password file (0600). Configure [[secrets.backend]] for real use.",
         database = %db.display(),

@@ -17,6 +17,7 @@ use mcp_runtime::files::FileStamp;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::SetupError;
 use crate::backend::{BackendStatus, Deleted, Fetched, SecretBackend, SecretError, SecretMeta};
 
 /// `[[secrets.backend]]` with `kind = "keepass"`.
@@ -60,9 +61,9 @@ struct KeyMaterial {
 }
 
 impl KeyMaterial {
-    fn read(cfg: &KeepassConfig) -> Result<Self, String> {
+    fn read(cfg: &KeepassConfig) -> Result<Self, SetupError> {
         if cfg.password_file.is_none() && cfg.key_file.is_none() {
-            return Err("neither password_file nor key_file is configured".to_owned());
+            return Err(SetupError::from("neither password_file nor key_file is configured".to_owned()));
         }
         let password = match &cfg.password_file {
             Some(p) => {
@@ -85,7 +86,7 @@ impl KeyMaterial {
         Ok(Self { password, key_file })
     }
 
-    fn key(&self) -> Result<DatabaseKey, String> {
+    fn key(&self) -> Result<DatabaseKey, SetupError> {
         let mut key = DatabaseKey::new();
         if let Some(p) = &self.password {
             key = key.with_password(p.expose_secret());
@@ -182,11 +183,11 @@ impl Keepass {
             };
         }
         let cfg = self.cfg.clone();
-        let opened = tokio::task::spawn_blocking(move || -> Result<Database, String> {
+        let opened = tokio::task::spawn_blocking(move || -> Result<Database, SetupError> {
             let key = KeyMaterial::read(&cfg)?.key()?;
             let mut file = File::open(&cfg.path)
                 .map_err(|e| format!("cannot open {}: {e}", cfg.path.display()))?;
-            Database::open(&mut file, key).map_err(|e| describe_open_error(&e))
+            Database::open(&mut file, key).map_err(|e| SetupError(describe_open_error(&e)))
         })
         .await
         .map_err(|e| self.unavailable(format!("open task failed: {e}")))?;
@@ -208,7 +209,7 @@ impl Keepass {
                 );
                 Ok(db)
             }
-            Err(reason) => self.fail(Some(current), reason),
+            Err(reason) => self.fail(Some(current), reason.to_string()),
         }
     }
 
@@ -238,7 +239,7 @@ impl Keepass {
         }
         let key = KeyMaterial::read(&self.cfg)
             .and_then(|k| k.key())
-            .map_err(|e| self.unavailable(e))?;
+            .map_err(|e| self.unavailable(e.to_string()))?;
         // The writer speaks KDBX 4.1; 4.0 files (KeePassXC 2.7 writes them) are upgraded, which
         // KeePass 2.48+ and KeePassXC 2.7+ read.
         let upgraded;
@@ -722,7 +723,7 @@ pub fn create_database(
     config: DatabaseConfig,
     key: DatabaseKey,
     entries: &[NewEntry<'_>],
-) -> Result<(), String> {
+) -> Result<(), SetupError> {
     let mut db = Database::with_config(config);
     db.root_mut().name = "Root".to_owned();
     for e in entries {
@@ -742,7 +743,8 @@ pub fn create_database(
         create_private(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     db.save(&mut f, key)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    f.sync_all().map_err(|e| e.to_string())
+    f.sync_all()
+        .map_err(|e| SetupError(format!("cannot write {}: {e}", path.display())))
 }
 
 #[cfg(test)]
