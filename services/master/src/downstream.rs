@@ -493,7 +493,10 @@ impl Downstream {
         }
     }
 
-    async fn connect(self: &Arc<Self>, gateway: Weak<dyn Upstream>) -> Result<Client, ConnectError> {
+    async fn connect(
+        self: &Arc<Self>,
+        gateway: Weak<dyn Upstream>,
+    ) -> Result<Client, ConnectError> {
         connect_client(&self.cfg, &self.headers, gateway, self.index).await
     }
 
@@ -990,7 +993,9 @@ mod tests {
         assert_eq!(h.len(), 2);
         assert!(h["authorization"].is_sensitive());
         std::fs::write(&path, "Authorization Bearer s3cr3t-canary\n").unwrap();
-        let err = load_headers(&cfg(Some(path.clone()))).unwrap_err().to_string();
+        let err = load_headers(&cfg(Some(path.clone())))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("line 1") && !err.contains("s3cr3t-canary"),
             "{err}"

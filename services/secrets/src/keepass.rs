@@ -63,7 +63,9 @@ struct KeyMaterial {
 impl KeyMaterial {
     fn read(cfg: &KeepassConfig) -> Result<Self, SetupError> {
         if cfg.password_file.is_none() && cfg.key_file.is_none() {
-            return Err(SetupError::from("neither password_file nor key_file is configured".to_owned()));
+            return Err(SetupError::from(
+                "neither password_file nor key_file is configured".to_owned(),
+            ));
         }
         let password = match &cfg.password_file {
             Some(p) => {
