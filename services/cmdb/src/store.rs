@@ -571,7 +571,7 @@ fn load_text(
                     ])?;
                     hosts += 1;
                 }
-                Err(reason) => issues.push(RowIssue { line, reason }),
+                Err(InvalidRow(reason)) => issues.push(RowIssue { line, reason }),
             }
         }
     }
@@ -585,23 +585,28 @@ fn load_text(
     })
 }
 
+/// Why a CSV row is not loaded (reported with its line, never fatal to the load).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidRow(pub String);
+
 /// Checks one row; returns its SSH port (if any) or the reason it is invalid.
-fn validate_row(get: &dyn Fn(&str) -> String) -> Result<Option<i64>, String> {
+fn validate_row(get: &dyn Fn(&str) -> String) -> Result<Option<i64>, InvalidRow> {
     let name = get("name");
     if name.is_empty() {
-        return Err("empty `name`".to_owned());
+        return Err(InvalidRow("empty `name`".to_owned()));
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err(format!(
+        return Err(InvalidRow(format!(
             "invalid `name` `{name}`: use letters, digits, `-`, `_` and `.` only"
-        ));
+        )));
     }
     let ip = get("ip");
     if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
-        return Err(format!("invalid `ip` `{ip}` for host `{name}`"));
+        return Err(InvalidRow(format!("invalid `ip` `{ip}` for host `{name}`")));
     }
     let port = get("ssh_port");
     if port.is_empty() {
@@ -609,9 +614,9 @@ fn validate_row(get: &dyn Fn(&str) -> String) -> Result<Option<i64>, String> {
     }
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(Some(i64::from(p))),
-        _ => Err(format!(
+        _ => Err(InvalidRow(format!(
             "invalid `ssh_port` `{port}` for host `{name}`: expected 1-65535"
-        )),
+        ))),
     }
 }
 

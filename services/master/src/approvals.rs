@@ -117,6 +117,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
 
 const COLUMNS: &str = "id, status, requester, tool, arguments, args_sha256, reason, created, expires, decided_by, comment, result, correlation_id";
 
+/// Why an approver's decision is refused (unknown or no longer pending approval, missing role,
+/// self-approval, a call lost in a restart); the text is shown to the approver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DecisionRefused(pub String);
+
 /// The approvals database cannot be opened.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -254,41 +260,45 @@ impl Approvals {
         approver: &Identity,
         approve: bool,
         comment: &str,
-    ) -> Result<(ApprovalRow, Option<PendingCall>), String> {
-        let current = self.get(id).ok_or_else(|| format!("no approval `{id}`"))?;
+    ) -> Result<(ApprovalRow, Option<PendingCall>), DecisionRefused> {
+        let current = self
+            .get(id)
+            .ok_or_else(|| DecisionRefused(format!("no approval `{id}`")))?;
         if current.status != "pending" {
-            return Err(format!(
+            return Err(DecisionRefused(format!(
                 "approval `{id}` is {}, not pending",
                 current.status
-            ));
+            )));
         }
         if !approver.has_role(&self.cfg.approver_role) {
-            return Err(format!(
+            return Err(DecisionRefused(format!(
                 "`{}` may not decide approvals: the `{}` role is required",
                 approver.name, self.cfg.approver_role
-            ));
+            )));
         }
         if approver.name == current.requester && !self.cfg.allow_self_approval {
-            return Err(format!(
+            return Err(DecisionRefused(format!(
                 "`{}` requested this call and may not decide it; another approver must (master.approvals.allow_self_approval is off)",
                 approver.name
-            ));
+            )));
         }
         let call = self.calls.lock().ok().and_then(|mut c| c.remove(id));
         let status = match (approve, &call) {
             (false, _) => "denied",
             (true, Some(_)) => "approved",
             (true, None) => {
-                return Err(format!(
+                return Err(DecisionRefused(format!(
                     "approval `{id}` can no longer run: its call was lost (master restarted); call again"
-                ));
+                )));
             }
         };
         let _ = self.conn().execute(
             "UPDATE approvals SET status = ?2, decided_by = ?3, comment = ?4 WHERE id = ?1 AND status = 'pending'",
             params![id, status, approver.name, mcp_runtime::redact::text(comment)],
         );
-        let row = self.get(id).ok_or_else(|| format!("no approval `{id}`"))?;
+        let row = self
+            .get(id)
+            .ok_or_else(|| DecisionRefused(format!("no approval `{id}`")))?;
         Ok((row, if approve { call } else { None }))
     }
 

@@ -211,6 +211,40 @@ fn the_code_map_names_every_crate_module_and_e2e_test() {
     );
 }
 
+/// `Result<_, String>` in a library's code (tests, binaries and test-only crates aside): errors are a
+/// `thiserror` type of the crate, mapped to the wire in one place.
+#[test]
+fn library_code_has_typed_errors() {
+    let mut found = Vec::new();
+    for krate in crates() {
+        let src = krate.join("src");
+        let test_only = ["crates/test-support", "tests/e2e"].contains(&relative(&krate).as_str());
+        if !src.join("lib.rs").is_file() || test_only {
+            continue;
+        }
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        for f in files {
+            let rel = relative(&f);
+            if rel.ends_with("/main.rs") || rel.contains("/src/bin/") || rel.ends_with("/tests.rs")
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (n, line) in code.lines().enumerate() {
+                if line.contains("Result<") && line.contains(", String>") {
+                    found.push(format!("{rel}:{}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "give these a typed error (the crate's thiserror enum): {found:#?}"
+    );
+}
+
 #[test]
 fn the_section_reader_expands_brace_lists() {
     let names = mentioned("`tools/{read,write}` and `gate`, prose, `a.rs`");

@@ -311,7 +311,7 @@ impl Gateway {
         }
         let (row, call) = ap
             .decide(id, approver, approve, comment)
-            .map_err(ApprovalFailure::Refused)?;
+            .map_err(|e| ApprovalFailure::Refused(e.0))?;
         let decision = if approve { "approved" } else { "denied" };
         self.metrics.approvals.with_label_values(&[decision]).inc();
         self.metrics
@@ -363,12 +363,12 @@ impl Gateway {
                 Ok((json!({ "approval": ap.get(id), "result": r }), Some(r)))
             }
             Err(e) => {
-                ap.finish(id, false, &e);
+                ap.finish(id, false, &e.0);
                 let _ = self.approval_events.send(ApprovalEvent {
                     id: row.id.clone(),
                     status: "failed".to_owned(),
                     result: None,
-                    error: Some(e.clone()),
+                    error: Some(e.0.clone()),
                 });
                 Err(ApprovalFailure::Failed(format!(
                     "approved, but the call failed: {e}"
@@ -423,14 +423,14 @@ impl Gateway {
         arguments: Map<String, Value>,
         reason: &str,
         caller: &CallerContext,
-    ) -> Result<String, String> {
+    ) -> Result<String, ApprovalFailed> {
         if self.approvals.is_none() {
-            return Err(format!(
+            return Err(ApprovalFailed(format!(
                 "step needs an approval, but approvals are not enabled on this master (set master.identity_key_file or master.approvals.key_file), so `{wire}` cannot run"
-            ));
+            )));
         }
         let Some((_, Route::Downstream { index, name }, _)) = self.canonical(wire) else {
-            return Err(format!("unknown tool `{wire}`"));
+            return Err(ApprovalFailed(format!("unknown tool `{wire}`")));
         };
         let redacted = redacted_args(Some(&arguments));
         let row = self
@@ -443,7 +443,7 @@ impl Gateway {
                 caller,
                 &redacted,
             )
-            .ok_or_else(|| "approvals are not enabled on this master".to_owned())?;
+            .ok_or_else(|| ApprovalFailed("approvals are not enabled on this master".to_owned()))?;
         // The step's call is this request: its one audit row.
         self.audit.record(AuditRecord {
             identity: caller.identity.name.clone(),
@@ -469,7 +469,7 @@ impl Gateway {
         peer: Option<&Peer<RoleServer>>,
         progress: Option<ProgressToken>,
         ct: &CancellationToken,
-    ) -> Result<CallToolResult, String> {
+    ) -> Result<CallToolResult, ApprovalFailed> {
         let token = key.sign_approval(&call.local_tool, call.arguments.as_ref(), &row.id, 300);
         let mut meta = RequestMetaObject::default();
         meta.insert(
@@ -498,14 +498,20 @@ impl Gateway {
             .await;
         match outcome {
             Ok(CallToolResponse::Complete(r)) => Ok(r),
-            Ok(_) => Err(format!(
+            Ok(_) => Err(ApprovalFailed(format!(
                 "service {} answered the approved call with a task or an input request, which approvals do not support",
                 d.name()
-            )),
-            Err(e) => Err(call_error_text(&d, &call.local_tool, &e)),
+            ))),
+            Err(e) => Err(ApprovalFailed(call_error_text(&d, &call.local_tool, &e))),
         }
     }
 }
+
+/// Why an approval could not be requested, or why an approved call did not complete: the text the
+/// approver, the requester or the workflow step is shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ApprovalFailed(pub String);
 
 /// One approver's decision on one approval.
 struct Decision<'a> {

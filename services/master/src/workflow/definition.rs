@@ -8,6 +8,23 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// A workflow definition that cannot be parsed, loaded or rendered; the text says where and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DefinitionError(pub String);
+
+impl From<String> for DefinitionError {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl From<&str> for DefinitionError {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
 /// Most steps one definition may have.
 pub const MAX_STEPS: usize = 200;
 
@@ -125,17 +142,17 @@ pub struct ToolInfo {
 }
 
 /// Parses a definition from YAML or JSON text (JSON is YAML).
-pub fn parse(text: &str) -> Result<Definition, String> {
+pub fn parse(text: &str) -> Result<Definition, DefinitionError> {
     serde_yaml_ng::from_str(text)
         .map(with_step_ids)
-        .map_err(|e| format!("not a valid workflow definition: {e}"))
+        .map_err(|e| DefinitionError(format!("not a valid workflow definition: {e}")))
 }
 
 /// A definition from a JSON value (an object passed to `orchestrator_executeWorkflow`).
-pub fn from_value(v: Value) -> Result<Definition, String> {
+pub fn from_value(v: Value) -> Result<Definition, DefinitionError> {
     serde_json::from_value(v)
         .map(with_step_ids)
-        .map_err(|e| format!("not a valid workflow definition: {e}"))
+        .map_err(|e| DefinitionError(format!("not a valid workflow definition: {e}")))
 }
 
 /// Names steps that have no id after their position (`step1`, `step2`, …), skipping ids that
@@ -156,11 +173,16 @@ fn with_step_ids(mut def: Definition) -> Definition {
 }
 
 /// The template files of a directory (`*.yaml`, `*.yml`, `*.json`), sorted; none when it is missing.
-pub fn template_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, String> {
+pub fn template_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, DefinitionError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("workflows directory {}: {e}", dir.display())),
+        Err(e) => {
+            return Err(DefinitionError(format!(
+                "workflows directory {}: {e}",
+                dir.display()
+            )));
+        }
     };
     let mut paths: Vec<_> = entries
         .filter_map(Result::ok)
@@ -183,13 +205,17 @@ pub fn load_dir_lenient(dir: &Path) -> (BTreeMap<String, Definition>, Vec<String
     let mut errors = Vec::new();
     let paths = match template_files(dir) {
         Ok(p) => p,
-        Err(e) => return (out, vec![e]),
+        Err(e) => return (out, vec![e.to_string()]),
     };
     for p in paths {
         let loaded = std::fs::read_to_string(&p)
-            .map_err(|e| e.to_string())
+            .map_err(|e| DefinitionError(e.to_string()))
             .and_then(|text| parse(&text))
-            .and_then(|def| check_static(&def).map(|()| def).map_err(|e| e.join("; ")));
+            .and_then(|def| {
+                check_static(&def)
+                    .map(|()| def)
+                    .map_err(|e| DefinitionError(e.join("; ")))
+            });
         match loaded {
             Ok(def) if out.contains_key(&def.name) => errors.push(format!(
                 "workflow {}: a second workflow named `{}`",
@@ -206,10 +232,10 @@ pub fn load_dir_lenient(dir: &Path) -> (BTreeMap<String, Definition>, Vec<String
 }
 
 /// Loads every template file of a directory, by name; a broken file is an error naming it.
-pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Definition>, String> {
+pub fn load_dir(dir: &Path) -> Result<BTreeMap<String, Definition>, DefinitionError> {
     let (out, errors) = load_dir_lenient(dir);
     match errors.into_iter().next() {
-        Some(e) => Err(e),
+        Some(e) => Err(DefinitionError(e)),
         None => Ok(out),
     }
 }
@@ -505,9 +531,17 @@ pub fn bind_inputs(
 
 /// Renders every template string of `params` against `ctx` (`{inputs, steps}`); a string that is
 /// exactly one `{{ expression }}` keeps the expression's JSON type.
-pub fn render(params: &Map<String, Value>, ctx: &Value) -> Result<Map<String, Value>, String> {
+pub fn render(
+    params: &Map<String, Value>,
+    ctx: &Value,
+) -> Result<Map<String, Value>, DefinitionError> {
     let env = env();
-    fn walk(env: &Environment<'_>, path: &str, v: &Value, ctx: &Value) -> Result<Value, String> {
+    fn walk(
+        env: &Environment<'_>,
+        path: &str,
+        v: &Value,
+        ctx: &Value,
+    ) -> Result<Value, DefinitionError> {
         Ok(match v {
             Value::String(s) if s.contains("{{") || s.contains("{%") => {
                 if let Some(expr) = whole_expression(s) {
@@ -516,7 +550,9 @@ pub fn render(params: &Map<String, Value>, ctx: &Value) -> Result<Map<String, Va
                         .map_err(|e| format!("{path}: {e}"))?;
                     let out = e.eval(ctx).map_err(|e| format!("{path}: {e}"))?;
                     if out.is_undefined() {
-                        return Err(format!("{path}: `{expr}` is undefined"));
+                        return Err(DefinitionError::from(format!(
+                            "{path}: `{expr}` is undefined"
+                        )));
                     }
                     serde_json::to_value(&out).map_err(|e| format!("{path}: {e}"))?
                 } else {
@@ -526,13 +562,13 @@ pub fn render(params: &Map<String, Value>, ctx: &Value) -> Result<Map<String, Va
             Value::Object(m) => Value::Object(
                 m.iter()
                     .map(|(k, v)| Ok((k.clone(), walk(env, &format!("{path}.{k}"), v, ctx)?)))
-                    .collect::<Result<_, String>>()?,
+                    .collect::<Result<_, DefinitionError>>()?,
             ),
             Value::Array(a) => Value::Array(
                 a.iter()
                     .enumerate()
                     .map(|(i, v)| walk(env, &format!("{path}[{i}]"), v, ctx))
-                    .collect::<Result<_, String>>()?,
+                    .collect::<Result<_, DefinitionError>>()?,
             ),
             other => other.clone(),
         })
@@ -578,7 +614,9 @@ mod tests {
         );
         assert_eq!(t.steps[0].id, "step1");
         assert_eq!(t.description, "the seed's template shape");
-        let both = from_value(json!({"id": "a", "name": "b", "steps": []})).unwrap_err();
+        let both = from_value(json!({"id": "a", "name": "b", "steps": []}))
+            .unwrap_err()
+            .to_string();
         assert!(both.contains("duplicate field `name`"), "{both}");
     }
 
@@ -685,7 +723,8 @@ mod tests {
             json!({"x": "{{ steps.b.text }}"}).as_object().unwrap(),
             &ctx,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("params.x"), "{err}");
     }
 }

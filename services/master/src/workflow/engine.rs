@@ -71,6 +71,12 @@ pub enum WorkflowError {
     Store(#[from] super::store::StoreError),
 }
 
+impl From<definition::DefinitionError> for WorkflowError {
+    fn from(e: definition::DefinitionError) -> Self {
+        Self::Invalid(e.0)
+    }
+}
+
 /// What one step attempt ended with.
 enum Outcome {
     Completed { result: Value, secret: bool },
@@ -204,7 +210,7 @@ impl Engine {
         default_dir: &std::path::Path,
         metrics: MasterMetrics,
         sep: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WorkflowError> {
         // A broken template is a start-up error; later edits are picked up (and reported) live.
         let stamps_now = stamps(&cfg.dir);
         let templates = definition::load_dir(&cfg.dir)?;
@@ -218,8 +224,7 @@ impl Engine {
             &path,
             Box::new(move |s| checkpoint.observe(s)),
             Box::new(move |n| batch.observe(n as f64)),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         Ok(Self {
             gateway: Weak::new(),
             cfg,
@@ -296,12 +301,14 @@ impl Engine {
         g: &Gateway,
         service: &str,
         tool: &str,
-    ) -> Result<definition::ToolInfo, String> {
+    ) -> Result<definition::ToolInfo, WorkflowError> {
         let wire = crate::namespace::wire_name(service, &self.sep, tool);
         match g.canonical(&wire) {
-            Some((wire, crate::gateway::Route::Local(_), _)) => Err(format!(
-                "`{wire}` is one of master's own tools, which run for a client, not as workflow steps"
-            )),
+            Some((wire, crate::gateway::Route::Local(_), _)) => {
+                Err(WorkflowError::Invalid(format!(
+                    "`{wire}` is one of master's own tools, which run for a client, not as workflow steps"
+                )))
+            }
             Some((wire, _, t)) => Ok(definition::ToolInfo {
                 wire,
                 rerunnable: t.annotations.as_ref().is_some_and(|a| {
@@ -310,7 +317,7 @@ impl Engine {
             }),
             None => {
                 let known = g.downstreams().iter().find(|d| d.namespace() == service);
-                Err(match known {
+                Err(WorkflowError::Invalid(match known {
                     Some(d) if !d.is_up() => format!(
                         "service `{service}` is not connected, so `{tool}` cannot be checked: {}",
                         d.status().last_error.unwrap_or_default()
@@ -320,7 +327,7 @@ impl Engine {
                         format!("`{service}` tools cannot be workflow steps")
                     }
                     None => format!("no service with namespace `{service}`"),
-                })
+                }))
             }
         }
     }
@@ -490,7 +497,7 @@ impl Engine {
                     tracing::error!(message = "Cannot resume workflow run.", run_id = %run_id, error = %e);
                     let _ = self
                         .store
-                        .set_run_status(&run_id, "failed", Some(&e), true)
+                        .set_run_status(&run_id, "failed", Some(&e.to_string()), true)
                         .await;
                 }
             }
@@ -500,9 +507,13 @@ impl Engine {
 
     /// Rebuilds a run from its checkpoint. A step that was in flight runs again only if its tool
     /// is read-only or idempotent; otherwise the run waits for a person (`needs_attention`).
-    async fn restore(&self, g: &Gateway, run: RunRecord) -> Result<Option<Arc<Live>>, String> {
+    async fn restore(
+        &self,
+        g: &Gateway,
+        run: RunRecord,
+    ) -> Result<Option<Arc<Live>>, WorkflowError> {
         let def: Definition = serde_json::from_str(&run.definition)
-            .map_err(|e| format!("stored definition unreadable: {e}"))?;
+            .map_err(|e| WorkflowError::Invalid(format!("stored definition unreadable: {e}")))?;
         let inputs = run.inputs.as_object().cloned().unwrap_or_default();
         let owner = Identity {
             name: run.owner.clone(),
@@ -570,10 +581,7 @@ impl Engine {
                 }
             }
             if *s != before {
-                self.store
-                    .checkpoint(&run.run_id, s, None)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.store.checkpoint(&run.run_id, s, None).await?;
             }
         }
         let unfinished = steps
@@ -590,8 +598,7 @@ impl Engine {
             let msg = attention.join("; ");
             self.store
                 .set_run_status(&run.run_id, "needs_attention", Some(&msg), false)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             self.metrics
                 .workflows
                 .with_label_values(&["needs_attention"])
@@ -601,8 +608,7 @@ impl Engine {
         }
         self.store
             .set_run_status(&run.run_id, "running", None, false)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         Ok(Some(self.make_live(
             &run.run_id,
             def,
@@ -798,7 +804,7 @@ impl Engine {
 
     /// The template context of step `i`: inputs and the results of what it needs, fetching
     /// secret results again when this master does not hold them (after a restart).
-    async fn context(&self, live: &Live, i: usize) -> Result<Value, String> {
+    async fn context(&self, live: &Live, i: usize) -> Result<Value, definition::DefinitionError> {
         let wanted = &live.ancestors[i];
         // Re-fetch missing secret results in dependency order.
         for &j in &live.topo {
@@ -821,11 +827,11 @@ impl Engine {
                         live.lock().secrets.insert(id.clone(), result);
                     }
                     Outcome::Failed { error, .. } => {
-                        return Err(format!(
+                        return Err(definition::DefinitionError(format!(
                             "the secret result of step `{id}` is not stored and fetching it again failed: {error}"
-                        ));
+                        )));
                     }
-                    Outcome::Cancelled => return Err("cancelled".to_owned()),
+                    Outcome::Cancelled => return Err("cancelled".into()),
                 }
             }
         }
@@ -860,7 +866,7 @@ impl Engine {
             Ok(c) => c,
             Err(e) => {
                 return Outcome::Failed {
-                    error: e,
+                    error: e.to_string(),
                     reason: "template",
                 };
             }
@@ -1009,7 +1015,7 @@ impl Engine {
                 self.await_approval(live, i, &id, secret).await
             }
             Err(e) => Outcome::Failed {
-                error: e,
+                error: e.to_string(),
                 reason: "approval",
             },
         }
@@ -1266,7 +1272,7 @@ impl Engine {
         match self
             .restore(&g, run)
             .await
-            .map_err(WorkflowError::Refused)?
+            .map_err(|e| WorkflowError::Refused(e.to_string()))?
         {
             Some(live) => {
                 self.spawn(live);

@@ -120,7 +120,7 @@ impl Engine {
             Value::Object(d)
         });
         let def = match (args.get("workflow"), args.get("definition"), inline) {
-            (None, None, Some(v)) => definition::from_value(v).map_err(WorkflowError::Invalid)?,
+            (None, None, Some(v)) => definition::from_value(v)?,
             (_, _, Some(_)) => {
                 return Err(WorkflowError::Invalid(
                     "give the definition's `steps` at the top level, or `workflow` / `definition`, not both".to_owned(),
@@ -145,11 +145,9 @@ impl Engine {
                 })?
             }
             (Some(v @ Value::Object(_)), None, None) | (None, Some(v @ Value::Object(_)), None) => {
-                definition::from_value(v.clone()).map_err(WorkflowError::Invalid)?
+                definition::from_value(v.clone())?
             }
-            (None, Some(Value::String(text)), None) => {
-                definition::parse(text).map_err(WorkflowError::Invalid)?
-            }
+            (None, Some(Value::String(text)), None) => definition::parse(text)?,
             (None, None, None) => {
                 return Err(WorkflowError::Invalid(
                     "say which workflow: `workflow` (a template name, see orchestrator_listWorkflows) or `definition`".to_owned(),

@@ -100,7 +100,7 @@ type Write = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 /// One write waiting for the writer thread.
 struct Job {
     write: Write,
-    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 }
 
 /// The store.
@@ -151,8 +151,12 @@ fn writer(
         })();
         for (i, done) in dones.into_iter().enumerate() {
             let r = match &committed {
-                Ok(()) => results.get(i).cloned().unwrap_or(Ok(())),
-                Err(e) => Err(format!("commit failed: {e}")),
+                Ok(()) => results
+                    .get(i)
+                    .cloned()
+                    .unwrap_or(Ok(()))
+                    .map_err(StoreError::Writer),
+                Err(e) => Err(StoreError::Writer(format!("commit failed: {e}"))),
             };
             let _ = done.send(r);
         }
@@ -258,8 +262,7 @@ impl Store {
             .map_err(|_| StoreError::Writer("the writer thread stopped".to_owned()))?;
         let r = wait
             .await
-            .map_err(|_| StoreError::Writer("the writer thread stopped".to_owned()))?
-            .map_err(StoreError::Writer);
+            .map_err(|_| StoreError::Writer("the writer thread stopped".to_owned()))?;
         (self.observe)(started.elapsed().as_secs_f64());
         r
     }
