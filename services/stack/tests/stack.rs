@@ -284,11 +284,15 @@ impl Session {
         let body = self
             .post(serde_json::json!({"jsonrpc":"2.0","id":self.next,"method":"tools/call","params":{"name":name,"arguments":args}}))
             .await;
+        // The answer is the message with this request's id: a notification (a tools list change
+        // when a service joins) may come first on the same stream.
+        let id = self.next;
         let json = body
             .lines()
             .filter_map(|l| l.strip_prefix("data: ").or(l.starts_with('{').then_some(l)))
-            .find_map(|l| serde_json::from_str::<Value>(l).ok())
-            .unwrap_or_else(|| panic!("no JSON-RPC answer: {body}"));
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("no JSON-RPC answer to request {id}: {body}"));
         json["result"].clone()
     }
 }
