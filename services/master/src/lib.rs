@@ -160,6 +160,9 @@ impl McpService for Master {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // A supervisor marks its downstream connected just before it rebuilds the index; rebuild
+        // once more so the start-up checks and the first clients see every catalog that arrived.
+        gateway.catalog_changed();
         let problems = gateway.index().problems.clone();
         if !problems.is_empty() {
             ctx.shutdown.cancel();

@@ -205,6 +205,7 @@ impl Gateway {
 
     /// Rebuilds the index after a catalog change and tells clients when the merged set changed.
     pub fn catalog_changed(&self) {
+        let _rebuilding = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
         let new = Arc::new(self.build_index());
         for p in &new.problems {
             tracing::warn!(message = "Name not exposed.", problem = %p);

@@ -46,6 +46,9 @@ pub struct Gateway {
     pub cfg: MasterConfig,
     downstreams: Vec<Arc<Downstream>>,
     index: RwLock<Arc<Index>>,
+    /// Held while the index is rebuilt and replaced: two supervisors finishing at once must not
+    /// write an index built from an older view of the catalogs over a newer one.
+    rebuild: Mutex<()>,
     views: Vec<Arc<View>>,
     limit_warnings: RwLock<Vec<String>>,
     peers: Mutex<Vec<(Peer<RoleServer>, Arc<View>)>>,
@@ -133,6 +136,7 @@ impl Gateway {
             views,
             limit_warnings: RwLock::new(Vec::new()),
             peers: Mutex::new(Vec::new()),
+            rebuild: Mutex::new(()),
             progress: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
