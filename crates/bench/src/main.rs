@@ -5,7 +5,7 @@
 //! Run with: `cargo build --release --bins && target/release/mcp-bench`
 //!
 //! Over 800 lines because the phases share one set of spawned binaries, ports and report writer;
-//! the workflow phase has its own module (`workflows`).
+//! the workflow and TLS phases have their own modules (`workflows`, `tls`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 
+mod tls;
 mod workflows;
 
 #[derive(Parser, Debug)]
@@ -59,6 +60,12 @@ struct Args {
     /// `--clients`), so that the machine's drift between phases falls on both alike.
     #[arg(long, default_value_t = 3)]
     baseline_rounds: usize,
+    /// Skip the TLS phase and keep the report's existing TLS section.
+    #[arg(long)]
+    skip_tls: bool,
+    /// Only measure TLS against plain HTTP and replace that section of the report.
+    #[arg(long)]
+    tls_only: bool,
     /// Where to write the report ("-" for none).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: String,
@@ -101,8 +108,12 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 async fn wait_ready(url: &str, what: &str) -> anyhow::Result<()> {
+    wait_ready_over(&reqwest::Client::new(), url, what).await
+}
+
+/// [`wait_ready`] through `http` (an HTTPS client trusting the test CA).
+async fn wait_ready_over(http: &reqwest::Client, url: &str, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let http = reqwest::Client::new();
     loop {
         if let Ok(r) = http.get(url).send().await
             && r.status().is_success()
@@ -259,9 +270,34 @@ async fn load(
     max_calls: usize,
     duration: Duration,
 ) -> anyhow::Result<Stats> {
+    load_over(url, None, op, clients, max_calls, duration).await
+}
+
+/// [`load`] with each session's HTTP client trusting the CA file `ca` (`None`: reqwest's default
+/// client, as `from_uri` makes it).
+async fn load_over(
+    url: &str,
+    ca: Option<&Path>,
+    op: Arc<Op>,
+    clients: usize,
+    max_calls: usize,
+    duration: Duration,
+) -> anyhow::Result<Stats> {
     let mut sessions = Vec::new();
     for _ in 0..clients {
-        let c = ().serve(StreamableHttpClientTransport::from_uri(url.to_owned())).await?;
+        let c = match ca {
+            None => ().serve(StreamableHttpClientTransport::from_uri(url.to_owned())).await?,
+            Some(ca) => {
+                let http = tls::trusting(ca)?;
+                ().serve(StreamableHttpClientTransport::with_client(
+                    http,
+                    rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+                        url.to_owned(),
+                    ),
+                ))
+                .await?
+            }
+        };
         sessions.push(c);
     }
     // Warm up every session once.
@@ -525,7 +561,12 @@ measured, not yet explained."
 
 async fn run(args: Args) -> anyhow::Result<()> {
     if args.workflows_only {
-        return workflows::only(&args.out, args.workflow_clients, args.workflow_rounds).await;
+        let w = workflows::measure(args.workflow_clients, args.workflow_rounds).await?;
+        return replace_section(&args.out, workflows::HEADING, &workflows::section(&w));
+    }
+    if args.tls_only {
+        let t = tls::measure(&args).await?;
+        return replace_section(&args.out, tls::HEADING, &t);
     }
     let work = tempfile::tempdir()?;
     let fixture_port = free_port()?;
@@ -787,21 +828,69 @@ async fn run(args: Args) -> anyhow::Result<()> {
         notes.push("FastMCP reference not measured in this run (`fastmcp` not importable by the chosen Python).".to_owned());
     }
     let text = report(&args, &results, Some(&list), &notes);
+    let old = std::fs::read_to_string(&args.out).unwrap_or_default();
     let text = if args.skip_workflows {
-        let old = std::fs::read_to_string(&args.out).unwrap_or_default();
-        match workflows::existing_section(&old) {
-            Some(section) => workflows::splice(&text, &section),
+        match section_of(&old, workflows::HEADING) {
+            Some(section) => splice(&text, workflows::HEADING, &section),
             None => text,
         }
     } else {
         eprintln!("[workflows] {} clients", args.workflow_clients);
         let w = workflows::measure(args.workflow_clients, args.workflow_rounds).await?;
-        workflows::splice(&text, &workflows::section(&w))
+        splice(&text, workflows::HEADING, &workflows::section(&w))
+    };
+    let text = if args.skip_tls {
+        match section_of(&old, tls::HEADING) {
+            Some(section) => splice(&text, tls::HEADING, &section),
+            None => text,
+        }
+    } else {
+        splice(&text, tls::HEADING, &tls::measure(&args).await?)
     };
     println!("{text}");
     if args.out != "-" {
         std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out))?;
         eprintln!("wrote {}", args.out);
+    }
+    Ok(())
+}
+
+/// The section of `report` that starts at `heading` (a `## ` line), up to the next one.
+fn section_of(report: &str, heading: &str) -> Option<String> {
+    let start = report.find(heading)?;
+    let rest = &report[start + 2..];
+    let end = rest
+        .find("\n## ")
+        .map_or(report.len(), |e| start + 2 + e + 1);
+    Some(report[start..end].to_owned())
+}
+
+/// `report` with its `heading` section replaced by `section` (appended when there is none).
+fn splice(report: &str, heading: &str, section: &str) -> String {
+    match (report.find(heading), section_of(report, heading)) {
+        (Some(start), Some(old)) => {
+            format!(
+                "{}{}\n{}",
+                &report[..start],
+                section.trim_end(),
+                &report[start + old.len()..]
+            )
+            .trim_end()
+            .to_owned()
+                + "\n"
+        }
+        _ => format!("{}\n\n{}", report.trim_end(), section),
+    }
+}
+
+/// `--workflows-only`, `--tls-only`: print one section and splice it into `out`.
+fn replace_section(out: &str, heading: &str, section: &str) -> anyhow::Result<()> {
+    println!("{section}");
+    if out != "-" {
+        let old = std::fs::read_to_string(out).unwrap_or_default();
+        std::fs::write(out, splice(&old, heading, section))
+            .with_context(|| format!("writing {out}"))?;
+        eprintln!("wrote {out}");
     }
     Ok(())
 }

@@ -3,12 +3,10 @@
 //! the same three calls made by the clients themselves; checkpoint cost from master's histogram.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::{Value, json};
 
 use crate::{Op, Stats, free_port, load, sibling, spawn, wait_ready};
@@ -116,8 +114,11 @@ pub(crate) async fn measure(clients: usize, per_client: usize) -> anyhow::Result
 }
 
 /// The `## Workflows` section of the report.
+/// The report's heading of this phase.
+pub(crate) const HEADING: &str = "## Workflows";
+
 pub(crate) fn section(w: &WorkflowStats) -> String {
-    let mut out = String::from("## Workflows\n\n");
+    let mut out = format!("{HEADING}\n\n");
     let _ = writeln!(
         out,
         "{} clients at once, each running a 3-step workflow (`cmdb_getHost` three times, each step's `name` templated from the previous result) through `mcp-stack` with `orchestrator_executeWorkflow` and waiting for it, against the same three calls made by each client itself. Checkpoints are SQLite writes in WAL mode with `synchronous=FULL`, group-committed by one writer thread (each write in its own savepoint; a step goes on only once its write is durable); figures from master's `mcp_workflow_checkpoint_seconds` and `mcp_workflow_checkpoint_batch_size` histograms.\n",
@@ -151,50 +152,4 @@ pub(crate) fn section(w: &WorkflowStats) -> String {
         w.clients
     );
     out
-}
-
-/// Replaces (or appends) the `## Workflows` section of an existing report.
-/// The `## Workflows` section of an earlier report, up to the next section.
-pub(crate) fn existing_section(report: &str) -> Option<String> {
-    let start = report.find("## Workflows")?;
-    let rest = &report[start + 2..];
-    let end = rest
-        .find("\n## ")
-        .map_or(report.len(), |e| start + 2 + e + 1);
-    Some(report[start..end].to_owned())
-}
-
-pub(crate) fn splice(report: &str, section: &str) -> String {
-    match report.find("## Workflows") {
-        Some(start) => {
-            let rest = &report[start + 2..];
-            let end = rest
-                .find("\n## ")
-                .map_or(report.len(), |e| start + 2 + e + 1);
-            format!(
-                "{}{}\n{}",
-                &report[..start],
-                section.trim_end(),
-                &report[end..]
-            )
-            .trim_end()
-            .to_owned()
-                + "\n"
-        }
-        None => format!("{}\n\n{}", report.trim_end(), section),
-    }
-}
-
-/// `--workflows-only`: measure and splice the section into `out`.
-pub(crate) async fn only(out: &str, clients: usize, per_client: usize) -> anyhow::Result<()> {
-    let w = measure(clients, per_client).await?;
-    let text = section(&w);
-    println!("{text}");
-    if out != "-" {
-        let old = std::fs::read_to_string(out).unwrap_or_default();
-        std::fs::write(Path::new(out), splice(&old, &text))
-            .with_context(|| format!("writing {out}"))?;
-        eprintln!("wrote {out}");
-    }
-    Ok(())
 }

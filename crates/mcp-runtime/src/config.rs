@@ -102,6 +102,27 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// Extra browser origins (`scheme://host[:port]`) accepted in the `Origin` header, besides loopback ones.
     pub allowed_origins: Vec<String>,
+    /// PEM certificate chain (leaf first) to serve HTTPS with, together with `tls_key_file`. Both
+    /// files are read again when they change, so a renewed certificate needs no restart. With TLS
+    /// on, the port speaks HTTPS only (`/health`, `/ready` and `/metrics` too).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// Oldest TLS version accepted: `1.2` (default) or `1.3`.
+    pub tls_min_version: TlsVersion,
+    /// PEM CA bundle that client certificates must chain to (mutual TLS).
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// `off` (default), `optional` (a certificate, when sent, must verify) or `required`. A verified
+    /// client certificate names the caller (its first DNS subject alternative name) when the
+    /// request carries no bearer token.
+    pub tls_client_auth: ClientAuth,
+    /// PEM CA bundle trusted, besides the system roots, when this service calls others over HTTPS
+    /// (master's downstreams, linux-cli's CMDB).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM chain) this service presents when it calls others over HTTPS.
+    pub tls_client_cert_file: Option<PathBuf>,
+    /// Private key of `tls_client_cert_file`.
+    pub tls_client_key_file: Option<PathBuf>,
     /// Largest accepted request body in bytes; larger bodies get 413.
     pub max_body_bytes: usize,
     /// Time limit for producing a response to one HTTP request, in seconds.
@@ -136,6 +157,14 @@ impl Default for ServerConfig {
             allow_insecure: false,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_min_version: TlsVersion::V1_2,
+            tls_client_ca_file: None,
+            tls_client_auth: ClientAuth::Off,
+            tls_ca_file: None,
+            tls_client_cert_file: None,
+            tls_client_key_file: None,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout_secs: 60,
             tool_timeout_secs: 120,
@@ -149,7 +178,67 @@ impl Default for ServerConfig {
     }
 }
 
+/// The oldest TLS version a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    V1_2,
+    /// TLS 1.3 only.
+    V1_3,
+}
+
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // `MCP_SERVER_TLS_MIN_VERSION=1.3` reads as a TOML float; a file may quote it.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(f64),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Text(t) => t,
+            Raw::Number(n) => format!("{n:.1}"),
+        };
+        match text.trim() {
+            "1.2" => Ok(Self::V1_2),
+            "1.3" => Ok(Self::V1_3),
+            other => Err(serde::de::Error::custom(format!(
+                "tls_min_version `{other}` must be \"1.2\" or \"1.3\""
+            ))),
+        }
+    }
+}
+
+impl Serialize for TlsVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Self::V1_2 => "1.2",
+            Self::V1_3 => "1.3",
+        })
+    }
+}
+
+/// Whether a TLS listener asks for client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificates.
+    #[default]
+    Off,
+    /// A client may present one; when it does, it must chain to `tls_client_ca_file`.
+    Optional,
+    /// Every client must present one that chains to `tls_client_ca_file`.
+    Required,
+}
+
 impl ServerConfig {
+    /// Whether this listener serves HTTPS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert_file.is_some()
+    }
+
     /// The socket address to bind.
     pub fn bind_addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
@@ -192,6 +281,32 @@ impl ServerConfig {
         }
         if self.otlp_batch_ms < 10 {
             return Err(invalid("otlp_batch_ms", "must be at least 10"));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(invalid(
+                "tls_cert_file",
+                "tls_cert_file and tls_key_file go together: set both or neither",
+            ));
+        }
+        if self.tls_client_auth != ClientAuth::Off {
+            if !self.tls_enabled() {
+                return Err(invalid(
+                    "tls_client_auth",
+                    "needs TLS on (tls_cert_file and tls_key_file)",
+                ));
+            }
+            if self.tls_client_ca_file.is_none() {
+                return Err(invalid(
+                    "tls_client_auth",
+                    "needs tls_client_ca_file, the CA client certificates must chain to",
+                ));
+            }
+        }
+        if self.tls_client_cert_file.is_some() != self.tls_client_key_file.is_some() {
+            return Err(invalid(
+                "tls_client_cert_file",
+                "tls_client_cert_file and tls_client_key_file go together: set both or neither",
+            ));
         }
         for o in &self.allowed_origins {
             if !(o.starts_with("http://") || o.starts_with("https://")) {
@@ -382,6 +497,65 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn tls_settings_are_checked_together() {
+        let server = |pairs: &[(&str, &str)]| {
+            ConfigDoc::load(None, &env(pairs), &["server"])
+                .unwrap()
+                .server()
+        };
+        let s = server(&[
+            ("MCP_SERVER_TLS_CERT_FILE", "c.pem"),
+            ("MCP_SERVER_TLS_KEY_FILE", "k.pem"),
+            ("MCP_SERVER_TLS_MIN_VERSION", "1.3"),
+            ("MCP_SERVER_TLS_CLIENT_CA_FILE", "ca.pem"),
+            ("MCP_SERVER_TLS_CLIENT_AUTH", "required"),
+        ])
+        .unwrap();
+        assert!(s.tls_enabled());
+        assert_eq!(s.tls_min_version, TlsVersion::V1_3);
+        assert_eq!(s.tls_client_auth, ClientAuth::Required);
+        let file: ServerConfig = toml::from_str("tls_min_version = \"1.2\"").unwrap();
+        assert_eq!(file.tls_min_version, TlsVersion::V1_2);
+        for (pairs, key, needle) in [
+            (
+                vec![("MCP_SERVER_TLS_CERT_FILE", "c.pem")],
+                "server.tls_cert_file",
+                "set both or neither",
+            ),
+            (
+                vec![("MCP_SERVER_TLS_CLIENT_AUTH", "optional")],
+                "server.tls_client_auth",
+                "needs TLS on",
+            ),
+            (
+                vec![
+                    ("MCP_SERVER_TLS_CERT_FILE", "c.pem"),
+                    ("MCP_SERVER_TLS_KEY_FILE", "k.pem"),
+                    ("MCP_SERVER_TLS_CLIENT_AUTH", "required"),
+                ],
+                "server.tls_client_auth",
+                "needs tls_client_ca_file",
+            ),
+            (
+                vec![("MCP_SERVER_TLS_CLIENT_KEY_FILE", "k.pem")],
+                "server.tls_client_cert_file",
+                "set both or neither",
+            ),
+        ] {
+            let e = server(&pairs).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains(needle), "{pairs:?}: {e}");
+        }
+        let e = server(&[("MCP_SERVER_TLS_MIN_VERSION", "1.1")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be \"1.2\" or \"1.3\""), "{e}");
+        let e = server(&[("MCP_SERVER_TLS_CLIENT_AUTH", "sometimes")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sometimes"), "{e}");
     }
 
     #[test]

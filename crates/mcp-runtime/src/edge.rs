@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use crate::auth::{Identity, TokenStore};
 use crate::instrument::TraceParent;
 use crate::metrics::Metrics;
 use crate::telemetry::{CORRELATION_HEADER, CorrelationId, trace_id_from_traceparent};
+use crate::tls::TlsPeer;
 
 /// Host names that are always accepted: loopback. Other names (the compose service names, a
 /// Kubernetes Service's DNS names) come from `server.allowed_hosts`, which the deployment's wiring
@@ -205,37 +206,49 @@ pub(crate) async fn delete_compat(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Bearer authentication. With no tokens configured every caller is `anonymous` (with
-/// `server.anonymous_roles`).
+/// Bearer authentication, then client certificates. A recognised bearer token names the caller;
+/// without one, a verified TLS client certificate does (its first DNS name, with no roles, or with
+/// `server.anonymous_roles` while tokens are off). With no tokens configured every other caller is
+/// `anonymous` (with `server.anonymous_roles`).
 pub(crate) async fn authenticate(
     State(edge): State<Arc<Edge>>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let identity = match &edge.tokens {
-        None => edge.anonymous.clone(),
-        Some(store) => {
-            let token = header_str(req.headers(), header::AUTHORIZATION).and_then(|v| {
-                let (scheme, rest) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-            });
-            match token.and_then(|t| store.authenticate(t)) {
-                Some(id) => id.clone(),
-                None => {
-                    let msg = if token.is_some() {
-                        "unauthorized: bearer token not recognised"
-                    } else {
-                        "unauthorized: send Authorization: Bearer <token>"
-                    };
-                    let mut resp = plain_error(StatusCode::UNAUTHORIZED, msg);
-                    resp.headers_mut().insert(
-                        header::WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Bearer realm=\"mcp\""),
-                    );
-                    return resp;
-                }
+    let certificate = req
+        .extensions()
+        .get::<ConnectInfo<TlsPeer>>()
+        .and_then(|c| c.0.certificate_name.clone());
+    let token = header_str(req.headers(), header::AUTHORIZATION).and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    });
+    let identity = match (&edge.tokens, token, certificate) {
+        (None, _, Some(name)) => Identity {
+            name,
+            roles: edge.anonymous.roles.clone(),
+        },
+        (None, _, None) => edge.anonymous.clone(),
+        (Some(_), None, Some(name)) => Identity {
+            name,
+            roles: Vec::new(),
+        },
+        (Some(store), token, _) => match token.and_then(|t| store.authenticate(t)) {
+            Some(id) => id.clone(),
+            None => {
+                let msg = if token.is_some() {
+                    "unauthorized: bearer token not recognised"
+                } else {
+                    "unauthorized: send Authorization: Bearer <token>"
+                };
+                let mut resp = plain_error(StatusCode::UNAUTHORIZED, msg);
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"mcp\""),
+                );
+                return resp;
             }
-        }
+        },
     };
     tracing::Span::current().record("identity", identity.name.as_str());
     req.extensions_mut().insert(identity);

@@ -21,6 +21,7 @@ pub mod redact;
 mod service;
 mod sse;
 pub mod telemetry;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,6 +84,11 @@ pub enum RuntimeError {
     Metrics(#[from] prometheus::Error),
     #[error("service {service} failed to start: {source}")]
     Build { service: String, source: BoxError },
+    #[error("TLS for {service}: {source}")]
+    Tls {
+        service: String,
+        source: tls::TlsError,
+    },
 }
 
 /// One service's HTTP surface, ready to be turned into a router or bound to a socket.
@@ -307,6 +313,11 @@ where
             });
         }
         let router = self.router()?;
+        let tls =
+            tls::server_config(&self.server, &self.name).map_err(|source| RuntimeError::Tls {
+                service: self.name.clone(),
+                source,
+            })?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| RuntimeError::Bind {
@@ -319,24 +330,43 @@ where
             addr,
             source,
         })?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(
             message = "Listening.",
             service = %self.name,
             addr = %local_addr,
+            scheme,
+            client_certificates = ?self.server.tls_client_auth,
             auth = self.server.auth_tokens_file.is_some(),
             stateless = self.server.stateless,
         );
         let shutdown = self.shutdown.clone();
         let name = self.name.clone();
+        let graceful = shutdown.clone().cancelled_owned();
+        let server: futures::future::BoxFuture<'static, std::io::Result<()>> = match tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config);
+                let app = router.into_make_service_with_connect_info::<tls::TlsPeer>();
+                Box::pin(
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(graceful)
+                        .into_future(),
+                )
+            }
+            None => {
+                // MCP over HTTP writes small frames (SSE priming event, then the message); without
+                // TCP_NODELAY, Nagle plus the peer's delayed ACK adds ~40 ms to a call.
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                Box::pin(
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(graceful)
+                        .into_future(),
+                )
+            }
+        };
         let task = tokio::spawn(async move {
-            let graceful = shutdown.clone().cancelled_owned();
-            // MCP over HTTP writes small frames (SSE priming event, then the message); without
-            // TCP_NODELAY, Nagle plus the peer's delayed ACK adds ~40 ms to a call.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let server = axum::serve(listener, router).with_graceful_shutdown(graceful);
-            let server = std::pin::pin!(server.into_future());
             // After the signal, give in-flight requests DRAIN_TIMEOUT to finish, then stop anyway.
             tokio::select! {
                 r = server => r,
@@ -351,6 +381,7 @@ where
         });
         Ok(Running {
             local_addr,
+            scheme,
             name: self.name,
             version: self.version,
             health: self.health,
@@ -363,6 +394,7 @@ where
 /// A bound, serving server.
 pub struct Running {
     local_addr: SocketAddr,
+    scheme: &'static str,
     name: String,
     version: String,
     health: Arc<dyn HealthProbe>,
@@ -395,9 +427,14 @@ impl Running {
         self.local_addr
     }
 
-    /// `http://<addr><path>`.
+    /// `http://<addr><path>`, or `https://` when the service serves TLS.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.local_addr)
+        format!("{}://{}{path}", self.scheme, self.local_addr)
+    }
+
+    /// Whether the service serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.scheme == "https"
     }
 
     /// Asks the server to stop and waits for it to drain.

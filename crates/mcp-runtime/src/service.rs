@@ -25,6 +25,9 @@ pub struct BuildContext {
     pub metrics: Metrics,
     /// Cancelled when the service shuts down; background tasks must end then.
     pub shutdown: CancellationToken,
+    /// How the service calls others over HTTPS (`[server]`'s `tls_ca_file`,
+    /// `tls_client_cert_file`, `tls_client_key_file`).
+    pub client_tls: crate::tls::ClientTls,
 }
 
 /// An MCP service: its config section, how to build it, and the handler each session gets.
@@ -81,6 +84,7 @@ pub async fn start<S: McpService>(
     let ctx = BuildContext {
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
+        client_tls: crate::tls::ClientTls::from_server(&server),
     };
     let svc = Arc::new(
         S::build(config, ctx)

@@ -2,6 +2,8 @@
 //! tool results, a service binary run as a child process with a config file and captured logs, and
 //! the `MCP_E2E_REQUIRED` skip rule. Test-only: no service depends on it.
 
+pub mod pki;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -72,6 +74,16 @@ pub async fn client(url: &str, token: Option<&str>) -> RunningService<RoleClient
     ().serve(StreamableHttpClientTransport::from_config(cfg))
         .await
         .expect("client connects")
+}
+
+/// An rmcp client over streamable HTTP through `http` (a client with its own TLS settings).
+pub async fn client_over(url: &str, http: reqwest::Client) -> RunningService<RoleClient, ()> {
+    ().serve(StreamableHttpClientTransport::with_client(
+        http,
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()),
+    ))
+    .await
+    .expect("client connects")
 }
 
 /// The Prometheus text at `url` (a service's `/metrics`).

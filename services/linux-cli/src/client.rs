@@ -46,7 +46,13 @@ impl LinuxHandler {
                 "host `{name}` is not configured in linux.ssh.host and CMDB lookup is off"
             )));
         }
-        let host = cmdb_lookup(&cfg.cmdb_url, cfg.cmdb_token_file.as_deref(), name).await?;
+        let host = cmdb_lookup(
+            self.svc.cmdb_http.clone(),
+            &cfg.cmdb_url,
+            cfg.cmdb_token_file.as_deref(),
+            name,
+        )
+        .await?;
         let field = |k: &str| {
             host.get(k)
                 .and_then(Value::as_str)
@@ -79,6 +85,7 @@ impl LinuxHandler {
 
 /// `getHost` on the CMDB over MCP.
 pub(crate) async fn cmdb_lookup(
+    http: reqwest::Client,
     url: &str,
     token_file: Option<&Path>,
     name: &str,
@@ -98,7 +105,7 @@ pub(crate) async fn cmdb_lookup(
         })?;
         config = config.auth_header(token.trim().to_owned());
     }
-    let transport = StreamableHttpClientTransport::from_config(config);
+    let transport = StreamableHttpClientTransport::with_client(http, config);
     let client = tokio::time::timeout(Duration::from_secs(10), ().serve(transport))
         .await
         .map_err(|_| LinuxError::Cmdb(format!("CMDB at {url} did not answer in 10 s")))?

@@ -36,6 +36,8 @@ pub struct LinuxCli {
     files: Files,
     metrics: mcp_runtime::Metrics,
     tools: ToolRouter<LinuxHandler>,
+    /// HTTP client of CMDB lookups (trusts `server.tls_ca_file`, presents the client certificate).
+    cmdb_http: reqwest::Client,
 }
 
 impl McpService for LinuxCli {
@@ -59,6 +61,7 @@ impl McpService for LinuxCli {
         let validator = Validator::new(config.policy.clone(), Some(sandbox.clone()))?;
         let remote_validator = Validator::new(config.policy.clone(), None)?;
         let files = Files::new(sandbox, config.backup_dir.clone())?;
+        let cmdb_http = ctx.client_tls.builder()?.tcp_nodelay(true).build()?;
         tracing::info!(
             message = "linux-cli ready.",
             roots = ?files.sandbox().roots(),
@@ -71,6 +74,7 @@ impl McpService for LinuxCli {
             files,
             metrics: ctx.metrics,
             tools: tools::routers(),
+            cmdb_http,
         })
     }
 

@@ -53,6 +53,17 @@ pub struct DownstreamConfig {
     pub timeout_secs: u64,
     /// File of `Header-Name: value` lines sent with every HTTP request (for tokens; a Docker secret).
     pub headers_from_file: Option<PathBuf>,
+    /// PEM CA bundle trusted for this downstream's `https://` URL besides the system roots
+    /// (default: `server.tls_ca_file`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM chain) presented to this downstream, for services that require
+    /// mutual TLS (default: `server.tls_client_cert_file`).
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// Private key of `client_cert_file` (default: `server.tls_client_key_file`).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 fn default_call_timeout() -> u64 {
@@ -63,6 +74,23 @@ impl DownstreamConfig {
     /// The namespace at master.
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or(&self.name)
+    }
+
+    /// This downstream's HTTPS client settings.
+    pub fn client_tls(&self) -> mcp_runtime::tls::ClientTls {
+        mcp_runtime::tls::ClientTls {
+            ca_file: self.ca_file.clone(),
+            cert_file: self.client_cert_file.clone(),
+            key_file: self.client_key_file.clone(),
+        }
+    }
+
+    /// Fills the HTTPS client settings this downstream leaves unset from `defaults` (`[server]`).
+    pub fn inherit_client_tls(&mut self, defaults: &mcp_runtime::tls::ClientTls) {
+        let t = self.client_tls().or(defaults);
+        self.ca_file = t.ca_file;
+        self.client_cert_file = t.cert_file;
+        self.client_key_file = t.key_file;
     }
 }
 
@@ -204,6 +232,8 @@ pub struct MasterConfig {
     pub approvals: crate::approvals::ApprovalsConfig,
     /// Workflows (`[master.workflows]`).
     pub workflows: crate::workflow::WorkflowsConfig,
+    /// Refuse plain `http://` and `sse` downstream URLs: every hop to a service must be HTTPS.
+    pub require_tls: bool,
 }
 
 impl Default for MasterConfig {
@@ -228,6 +258,7 @@ impl Default for MasterConfig {
             discovery: true,
             max_tools_per_endpoint: 40,
             warn_name_length: 48,
+            require_tls: false,
         }
     }
 }
@@ -307,6 +338,11 @@ impl MasterConfig {
             }
             match d.transport {
                 TransportKind::Http | TransportKind::Sse => match &d.url {
+                    Some(u) if self.require_tls && u.starts_with("http://") => {
+                        return Err(ConfigInvalid(format!(
+                            "{what}: url `{u}` is plain HTTP but master.require_tls is on; use https://"
+                        )));
+                    }
                     Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
                     Some(u) => {
                         return Err(ConfigInvalid(format!(
@@ -365,6 +401,9 @@ impl MasterConfig {
                 env: BTreeMap::new(),
                 timeout_secs: default_call_timeout(),
                 headers_from_file: None,
+                ca_file: None,
+                client_cert_file: None,
+                client_key_file: None,
             });
         }
     }

@@ -209,7 +209,39 @@ pub fn plain_text(text: &str) -> String {
             "cannot resolve the service's host name",
         ),
         (
-            &["certificate", "invalidcertificate", "unknownissuer"],
+            &["certificaterequired", "peer sent no certificates"],
+            "the service requires a client certificate: set the downstream's client_cert_file and client_key_file (or server.tls_client_cert_file and tls_client_key_file)",
+        ),
+        (
+            &[
+                "alert: badcertificate",
+                "alert: unknownca",
+                "alert: certificateunknown",
+            ],
+            "the service refused master's client certificate (not signed by a CA it trusts)",
+        ),
+        (
+            &["unknownissuer"],
+            "the service's TLS certificate is not trusted: set the downstream's ca_file (or server.tls_ca_file) to the CA that signed it",
+        ),
+        (
+            &["certificate not valid for name", "notvalidforname"],
+            "the service's TLS certificate does not name the host in the downstream's url",
+        ),
+        (
+            &["certificate expired"],
+            "the service's TLS certificate has expired",
+        ),
+        (
+            &["serves https only"],
+            "the service serves HTTPS: use an https:// url",
+        ),
+        (
+            &["received corrupt message", "invalidcontenttype"],
+            "TLS handshake failed: does the service serve HTTPS at that url?",
+        ),
+        (
+            &["certificate", "invalidcertificate"],
             "TLS certificate not accepted",
         ),
         (&["handshake"], "TLS handshake failed"),
@@ -303,6 +335,13 @@ impl Downstream {
         circuit: CircuitConfig,
     ) -> Result<Self, ConfigInvalid> {
         let headers = load_headers(&cfg)?;
+        if cfg.transport != TransportKind::Stdio {
+            // Read the CA and client certificate now: a bad file is a start-up error.
+            cfg.client_tls()
+                .builder()
+                .map(drop)
+                .map_err(|e| format!("downstream `{}`: {e}", cfg.name))?;
+        }
         Ok(Self {
             cfg,
             index,
@@ -706,7 +745,10 @@ pub async fn connect_client(
         match cfg.transport {
             TransportKind::Http => {
                 let url = cfg.url.clone().unwrap_or_default();
-                let http = reqwest::Client::builder()
+                let http = cfg
+                    .client_tls()
+                    .builder()
+                    .map_err(|e| e.to_string())?
                     .default_headers(headers.clone())
                     .tcp_nodelay(true)
                     .build()
@@ -719,9 +761,11 @@ pub async fn connect_client(
             }
             TransportKind::Sse => {
                 let url = cfg.url.clone().unwrap_or_default();
-                let transport = sse_client::SseClientTransport::connect(&url, headers.clone())
-                    .await
-                    .map_err(|e| plain_text(&e.to_string()))?;
+                let http = cfg.client_tls().builder().map_err(|e| e.to_string())?;
+                let transport =
+                    sse_client::SseClientTransport::connect(&url, http, headers.clone())
+                        .await
+                        .map_err(|e| plain_text(&e.to_string()))?;
                 handler.serve(transport).await.map_err(|e| plain_error(&e))
             }
             TransportKind::Stdio => {
@@ -893,6 +937,9 @@ mod tests {
             env: Default::default(),
             timeout_secs: 5,
             headers_from_file: headers_file,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 

@@ -51,6 +51,9 @@ impl McpService for Master {
 
     async fn build(mut cfg: MasterConfig, ctx: BuildContext) -> Result<Self, BoxError> {
         cfg.add_seed_env(&|k| std::env::var(k).ok());
+        for d in &mut cfg.downstream {
+            d.inherit_client_tls(&ctx.client_tls);
+        }
         cfg.validate()?;
         let policy = policy::Policy::new(&cfg.policy)?;
         let limits = policy::RateLimits::new(&cfg.rate_limit)?;

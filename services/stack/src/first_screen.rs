@@ -94,6 +94,33 @@ pub(crate) fn render(loaded: &Loaded, key_created: bool, running: &[Running]) ->
             }
         );
     }
+    let server = &loaded.server;
+    if let Some(cert) = &server.tls_cert_file {
+        let ca = server.tls_ca_file.as_ref().map_or_else(
+            || "the CA that signed it".to_owned(),
+            |c| c.display().to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "  TLS:        every service serves HTTPS only with {}; clients trust {ca}\n              (curl --cacert, SSL_CERT_FILE for the Python SDK, NODE_EXTRA_CA_CERTS for Cursor and Claude Desktop)",
+            cert.display()
+        );
+        if server.tls_client_auth != mcp_runtime::config::ClientAuth::Off {
+            let _ = writeln!(
+                out,
+                "              client certificates {}: from the CA in {}",
+                if server.tls_client_auth == mcp_runtime::config::ClientAuth::Required {
+                    "required"
+                } else {
+                    "accepted"
+                },
+                server
+                    .tls_client_ca_file
+                    .as_ref()
+                    .map_or_else(String::new, |c| c.display().to_string())
+            );
+        }
+    }
     let s = &loaded.secrets;
     if s.backend.is_empty() && s.demo_if_empty {
         let _ = writeln!(

@@ -184,12 +184,19 @@ fn load(cli: &Cli) -> anyhow::Result<Loaded> {
     }
     let server = doc.server()?;
     let ports: Ports = doc.section("ports")?;
+    // With TLS on, every service serves HTTPS and master and linux-cli call them over it (the
+    // certificate must name 127.0.0.1; `server.tls_ca_file` is the CA they trust).
+    let scheme = if server.tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
     // Master fronts every service of the stack unless the config lists its own downstreams.
     let mut downstreams = toml::value::Array::new();
     // linux-cli finds SSH hosts in this stack's CMDB.
     let mut ssh = toml::Table::from_iter([(
         "cmdb_url".to_owned(),
-        toml::Value::from(format!("http://127.0.0.1:{}/mcp", ports.cmdb)),
+        toml::Value::from(format!("{scheme}://127.0.0.1:{}/mcp", ports.cmdb)),
     )]);
     if server.auth_tokens_file.is_some() {
         ssh.insert("cmdb_token_file".to_owned(), INTERNAL_LINUX_TOKEN.into());
@@ -205,7 +212,10 @@ fn load(cli: &Cli) -> anyhow::Result<Loaded> {
     ] {
         let mut t = toml::Table::new();
         t.insert("name".into(), name.into());
-        t.insert("url".into(), format!("http://127.0.0.1:{port}/mcp").into());
+        t.insert(
+            "url".into(),
+            format!("{scheme}://127.0.0.1:{port}/mcp").into(),
+        );
         if server.auth_tokens_file.is_some() {
             t.insert("headers_from_file".into(), INTERNAL_HEADERS.into());
         }

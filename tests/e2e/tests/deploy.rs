@@ -1,6 +1,7 @@
 //! Deployment files checked structurally and by a real compose parser (Debian `docker-compose`,
 //! `config -q`; there is no Docker engine here): ports, healthchecks, dependencies and secrets agree
-//! with ports.md and the Prometheus scrape targets.
+//! with ports.md and the Prometheus scrape targets; the TLS override, with certificates from the
+//! shipped openssl script, serves every service over HTTPS.
 
 mod common;
 
@@ -191,6 +192,222 @@ fn docker_compose_parses_the_file() {
     ] {
         assert!(listed.lines().any(|l| l == s), "{s} missing: {listed}");
     }
+}
+
+/// Runs `deploy/tls/make-certs.sh` (real openssl) into `<dir>/secrets/tls`.
+fn make_certs(dir: &std::path::Path) {
+    let out = Command::new("sh")
+        .arg(root().join("deploy/tls/make-certs.sh"))
+        .arg("secrets/tls")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "make-certs.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_tls_override_serves_every_service_over_https_with_the_scripts_certificates() {
+    if !tool_available("docker-compose", "version") {
+        skip("docker-compose (Debian package docker-compose) is not installed");
+        return;
+    }
+    if !tool_available("openssl", "version") {
+        skip("openssl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("deploy/tls")).unwrap();
+    for f in [
+        "docker-compose.yml",
+        "ports.md",
+        "deploy/tls/docker-compose.tls.yml",
+    ] {
+        std::fs::copy(root().join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    for (_, s) in compose()["secrets"].as_object().unwrap() {
+        std::fs::write(dir.path().join(s["file"].as_str().unwrap()), "").unwrap();
+    }
+    // The certificates come from the shipped script, so every file the override names must exist.
+    make_certs(dir.path());
+    let out = Command::new("docker-compose")
+        .args([
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "deploy/tls/docker-compose.tls.yml",
+            "--profile",
+            "monitoring",
+            "config",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged: Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
+    for (name, secret) in merged["secrets"].as_object().unwrap() {
+        let file = secret["file"].as_str().unwrap();
+        assert!(
+            std::path::Path::new(file).exists(),
+            "secret {name}: {file} missing after make-certs.sh"
+        );
+    }
+    let ports = ports_md();
+    let services = mcp_services(&merged);
+    assert_eq!(services.len(), 7, "{services:?}");
+    for (name, s) in &services {
+        let env = &s["environment"];
+        let port = ports.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(
+            env["MCP_SERVER_TLS_CERT_FILE"], "/run/secrets/tls_server_cert",
+            "{name}"
+        );
+        let hc = s["healthcheck"]["test"].to_string();
+        assert!(
+            hc.contains(&format!("https://127.0.0.1:{port}/health")) && hc.contains("--cacert"),
+            "{name}: {hc}"
+        );
+        // Every /run/secrets file the service reads is one of its secrets.
+        let mounted: Vec<String> = s["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["source"].as_str().unwrap().to_owned())
+            .collect();
+        let used = env
+            .as_object()
+            .unwrap()
+            .values()
+            .chain(s["healthcheck"]["test"].as_array().unwrap())
+            .filter_map(Value::as_str)
+            .flat_map(|v| v.split(['"', ' ', ',']))
+            .filter_map(|v| v.strip_prefix("/run/secrets/"))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        for secret in used {
+            assert!(
+                mounted.contains(&secret),
+                "{name} reads {secret}, not mounted"
+            );
+        }
+        if name == "master" {
+            assert_eq!(env["MCP_MASTER_REQUIRE_TLS"], "true");
+            let urls: Vec<&str> = env
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.starts_with("MCP_PORT_"))
+                .map(|(_, v)| v.as_str().unwrap())
+                .collect();
+            assert_eq!(urls.len(), 6, "{urls:?}");
+            assert!(urls.iter().all(|u| u.starts_with("https://")), "{urls:?}");
+            assert!(env["MCP_SERVER_TLS_CLIENT_CERT_FILE"].is_string());
+        } else {
+            assert_eq!(env["MCP_SERVER_TLS_CLIENT_AUTH"], "required", "{name}");
+        }
+    }
+    let linux_ssh = merged["services"]["linux-cli"]["environment"]["MCP_LINUX_SSH"]
+        .as_str()
+        .unwrap();
+    assert!(linux_ssh.contains("https://cmdb:8012/mcp"), "{linux_ssh}");
+    // Prometheus reads the HTTPS job with the CA and its client certificate where the job says.
+    let prometheus = &merged["services"]["prometheus"];
+    assert!(
+        prometheus["command"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("/prometheus-tls.yml")
+    );
+    let job =
+        std::fs::read_to_string(root().join("monitoring/prometheus/prometheus-tls.yml")).unwrap();
+    for target in prometheus["secrets"].as_array().unwrap() {
+        let target = target["target"].as_str().unwrap();
+        assert!(
+            job.contains(target),
+            "prometheus-tls.yml does not read {target}"
+        );
+    }
+}
+
+/// The YAML documents of a file.
+fn yaml_docs(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn kubernetes_tls_issues_a_certificate_for_every_deployed_service() {
+    let tls = yaml_docs(&root().join("deploy/kubernetes/tls/cert-manager.yaml"));
+    let issuers: Vec<&str> = tls
+        .iter()
+        .filter(|d| d["kind"] == "Issuer")
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    let mut deployed = Vec::new();
+    for e in std::fs::read_dir(root().join("deploy/kubernetes")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            deployed.extend(
+                yaml_docs(&p)
+                    .into_iter()
+                    .filter(|d| d["kind"] == "Deployment")
+                    .map(|d| d["metadata"]["name"].as_str().unwrap().to_owned()),
+            );
+        }
+    }
+    assert_eq!(deployed.len(), 7, "{deployed:?}");
+    for name in &deployed {
+        let cert = tls
+            .iter()
+            .find(|d| d["kind"] == "Certificate" && d["metadata"]["name"] == format!("{name}-tls"))
+            .unwrap_or_else(|| panic!("no Certificate for {name}"));
+        let spec = &cert["spec"];
+        assert_eq!(spec["secretName"], format!("{name}-tls"));
+        assert_eq!(
+            spec["dnsNames"][0],
+            name.as_str(),
+            "the identity comes first"
+        );
+        assert!(
+            spec["dnsNames"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(format!("{name}.mcp.svc"))),
+            "{name}"
+        );
+        assert!(issuers.contains(&spec["issuerRef"]["name"].as_str().unwrap()));
+        let usages = spec["usages"].to_string();
+        assert!(usages.contains("server auth"), "{name}");
+        if name == "master" || name == "linux-cli" {
+            assert!(usages.contains("client auth"), "{name} calls others");
+        }
+    }
+    let ingress = tls.iter().find(|d| d["kind"] == "Ingress").unwrap();
+    let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"];
+    assert_eq!(backend["name"], "master");
+    let master_port = ports_md()
+        .into_iter()
+        .find(|(n, _)| n == "master")
+        .unwrap()
+        .1;
+    assert_eq!(backend["port"]["number"], master_port);
+    let notes = &ingress["metadata"]["annotations"];
+    assert!(notes["cert-manager.io/cluster-issuer"].is_string());
+    assert_eq!(
+        notes["nginx.ingress.kubernetes.io/backend-protocol"],
+        "HTTPS"
+    );
 }
 
 #[test]

@@ -26,6 +26,8 @@ fn promtool_accepts_the_config_and_the_alert_tests_pass() {
     }
     for args in [
         vec!["check", "config", "prometheus.yml"],
+        // Syntax only: the CA file lives in the deployment, not in the repository.
+        vec!["check", "config", "--syntax-only", "prometheus-tls.yml"],
         vec!["check", "rules", "alerts.yml"],
         vec!["test", "rules", "alerts_test.yml"],
     ] {
@@ -49,7 +51,14 @@ fn ports_md_scrape_targets_and_default_ports_agree() {
     let port_of = |name: &str| ports.iter().find(|(n, _)| n == name).map(|(_, p)| *p);
     assert_eq!(port_of("master"), Some(mcp_master::Master::DEFAULT_PORT));
     assert_eq!(port_of("cmdb"), Some(mcp_cmdb::Cmdb::DEFAULT_PORT));
-    let cfg = std::fs::read_to_string(monitoring().join("prometheus.yml")).unwrap();
+    for file in ["prometheus.yml", "prometheus-tls.yml"] {
+        scrape_targets_agree(file, &port_of);
+    }
+}
+
+/// The targets of the shipped Prometheus config `file` agree with ports.md and compose.
+fn scrape_targets_agree(file: &str, port_of: &dyn Fn(&str) -> Option<u16>) {
+    let cfg = std::fs::read_to_string(monitoring().join(file)).unwrap();
     let targets: Vec<(String, u16)> = cfg
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- targets: [\""))
@@ -57,12 +66,12 @@ fn ports_md_scrape_targets_and_default_ports_agree() {
         .filter_map(|t| t.split_once(':'))
         .map(|(h, p)| (h.to_owned(), p.parse().unwrap()))
         .collect();
-    assert_eq!(targets.len(), 7, "{targets:?}");
+    assert_eq!(targets.len(), 7, "{file}: {targets:?}");
     for (host, port) in &targets {
         assert_eq!(
             port_of(host),
             Some(*port),
-            "{host}:{port} disagrees with ports.md"
+            "{file}: {host}:{port} disagrees with ports.md"
         );
     }
     for service in [
@@ -76,7 +85,7 @@ fn ports_md_scrape_targets_and_default_ports_agree() {
     ] {
         assert!(
             targets.iter().any(|(h, _)| h == service),
-            "{service} is not scraped"
+            "{file}: {service} is not scraped"
         );
         let allowed = compose_allowed_hosts(service);
         assert!(

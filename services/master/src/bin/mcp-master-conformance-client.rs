@@ -39,6 +39,9 @@ fn main() -> ExitCode {
             env: Default::default(),
             timeout_secs: 30,
             headers_from_file: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         };
         let client =
             match connect_client(&cfg, &Default::default(), Weak::<NoUpstream>::new(), 0).await {

@@ -38,8 +38,12 @@ impl Drop for SseClientTransport {
 
 impl SseClientTransport {
     /// Opens the stream and waits for the endpoint event.
-    pub async fn connect(url: &str, headers: HeaderMap) -> Result<Self, SseClientError> {
-        let http = reqwest::Client::builder()
+    pub async fn connect(
+        url: &str,
+        http: reqwest::ClientBuilder,
+        headers: HeaderMap,
+    ) -> Result<Self, SseClientError> {
+        let http = http
             .default_headers(headers)
             .build()
             .map_err(|e| SseClientError::Open {

@@ -71,6 +71,17 @@ impl Stack {
     /// Starts the stack in `cwd` with extra environment, and waits until master is ready and the
     /// first screen is printed.
     pub(crate) fn start(cwd: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_probed(cwd, env, |ports| {
+            raw_http::get_status(&ports.master_url("/ready")).is_ok_and(|code| code == 200)
+        })
+    }
+
+    /// [`Stack::start`] with the probe that says master is ready (for a stack serving HTTPS).
+    pub(crate) fn start_probed(
+        cwd: &Path,
+        env: &[(&str, &str)],
+        ready: impl Fn(&Ports) -> bool,
+    ) -> Self {
         let ports = Ports::free();
         let stderr = cwd.join("stack.stderr");
         let stdout = cwd.join("stack.stdout");
@@ -92,11 +103,7 @@ impl Stack {
         // Master answers /ready once it has started, after giving every service one chance to
         // connect; the first screen follows every service's health check. Each wait says what the
         // stack printed and logged when it times out.
-        let ready = ports.master_url("/ready");
-        stack.wait(
-            || raw_http::get_status(&ready).is_ok_and(|code| code == 200),
-            "master's /ready answering 200",
-        );
+        stack.wait(|| ready(&ports), "master's /ready answering 200");
         stack.wait(
             || stack.first_screen().contains("mcp-stack is ready"),
             "the first screen",
