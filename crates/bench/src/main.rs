@@ -273,11 +273,14 @@ async fn load(
     load_over(url, None, op, clients, max_calls, duration).await
 }
 
-/// [`load`] with each session's HTTP client trusting the CA file `ca` (`None`: reqwest's default
-/// client, as `from_uri` makes it).
+/// The HTTP client of one benchmark session.
+type MakeClient<'a> = &'a (dyn Fn() -> anyhow::Result<reqwest::Client> + Sync);
+
+/// [`load`] with each session's HTTP client made by `http` (`None`: rmcp's default client, as
+/// `from_uri` makes it, which keeps no idle connection: one TCP connection per request).
 async fn load_over(
     url: &str,
-    ca: Option<&Path>,
+    http: Option<MakeClient<'_>>,
     op: Arc<Op>,
     clients: usize,
     max_calls: usize,
@@ -285,10 +288,10 @@ async fn load_over(
 ) -> anyhow::Result<Stats> {
     let mut sessions = Vec::new();
     for _ in 0..clients {
-        let c = match ca {
+        let c = match http {
             None => ().serve(StreamableHttpClientTransport::from_uri(url.to_owned())).await?,
-            Some(ca) => {
-                let http = tls::trusting(ca)?;
+            Some(make) => {
+                let http = make()?;
                 ().serve(StreamableHttpClientTransport::with_client(
                     http,
                     rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(

@@ -89,27 +89,41 @@ pub(crate) async fn measure(args: &Args) -> anyhow::Result<String> {
         let ready = p.url.replace("/mcp", "/ready");
         wait_ready_over(&http, &ready, p.name).await?;
     }
+    // Both pairs with clients that keep their connections (rmcp's default client opens one per
+    // request, which would put a TCP or TLS handshake on every call).
+    let pooled = || Ok(reqwest::Client::new());
+    let trusted = || trusting(&ca);
     let d = Duration::from_secs_f64(args.duration);
     let op = Arc::new(Op::Call("fixture_test_simple_text"));
     let rounds = args.baseline_rounds.max(1);
     let mut out = format!("{HEADING}\n\n");
     let _ = writeln!(
         out,
-        "Master and the conformance fixture behind it, both serving HTTPS with certificates from a CA made for the run (rustls, TLS 1.3), master calling the fixture over HTTPS; beside the same pair over plain HTTP, in {rounds} interleaved rounds. Each client keeps its connection (one handshake per client), so the rows show what TLS costs per call once connected: 1-client p50, and throughput and master's CPU per call at {} clients.\n",
+        "Master and the conformance fixture behind it, both serving HTTPS with certificates from a CA made for the run (rustls, TLS 1.3), master calling the fixture over HTTPS; beside the same pair over plain HTTP, in {rounds} interleaved rounds. Each client keeps its connection (one handshake per client; a reqwest client with its default pool, where rmcp's default client, used by the phases above, opens a connection per request), so the rows show what TLS costs per call once connected: 1-client p50, and throughput and master's CPU per call at {} clients.\n",
         args.clients
     );
-    out.push_str("| round | hops | p50, 1 client (ms) | calls/s, N clients | master CPU per call (ms) |\n|---:|---|---:|---:|---:|\n");
+    out.push_str("| round | hops | p50, 1 client (ms) | calls/s, N clients | errors | master CPU per call (ms) |\n|---:|---|---:|---:|---:|---:|\n");
     let mut per: [Vec<(f64, f64, f64)>; 2] = [Vec::new(), Vec::new()];
     for round in 1..=rounds {
-        for (i, (pair, client)) in [(&plain, None), (&tls, Some(ca.as_path()))]
-            .iter()
-            .enumerate()
-        {
+        // Alternate which pair goes first, so a drift within a round falls on both alike.
+        let mut order: [(usize, &Pair, crate::MakeClient<'_>); 2] =
+            [(0, &plain, &pooled), (1, &tls, &trusted)];
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for (i, pair, client) in order {
             eprintln!("[tls] round {round}, {}", pair.name);
-            let one = load_over(&pair.url, *client, op.clone(), 1, args.calls, d).await?;
+            let one = load_over(&pair.url, Some(client), op.clone(), 1, args.calls, d).await?;
             let cpu0 = cpu_seconds(pair.master.pid());
-            let many =
-                load_over(&pair.url, *client, op.clone(), args.clients, usize::MAX, d).await?;
+            let many = load_over(
+                &pair.url,
+                Some(client),
+                op.clone(),
+                args.clients,
+                usize::MAX,
+                d,
+            )
+            .await?;
             let cpu1 = cpu_seconds(pair.master.pid());
             let calls = (many.calls + many.errors + args.clients).max(1);
             let cpu = match (cpu0, cpu1) {
@@ -119,10 +133,11 @@ pub(crate) async fn measure(args: &Args) -> anyhow::Result<String> {
             per[i].push((one.p50, many.throughput(), cpu));
             let _ = writeln!(
                 out,
-                "| {round} | {} | {:.3} | {:.0} | {cpu:.3} |",
+                "| {round} | {} | {:.3} | {:.0} | {} | {cpu:.3} |",
                 pair.name,
                 one.p50,
-                many.throughput()
+                many.throughput(),
+                one.errors + many.errors
             );
         }
     }
@@ -136,7 +151,10 @@ pub(crate) async fn measure(args: &Args) -> anyhow::Result<String> {
         let tput = median(per[i].iter().map(|r| r.1).collect());
         let cpu = median(per[i].iter().map(|r| r.2).collect());
         med.push((p50, tput, cpu));
-        let _ = writeln!(out, "| median | {name} | {p50:.3} | {tput:.0} | {cpu:.3} |");
+        let _ = writeln!(
+            out,
+            "| median | {name} | {p50:.3} | {tput:.0} | | {cpu:.3} |"
+        );
     }
     if let [(p0, t0, c0), (p1, t1, c1)] = med[..] {
         let _ = writeln!(
