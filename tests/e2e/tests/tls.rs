@@ -125,6 +125,17 @@ async fn master_serves_https_and_reaches_the_cmdb_over_https() {
         "{health}"
     );
 
+    // The legacy SSE transport to a TLS service verifies it the same way.
+    let over_sse = start_master(
+        &downstream("cmdb", None, "sse", &cmdb.url("/sse")),
+        tls_server(&pki),
+    )
+    .await;
+    let c2 = mcp(&over_sse.url("/mcp"), http(&pki, None)).await;
+    wait_for_tool(&over_sse, &c2, "cmdb_getHost").await;
+    let r = tool(&c2, "cmdb_getHost", json!({"name": "aicrusher"})).await;
+    assert_eq!(structured(&r)["host"]["name"], "aicrusher", "{}", text(&r));
+
     // /health, /ready and /metrics are HTTPS too.
     for path in ["/health", "/ready", "/metrics"] {
         let r = http(&pki, None).get(master.url(path)).send().await.unwrap();
