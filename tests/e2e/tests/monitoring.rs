@@ -30,6 +30,8 @@ fn promtool_accepts_the_config_and_the_alert_tests_pass() {
         vec!["check", "config", "--syntax-only", "prometheus-tls.yml"],
         vec!["check", "rules", "alerts.yml"],
         vec!["test", "rules", "alerts_test.yml"],
+        vec!["check", "rules", "slo.yml"],
+        vec!["test", "rules", "slo_test.yml"],
     ] {
         let out = Command::new("promtool")
             .args(&args)
@@ -164,6 +166,10 @@ async fn a_real_prometheus_scrapes_the_running_services() {
         .replace(
             "- alerts.yml",
             &format!("- {}", monitoring().join("alerts.yml").display()),
+        )
+        .replace(
+            "- slo.yml",
+            &format!("- {}", monitoring().join("slo.yml").display()),
         );
     let addr = |url: String| url.trim_start_matches("http://").to_owned();
     cfg = cfg
@@ -251,8 +257,18 @@ async fn a_real_prometheus_scrapes_the_running_services() {
         .filter_map(|t| t["expr"].as_str().map(str::to_owned))
         .collect();
     assert!(exprs.len() >= 10, "{exprs:?}");
+    // And the SLO rules (slo.yml) record every SLI from the live series.
+    let slis = [
+        "slo:sli_error:ratio_rate5m{service=\"cmdb\"}",
+        "slo:sli_error:ratio_rate1h{service=\"master\"}",
+        "slo:sli_slow:ratio_rate5m{service=\"master\"}",
+        "slo:sli_unavailable:ratio_avg5m{service=\"cmdb\"} == 0",
+    ];
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut pending = exprs;
+    let mut pending: Vec<String> = exprs
+        .into_iter()
+        .chain(slis.iter().map(|s| (*s).to_owned()))
+        .collect();
     while !pending.is_empty() {
         traffic().await;
         let mut still = Vec::new();
@@ -264,7 +280,7 @@ async fn a_real_prometheus_scrapes_the_running_services() {
         pending = still;
         assert!(
             Instant::now() < deadline,
-            "dashboard expressions without data: {pending:?}"
+            "dashboard and SLO expressions without data: {pending:?}"
         );
         if !pending.is_empty() {
             tokio::time::sleep(Duration::from_millis(500)).await;

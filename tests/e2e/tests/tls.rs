@@ -667,6 +667,15 @@ async fn a_real_prometheus_scrapes_an_https_target_with_the_shipped_job() {
                     .join("../../monitoring/prometheus/alerts.yml")
                     .display()
             ),
+        )
+        .replace(
+            "- slo.yml",
+            &format!(
+                "- {}",
+                crate_dir()
+                    .join("../../monitoring/prometheus/slo.yml")
+                    .display()
+            ),
         );
     assert!(cfg.contains(&addr), "the shipped job must list cmdb:8012");
     let cfg_path = dir.path().join("prometheus.yml");
