@@ -241,22 +241,25 @@ async fn a_real_prometheus_scrapes_the_running_services() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    // Every PromQL expression of the Grafana dashboard parses and returns data.
-    let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            crate_dir().join("../../monitoring/grafana/dashboards/mcp-overview.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
-    let exprs: Vec<String> = dashboard["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
-        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
-        .collect();
-    assert!(exprs.len() >= 10, "{exprs:?}");
+    // Every PromQL expression of every Grafana dashboard parses and returns data.
+    let dashboards = crate_dir().join("../../monitoring/grafana/dashboards");
+    let mut exprs: Vec<String> = Vec::new();
+    for name in ["mcp-overview.json", "mcp-slo.json"] {
+        let dashboard: Value =
+            serde_json::from_str(&std::fs::read_to_string(dashboards.join(name)).unwrap())
+                .unwrap();
+        let of_this: Vec<String> = dashboard["panels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+            .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+            .collect();
+        assert!(of_this.len() >= 9, "{name}: {of_this:?}");
+        exprs.extend(of_this);
+    }
+    let shipped = std::fs::read_dir(&dashboards).unwrap().count();
+    assert_eq!(shipped, 2, "a new dashboard must be checked here too");
     // And the SLO rules (slo.yml) record every SLI from the live series.
     let slis = [
         "slo:sli_error:ratio_rate5m{service=\"cmdb\"}",
