@@ -31,6 +31,10 @@ pub struct AuditRecord {
     pub correlation_id: String,
     /// Short error text for failed or refused calls.
     pub error: Option<String>,
+    /// What the row is about, for `mcp_audit_rows_total{source}`: `call` (a client's `tools/call`),
+    /// `step` (a workflow step's call) or `approval` (a decision made through the HTTP API).
+    #[serde(skip)]
+    pub source: &'static str,
 }
 
 /// Errors opening the audit store.
@@ -53,6 +57,7 @@ pub enum AuditError {
 #[derive(Clone)]
 pub struct Audit {
     tx: mpsc::Sender<AuditRecord>,
+    rows: prometheus::IntCounterVec,
 }
 
 /// Copies `v` with its secrets masked (the shared redactor: keys and contents).
@@ -76,8 +81,10 @@ pub fn redacted_args(args: Option<&Map<String, Value>>) -> String {
 }
 
 impl Audit {
-    /// Opens (or creates) the database and starts the writer thread.
-    pub fn open(path: &Path) -> Result<Self, AuditError> {
+    /// Opens (or creates) the database and starts the writer thread. `rows` counts the rows by
+    /// `source` and `outcome` (`written` once committed, `failed`, `lost`): audit coverage is
+    /// written `call` rows ÷ master's `mcp_tool_calls_total`.
+    pub fn open(path: &Path, rows: prometheus::IntCounterVec) -> Result<Self, AuditError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| AuditError::Dir {
                 path: dir.display().to_string(),
@@ -111,14 +118,15 @@ impl Audit {
         )
         .map_err(open_err)?;
         let (tx, rx) = mpsc::channel::<AuditRecord>();
+        let counted = rows.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, &counted))
             .map_err(|source| AuditError::Dir {
                 path: shown.clone(),
                 source,
             })?;
-        Ok(Self { tx })
+        Ok(Self { tx, rows })
     }
 
     /// Records one call: a JSON log line now, a database row within milliseconds.
@@ -139,13 +147,15 @@ impl Audit {
             duration_ms = r.duration_ms,
             error = r.error.as_deref().unwrap_or(""),
         );
+        let source = r.source;
         if self.tx.send(r).is_err() {
+            self.rows.with_label_values(&[source, "lost"]).inc();
             tracing::error!(message = "Audit writer is gone; record lost.");
         }
     }
 }
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<AuditRecord>) {
+fn writer(mut conn: Connection, rx: mpsc::Receiver<AuditRecord>, rows: &prometheus::IntCounterVec) {
     while let Ok(first) = rx.recv() {
         // Let a batch gather without being woken for every record (senders only wake a thread
         // blocked in `recv`), then write it in one transaction.
@@ -179,8 +189,14 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<AuditRecord>) {
             }
             tx.commit()
         })();
-        if let Err(error) = result {
+        let outcome = if let Err(error) = &result {
             tracing::error!(message = "Audit write failed.", %error, records = batch.len());
+            "failed"
+        } else {
+            "written"
+        };
+        for r in &batch {
+            rows.with_label_values(&[r.source, outcome]).inc();
         }
     }
 }
@@ -206,7 +222,8 @@ mod tests {
     fn records_reach_the_database() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/audit.sqlite");
-        let audit = Audit::open(&path).unwrap();
+        let rows = crate::metrics::audit_rows().unwrap();
+        let audit = Audit::open(&path, rows.clone()).unwrap();
         for i in 0..10 {
             audit.record(AuditRecord {
                 identity: "alice".into(),
@@ -217,6 +234,7 @@ mod tests {
                 duration_ms: 1.0,
                 correlation_id: "c".into(),
                 error: None,
+                source: "call",
             });
         }
         let conn = Connection::open(&path).unwrap();
@@ -239,5 +257,17 @@ mod tests {
             )
             .unwrap();
         assert_eq!(leaked, 0);
+        // Counted once committed, by source.
+        let written = rows.with_label_values(&["call", "written"]);
+        while written.get() < 10 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "counted {}",
+                written.get()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(written.get(), 10);
+        assert_eq!(rows.with_label_values(&["call", "failed"]).get(), 0);
     }
 }

@@ -57,8 +57,8 @@ impl McpService for Master {
         cfg.validate()?;
         let policy = policy::Policy::new(&cfg.policy)?;
         let limits = policy::RateLimits::new(&cfg.rate_limit)?;
-        let audit = audit::Audit::open(&cfg.audit_db)?;
         let metrics = metrics::MasterMetrics::new(ctx.metrics.registry())?;
+        let audit = audit::Audit::open(&cfg.audit_db, metrics.audit_rows.clone())?;
         let assertion_key = cfg
             .identity_key_file
             .as_deref()

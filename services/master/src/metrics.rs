@@ -30,6 +30,19 @@ pub struct MasterMetrics {
     pub workflow_step_failures: IntCounterVec,
     pub workflow_checkpoint: prometheus::Histogram,
     pub workflow_checkpoint_batch: prometheus::Histogram,
+    pub audit_rows: IntCounterVec,
+}
+
+/// `mcp_audit_rows_total{source,outcome}`: audit rows by what they record (`call`, `step`,
+/// `approval`) and whether they reached the database (`written`, `failed`, `lost`).
+pub fn audit_rows() -> Result<IntCounterVec, prometheus::Error> {
+    IntCounterVec::new(
+        Opts::new(
+            "mcp_audit_rows_total",
+            "Audit rows by source (call, step, approval) and outcome (written, failed, lost).",
+        ),
+        &["source", "outcome"],
+    )
 }
 
 impl MasterMetrics {
@@ -162,6 +175,7 @@ impl MasterMetrics {
                 )
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
             )?,
+            audit_rows: audit_rows()?,
         };
         registry.register(Box::new(m.downstream_up.clone()))?;
         registry.register(Box::new(m.circuit_state.clone()))?;
@@ -182,6 +196,7 @@ impl MasterMetrics {
         registry.register(Box::new(m.workflow_step_failures.clone()))?;
         registry.register(Box::new(m.workflow_checkpoint.clone()))?;
         registry.register(Box::new(m.workflow_checkpoint_batch.clone()))?;
+        registry.register(Box::new(m.audit_rows.clone()))?;
         for status in [
             "started",
             "completed",
@@ -196,6 +211,11 @@ impl MasterMetrics {
         }
         for decision in ["requested", "approved", "denied"] {
             m.approvals.with_label_values(&[decision]);
+        }
+        for source in ["call", "step", "approval"] {
+            for outcome in ["written", "failed", "lost"] {
+                m.audit_rows.with_label_values(&[source, outcome]);
+            }
         }
         Ok(m)
     }

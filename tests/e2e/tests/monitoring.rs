@@ -246,8 +246,7 @@ async fn a_real_prometheus_scrapes_the_running_services() {
     let mut exprs: Vec<String> = Vec::new();
     for name in ["mcp-overview.json", "mcp-slo.json"] {
         let dashboard: Value =
-            serde_json::from_str(&std::fs::read_to_string(dashboards.join(name)).unwrap())
-                .unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dashboards.join(name)).unwrap()).unwrap();
         let of_this: Vec<String> = dashboard["panels"]
             .as_array()
             .unwrap()
@@ -266,6 +265,8 @@ async fn a_real_prometheus_scrapes_the_running_services() {
         "slo:sli_error:ratio_rate1h{service=\"master\"}",
         "slo:sli_slow:ratio_rate5m{service=\"master\"}",
         "slo:sli_unavailable:ratio_avg5m{service=\"cmdb\"} == 0",
+        // Every client call through master left an audit row.
+        "slo:sli_audit_coverage:ratio_rate5m{service=\"master\"} > 0.9 < 1.1",
     ];
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut pending: Vec<String> = exprs

@@ -335,6 +335,7 @@ impl Gateway {
                         if approve { "comment" } else { "reason" }
                     )
                 }),
+                source: "approval",
             });
         }
         let Some(call) = call else {
@@ -454,6 +455,7 @@ impl Gateway {
             duration_ms: 0.0,
             correlation_id: caller.correlation_id.clone(),
             error: Some(format!("{}: {reason}", row.id)),
+            source: "step",
         });
         Ok(row.id)
     }

@@ -72,6 +72,8 @@ pub(crate) struct Record<'g> {
     pub decision: &'static str,
     pub status: &'static str,
     pub error: Option<String>,
+    /// `call` for a client's call, `step` for a workflow step's (no client peer).
+    source: &'static str,
 }
 
 impl<'g> Record<'g> {
@@ -87,6 +89,7 @@ impl<'g> Record<'g> {
             // What stays when nothing else is set: the caller went away before the end.
             status: "cancelled",
             error: Some("the call ended before it finished (client gone or cancelled)".to_owned()),
+            source: if call.peer.is_some() { "call" } else { "step" },
         }
     }
 
@@ -123,6 +126,7 @@ impl Drop for Record<'_> {
             duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             correlation_id: std::mem::take(&mut self.correlation_id),
             error: self.error.take(),
+            source: self.source,
         });
     }
 }
