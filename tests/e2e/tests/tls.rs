@@ -1,5 +1,6 @@
-//! TLS on every listener and mutual TLS between master and services: real clients (rmcp, curl, the
-//! Python SDK, rustls) against master and the CMDB serving HTTPS with certificates a test CA signed.
+//! TLS on every listener and mutual TLS between master and services: real clients (rmcp, curl, Node,
+//! the Python SDK, rustls, Prometheus) against master and the CMDB serving HTTPS with certificates a
+//! test CA signed.
 
 mod common;
 
@@ -203,6 +204,66 @@ async fn master_serves_https_and_reaches_the_cmdb_over_https() {
     assert!(!out.status.success(), "python without the CA must fail");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("CERTIFICATE_VERIFY_FAILED"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_client_trusts_the_ca_through_node_extra_ca_certs() {
+    if !npx_available() {
+        skip("npx is not installed (the MCP Inspector CLI, a Node client)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let cmdb = start_cmdb(tls_server(&pki)).await;
+    let master = start_master(
+        &downstream("cmdb", None, "http", &cmdb.url("/mcp")),
+        tls_server(&pki),
+    )
+    .await;
+    let c = mcp(&master.url("/mcp"), http(&pki, None)).await;
+    wait_for_tool(&master, &c, "cmdb_getHost").await;
+    // The Inspector CLI runs on Node, like Cursor's and Claude Desktop's MCP clients.
+    let inspector = |ca: Option<&Path>| {
+        let mut cmd = Command::new("npx");
+        cmd.args([
+            "-y",
+            "-p",
+            "node@22",
+            "-p",
+            "@modelcontextprotocol/inspector@2.12.0",
+        ])
+        .args(["mcp-inspector", "--cli", &master.url("/mcp")])
+        .args(["--transport", "http", "--method", "tools/list"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+        match ca {
+            Some(ca) => cmd.env("NODE_EXTRA_CA_CERTS", ca),
+            None => cmd.env_remove("NODE_EXTRA_CA_CERTS"),
+        };
+        cmd.output().unwrap()
+    };
+    let out = inspector(Some(&pki.path("ca.pem")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "inspector with NODE_EXTRA_CA_CERTS: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        list["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "cmdb_getHost"),
+        "{list}"
+    );
+    let out = inspector(None);
+    assert!(
+        !out.status.success(),
+        "a Node client without the CA must refuse master's certificate: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
