@@ -562,6 +562,26 @@ measured, not yet explained."
     out
 }
 
+/// Writes master's config for the bench to `path`: the given downstreams (name, URL), its audit
+/// database beside the file.
+fn write_master_config(path: &Path, downstreams: &[(&str, String)]) -> anyhow::Result<()> {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("m");
+    let mut text = format!(
+        "[server]\nmax_body_bytes = 4194304\n[master]\nseed_env = false\naudit_db = {:?}\n",
+        path.with_file_name(format!("audit-{stem}.sqlite"))
+            .display()
+            .to_string()
+    );
+    for (name, url) in downstreams {
+        let _ = write!(
+            text,
+            "[[master.downstream]]\nname = {name:?}\nurl = {url:?}\n"
+        );
+    }
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     if args.workflows_only {
         let w = workflows::measure(args.workflow_clients, args.workflow_rounds).await?;
@@ -593,28 +613,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     wait_ready(&format!("http://127.0.0.1:{fixture_port}/ready"), "fixture").await?;
     wait_ready(&format!("http://127.0.0.1:{cmdb_port}/ready"), "cmdb").await?;
-    let master_cfg = |path: &Path, downstreams: &[(&str, String)]| -> anyhow::Result<()> {
-        let mut text = format!(
-            "[server]\nmax_body_bytes = 4194304\n[master]\nseed_env = false\naudit_db = {:?}\n",
-            work.path()
-                .join(format!(
-                    "audit-{}.sqlite",
-                    path.file_stem().and_then(|s| s.to_str()).unwrap_or("m")
-                ))
-                .display()
-                .to_string()
-        );
-        for (name, url) in downstreams {
-            let _ = write!(
-                text,
-                "[[master.downstream]]\nname = {name:?}\nurl = {url:?}\n"
-            );
-        }
-        std::fs::write(path, text)?;
-        Ok(())
-    };
     let cfg = work.path().join("master.toml");
-    master_cfg(
+    write_master_config(
         &cfg,
         &[
             ("fixture", format!("http://127.0.0.1:{fixture_port}/mcp")),
@@ -648,7 +648,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(bin) = &args.baseline_master {
         let port = free_port()?;
         let cfg = work.path().join("master-baseline.toml");
-        master_cfg(
+        write_master_config(
             &cfg,
             &[
                 ("fixture", format!("http://127.0.0.1:{fixture_port}/mcp")),
@@ -798,7 +798,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
         drop(fp);
         let cfg2 = work.path().join("master-fastmcp.toml");
-        master_cfg(
+        write_master_config(
             &cfg2,
             &[("fastmcp", format!("http://127.0.0.1:{fm_port}/mcp"))],
         )?;

@@ -7,10 +7,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use mcp_test_support::pki::Pki;
 
-use crate::{Args, Op, Proc, cpu_seconds, free_port, load_over, sibling, spawn, wait_ready_over};
+use crate::{
+    Args, Op, Proc, cpu_seconds, free_port, load_over, sibling, spawn, wait_ready_over,
+    write_master_config,
+};
 
 /// The report's heading of this phase.
 pub(crate) const HEADING: &str = "## TLS on both hops";
@@ -45,14 +47,12 @@ fn start(name: &'static str, work: &std::path::Path, pki: Option<&Pki>) -> anyho
             .envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
     )?;
     let cfg = work.join(format!("master-{name}.toml"));
-    std::fs::write(
+    write_master_config(
         &cfg,
-        format!(
-            "[master]\nseed_env = false\naudit_db = {:?}\n[[master.downstream]]\nname = \"fixture\"\nurl = \"{scheme}://127.0.0.1:{fixture_port}/mcp\"\n",
-            work.join(format!("audit-{name}.sqlite"))
-                .display()
-                .to_string()
-        ),
+        &[(
+            "fixture",
+            format!("{scheme}://127.0.0.1:{fixture_port}/mcp"),
+        )],
     )?;
     let master = spawn(
         "master",
@@ -70,21 +70,12 @@ fn start(name: &'static str, work: &std::path::Path, pki: Option<&Pki>) -> anyho
     })
 }
 
-/// An HTTP client trusting the CA in the PEM file `ca` besides the system roots.
-pub(crate) fn trusting(ca: &std::path::Path) -> anyhow::Result<reqwest::Client> {
-    let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-    Ok(reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
-        .build()?)
-}
-
 pub(crate) async fn measure(args: &Args) -> anyhow::Result<String> {
     let work = tempfile::tempdir()?;
     let pki = Pki::new(&work.path().join("pki"));
-    let ca = pki.path("ca.pem");
     let plain = start("plain", work.path(), None)?;
     let tls = start("tls", work.path(), Some(&pki))?;
-    let http = trusting(&ca)?;
+    let http = pki.client_builder(None).build()?;
     for p in [&plain, &tls] {
         let ready = p.url.replace("/mcp", "/ready");
         wait_ready_over(&http, &ready, p.name).await?;
@@ -92,7 +83,7 @@ pub(crate) async fn measure(args: &Args) -> anyhow::Result<String> {
     // Both pairs with clients that keep their connections (rmcp's default client opens one per
     // request, which would put a TCP or TLS handshake on every call).
     let pooled = || Ok(reqwest::Client::new());
-    let trusted = || trusting(&ca);
+    let trusted = || Ok(pki.client_builder(None).build()?);
     let d = Duration::from_secs_f64(args.duration);
     let op = Arc::new(Op::Call("fixture_test_simple_text"));
     let rounds = args.baseline_rounds.max(1);

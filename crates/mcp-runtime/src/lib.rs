@@ -432,11 +432,6 @@ impl Running {
         format!("{}://{}{path}", self.scheme, self.local_addr)
     }
 
-    /// Whether the service serves HTTPS.
-    pub fn is_tls(&self) -> bool {
-        self.scheme == "https"
-    }
-
     /// Asks the server to stop and waits for it to drain.
     pub async fn stop(self) -> std::io::Result<()> {
         self.shutdown.cancel();

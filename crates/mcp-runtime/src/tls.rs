@@ -80,8 +80,16 @@ fn load_certs(
     setting: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(setting, path)?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    parse_certs(setting, path, &read(setting, path)?)
+}
+
+/// The certificates in `pem`, the contents of `path` (at least one).
+fn parse_certs(
+    setting: &'static str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(setting, path, format!("not a PEM certificate file ({e})")))?;
     if certs.is_empty() {
@@ -91,9 +99,17 @@ fn load_certs(
 }
 
 fn load_key(setting: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = read(setting, path)?;
+    parse_key(setting, path, &read(setting, path)?)
+}
+
+/// The private key in `pem`, the contents of `path`.
+fn parse_key(
+    setting: &'static str,
+    path: &Path,
+    pem: &[u8],
+) -> Result<PrivateKeyDer<'static>, TlsError> {
     // The parser's message never includes the key's bytes.
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|_| {
         invalid(
             setting,
             path,
@@ -336,11 +352,10 @@ async fn refuse_plain_http(mut tcp: TcpStream) {
     let _ = tcp.shutdown().await;
 }
 
-/// Who is on the other end of a TLS connection: its address and, when it presented a verified
-/// client certificate, the certificate's name (its first DNS subject alternative name).
+/// Who is on the other end of a TLS connection: when it presented a verified client certificate,
+/// the certificate's name (its first DNS subject alternative name).
 #[derive(Debug, Clone)]
 pub struct TlsPeer {
-    pub addr: SocketAddr,
     pub certificate_name: Option<String>,
 }
 
@@ -351,10 +366,7 @@ impl Connected<IncomingStream<'_, TlsListener>> for TlsPeer {
             .peer_certificates()
             .and_then(<[_]>::first)
             .and_then(certificate_name);
-        Self {
-            addr: *stream.remote_addr(),
-            certificate_name,
-        }
+        Self { certificate_name }
     }
 }
 
@@ -416,12 +428,14 @@ impl ClientTls {
         match (&self.cert_file, &self.key_file) {
             (None, None) => {}
             (Some(cert), Some(key)) => {
-                // Check each file on its own first, for an error that names the right one.
-                load_certs("client_cert_file", cert)?;
-                load_key("client_key_file", key)?;
+                // Each file is read once and checked on its own, for an error that names the
+                // right one; reqwest takes the two as one PEM buffer.
                 let mut pem = read("client_cert_file", cert)?;
+                parse_certs("client_cert_file", cert, &pem)?;
+                let key_pem = read("client_key_file", key)?;
+                parse_key("client_key_file", key, &key_pem)?;
                 pem.push(b'\n');
-                pem.extend(read("client_key_file", key)?);
+                pem.extend(key_pem);
                 let identity = reqwest::Identity::from_pem(&pem).map_err(|_| {
                     invalid(
                         "client_key_file",

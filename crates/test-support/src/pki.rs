@@ -68,3 +68,19 @@ fn ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
     let cert = params.self_signed(&key).expect("self-sign ca");
     (Issuer::new(params, key), cert.pem())
 }
+
+impl Pki {
+    /// An HTTPS client builder trusting this CA (besides the system roots) and presenting the
+    /// certificate `<cert>.pem` / `<cert>.key` when given.
+    pub fn client_builder(&self, cert: Option<&str>) -> reqwest::ClientBuilder {
+        let ca = std::fs::read(self.path("ca.pem")).expect("read ca.pem");
+        let mut b = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA certificate"));
+        if let Some(c) = cert {
+            let mut pem = std::fs::read(self.path(&format!("{c}.pem"))).expect("read cert");
+            pem.extend(std::fs::read(self.path(&format!("{c}.key"))).expect("read key"));
+            b = b.identity(reqwest::Identity::from_pem(&pem).expect("client identity"));
+        }
+        b
+    }
+}

@@ -273,11 +273,7 @@ async fn tools_rules_approvals_and_a_canary_that_never_leaks() {
             r#"mcp_secret_access_total{action="get",backend="keepass",decision="allowed"} 1003"#
         ),
         "{}",
-        metrics
-            .lines()
-            .filter(|l| l.contains("secret_access"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        lines_with(&metrics, "secret_access")
     );
     assert!(metrics.contains(r#"decision="denied""#));
     assert!(metrics.contains(r#"decision="not_found""#));
@@ -288,11 +284,7 @@ async fn tools_rules_approvals_and_a_canary_that_never_leaks() {
             r#"mcp_access_decisions_total{decision="allowed",service="secrets",tool="getSecret"} 1003"#
         ),
         "{}",
-        metrics
-            .lines()
-            .filter(|l| l.contains("access_decisions"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        lines_with(&metrics, "access_decisions")
     );
     assert!(metrics.contains(
         r#"mcp_access_decisions_total{decision="approval_required",service="secrets",tool="deleteSecret"}"#
@@ -391,4 +383,12 @@ async fn a_wrong_password_keeps_the_service_up_and_degraded() {
         .unwrap();
     assert!(msg.contains("wrong password"), "{msg}");
     assert_eq!(std::fs::read(&db).unwrap(), bytes);
+}
+
+/// The lines of `text` that contain `needle` (the metrics a failed assertion shows).
+fn lines_with(text: &str, needle: &str) -> String {
+    text.lines()
+        .filter(|l| l.contains(needle))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

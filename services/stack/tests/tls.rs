@@ -12,15 +12,7 @@ use serde_json::json;
 
 /// An HTTPS client trusting the test CA, presenting the certificate `cert` when given.
 fn https(pki: &Pki, cert: Option<&str>) -> reqwest::Client {
-    let ca = std::fs::read(pki.path("ca.pem")).unwrap();
-    let mut b = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
-    if let Some(c) = cert {
-        let mut pem = std::fs::read(pki.path(&format!("{c}.pem"))).unwrap();
-        pem.extend(std::fs::read(pki.path(&format!("{c}.key"))).unwrap());
-        b = b.identity(reqwest::Identity::from_pem(&pem).unwrap());
-    }
-    b.build().unwrap()
+    pki.client_builder(cert).build().unwrap()
 }
 
 /// `curl` status of an HTTPS GET with the CA and the operator's certificate (master's readiness).

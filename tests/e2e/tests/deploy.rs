@@ -147,6 +147,37 @@ fn compose_services_match_ports_healthchecks_and_secrets() {
     assert!(root().join("secrets/README.md").exists());
 }
 
+/// A copy of the project's `files` in a temporary directory, with an empty stand-in for every
+/// secret file `docker-compose.yml` names (compose's `config` wants them to exist).
+fn compose_project(files: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in files {
+        let to = dir.path().join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root().join(f), to).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    for (_, s) in compose()["secrets"].as_object().unwrap() {
+        std::fs::write(dir.path().join(s["file"].as_str().unwrap()), "").unwrap();
+    }
+    dir
+}
+
+/// `docker-compose <args>` in `dir`; its standard output, once it succeeded.
+fn docker_compose(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("docker-compose")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docker-compose {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 #[test]
 fn docker_compose_parses_the_file() {
     if !tool_available("docker-compose", "version") {
@@ -154,34 +185,19 @@ fn docker_compose_parses_the_file() {
         return;
     }
     // Secrets must exist as files for `config`; use empty stand-ins in a copy of the project files.
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["docker-compose.yml", "ports.md"] {
-        std::fs::copy(root().join(f), dir.path().join(f)).unwrap();
-    }
-    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
-    let c = compose();
-    for (_, s) in c["secrets"].as_object().unwrap() {
-        let file = s["file"].as_str().unwrap();
-        std::fs::write(dir.path().join(file), "").unwrap();
-    }
-    let out = Command::new("docker-compose")
-        .args([
+    let dir = compose_project(&["docker-compose.yml", "ports.md"]);
+    let out = docker_compose(
+        dir.path(),
+        &[
             "-f",
             "docker-compose.yml",
             "--profile",
             "monitoring",
             "config",
             "--services",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let listed = String::from_utf8_lossy(&out.stdout);
+    let listed = String::from_utf8_lossy(&out);
     for s in [
         "master",
         "cmdb",
@@ -194,21 +210,6 @@ fn docker_compose_parses_the_file() {
     }
 }
 
-/// Runs `deploy/tls/make-certs.sh` (real openssl) into `<dir>/secrets/tls`.
-fn make_certs(dir: &std::path::Path) {
-    let out = Command::new("sh")
-        .arg(root().join("deploy/tls/make-certs.sh"))
-        .arg("secrets/tls")
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "make-certs.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_tls_override_serves_every_service_over_https_with_the_scripts_certificates() {
     if !tool_available("docker-compose", "version") {
@@ -219,23 +220,16 @@ fn the_tls_override_serves_every_service_over_https_with_the_scripts_certificate
         skip("openssl is not installed");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("deploy/tls")).unwrap();
-    for f in [
+    let dir = compose_project(&[
         "docker-compose.yml",
         "ports.md",
         "deploy/tls/docker-compose.tls.yml",
-    ] {
-        std::fs::copy(root().join(f), dir.path().join(f)).unwrap();
-    }
-    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
-    for (_, s) in compose()["secrets"].as_object().unwrap() {
-        std::fs::write(dir.path().join(s["file"].as_str().unwrap()), "").unwrap();
-    }
+    ]);
     // The certificates come from the shipped script, so every file the override names must exist.
-    make_certs(dir.path());
-    let out = Command::new("docker-compose")
-        .args([
+    make_certs(dir.path(), std::path::Path::new("secrets/tls"));
+    let out = docker_compose(
+        dir.path(),
+        &[
             "-f",
             "docker-compose.yml",
             "-f",
@@ -243,16 +237,9 @@ fn the_tls_override_serves_every_service_over_https_with_the_scripts_certificate
             "--profile",
             "monitoring",
             "config",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
-    let merged: Value = serde_yaml_ng::from_slice(&out.stdout).unwrap();
+    let merged: Value = serde_yaml_ng::from_slice(&out).unwrap();
     for (name, secret) in merged["secrets"].as_object().unwrap() {
         let file = secret["file"].as_str().unwrap();
         assert!(

@@ -7,7 +7,7 @@ mod common;
 mod fake_llm;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -108,15 +108,6 @@ fn compose_allowed_hosts(service: &str) -> Vec<String> {
     serde_json::from_str(raw).unwrap()
 }
 
-struct Prometheus(std::process::Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_prometheus_scrapes_the_running_services() {
     if !tool_available("prometheus", "--version") {
@@ -159,18 +150,7 @@ async fn a_real_prometheus_scrapes_the_running_services() {
 
     // The shipped config, pointed at this test's ports and scraping every second.
     let dir = tempfile::tempdir().unwrap();
-    let shipped = std::fs::read_to_string(monitoring().join("prometheus.yml")).unwrap();
-    let mut cfg = shipped
-        .replace("scrape_interval: 15s", "scrape_interval: 1s")
-        .replace("evaluation_interval: 15s", "evaluation_interval: 1s")
-        .replace(
-            "- alerts.yml",
-            &format!("- {}", monitoring().join("alerts.yml").display()),
-        )
-        .replace(
-            "- slo.yml",
-            &format!("- {}", monitoring().join("slo.yml").display()),
-        );
+    let mut cfg = shipped_prometheus_config("prometheus.yml");
     let addr = |url: String| url.trim_start_matches("http://").to_owned();
     cfg = cfg
         .replace("master:8000", &addr(master.url("")))
@@ -193,38 +173,14 @@ async fn a_real_prometheus_scrapes_the_running_services() {
         }
         out.join("\n")
     };
-    let cfg_path = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let port = common::free_port();
-    let _prom = Prometheus(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let http = reqwest::Client::new();
-    let query = |q: &str| {
-        let http = http.clone();
-        let url = format!("http://127.0.0.1:{port}/api/v1/query");
-        let q = q.to_owned();
-        async move {
-            let url = reqwest::Url::parse_with_params(&url, &[("query", q)]).ok()?;
-            let r = http.get(url).send().await.ok()?;
-            let v: Value = r.json().await.ok()?;
-            v["data"]["result"].as_array().cloned()
-        }
-    };
+    let prom = Prometheus::start(dir.path(), &cfg);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let up = query("up{job=\"mcp_services\"}").await.unwrap_or_default();
-        let calls = query("mcp_tool_calls_total").await.unwrap_or_default();
+        let up = prom
+            .query("up{job=\"mcp_services\"}")
+            .await
+            .unwrap_or_default();
+        let calls = prom.query("mcp_tool_calls_total").await.unwrap_or_default();
         let all_up = up.len() == 3 && up.iter().all(|s| s["value"][1] == "1");
         let services: Vec<String> = calls
             .iter()
@@ -277,7 +233,7 @@ async fn a_real_prometheus_scrapes_the_running_services() {
         traffic().await;
         let mut still = Vec::new();
         for e in pending {
-            if query(&e).await.is_none_or(|r| r.is_empty()) {
+            if prom.query(&e).await.is_none_or(|r| r.is_empty()) {
                 still.push(e);
             }
         }

@@ -53,32 +53,34 @@ async fn mcp(url: &str, http: reqwest::Client) -> RunningService<RoleClient, ()>
     mcp_test_support::client_over(url, http).await
 }
 
-/// Waits until master lists `tool` (its downstream connected), or fails with master's health.
-async fn wait_for_tool(master: &TestService, c: &RunningService<RoleClient, ()>, tool: &str) {
+/// Waits until master lists `name` (its downstream connected), or fails with master's view of
+/// its downstreams (`master_getSystemStatus`, asked over the same client).
+async fn wait_for_tool(c: &RunningService<RoleClient, ()>, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let tools = c.list_all_tools().await.unwrap();
-        if tools.iter().any(|t| t.name == tool) {
+        if tools.iter().any(|t| t.name == name) {
             return;
         }
-        let health = health_of(master, None).await;
-        assert!(
-            Instant::now() < deadline,
-            "{tool} never listed; master's health: {health}"
-        );
+        if Instant::now() >= deadline {
+            let status = tool(c, "master_getSystemStatus", json!({})).await;
+            panic!("{name} never listed; master: {}", structured(&status));
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-async fn health_of(master: &TestService, pki: Option<&Pki>) -> Value {
-    let http = match pki {
-        Some(p) => http(p, None),
-        None => reqwest::Client::builder()
-            .tls_danger_accept_invalid_certs(true)
-            .build()
-            .unwrap(),
-    };
-    http.get(master.url("/health"))
+/// Waits until master lists `cmdb_getHost`, then checks that a call reaches the CMDB.
+async fn assert_reaches_cmdb(c: &RunningService<RoleClient, ()>) {
+    wait_for_tool(c, "cmdb_getHost").await;
+    let r = tool(c, "cmdb_getHost", json!({"name": "aicrusher"})).await;
+    assert_eq!(structured(&r)["host"]["name"], "aicrusher", "{}", text(&r));
+}
+
+/// Master's `/health`, over HTTPS with the test CA.
+async fn health_of(master: &TestService, pki: &Pki) -> Value {
+    http(pki, None)
+        .get(master.url("/health"))
         .send()
         .await
         .unwrap()
@@ -117,10 +119,8 @@ async fn master_serves_https_and_reaches_the_cmdb_over_https() {
 
     // rmcp over HTTPS, both hops TLS: the call reaches the CMDB.
     let c = mcp(&master.url("/mcp"), http(&pki, None)).await;
-    wait_for_tool(&master, &c, "cmdb_getHost").await;
-    let r = tool(&c, "cmdb_getHost", json!({"name": "aicrusher"})).await;
-    assert_eq!(structured(&r)["host"]["name"], "aicrusher", "{}", text(&r));
-    let health = health_of(&master, Some(&pki)).await;
+    assert_reaches_cmdb(&c).await;
+    let health = health_of(&master, &pki).await;
     assert_eq!(
         health["checks"]["downstream:cmdb"]["status"], "healthy",
         "{health}"
@@ -133,9 +133,7 @@ async fn master_serves_https_and_reaches_the_cmdb_over_https() {
     )
     .await;
     let c2 = mcp(&over_sse.url("/mcp"), http(&pki, None)).await;
-    wait_for_tool(&over_sse, &c2, "cmdb_getHost").await;
-    let r = tool(&c2, "cmdb_getHost", json!({"name": "aicrusher"})).await;
-    assert_eq!(structured(&r)["host"]["name"], "aicrusher", "{}", text(&r));
+    assert_reaches_cmdb(&c2).await;
 
     // /health, /ready and /metrics are HTTPS too.
     for path in ["/health", "/ready", "/metrics"] {
@@ -221,7 +219,7 @@ async fn a_node_client_trusts_the_ca_through_node_extra_ca_certs() {
     )
     .await;
     let c = mcp(&master.url("/mcp"), http(&pki, None)).await;
-    wait_for_tool(&master, &c, "cmdb_getHost").await;
+    wait_for_tool(&c, "cmdb_getHost").await;
     // The Inspector CLI runs on Node, like Cursor's and Claude Desktop's MCP clients.
     let inspector = |ca: Option<&Path>| {
         let mut cmd = Command::new("npx");
@@ -304,11 +302,9 @@ async fn a_service_requiring_client_certificates_refuses_master_without_one() {
     )
     .await;
     let c = mcp(&with.url("/mcp"), http(&pki, None)).await;
-    wait_for_tool(&with, &c, "cmdb_getHost").await;
-    let r = tool(&c, "cmdb_getHost", json!({"name": "aicrusher"})).await;
-    assert_eq!(structured(&r)["host"]["name"], "aicrusher", "{}", text(&r));
+    assert_reaches_cmdb(&c).await;
 
-    let health = health_of(&without, Some(&pki)).await;
+    let health = health_of(&without, &pki).await;
     let check = &health["checks"]["downstream:cmdb"];
     assert_eq!(check["status"], "degraded", "{health}");
     let message = check["message"].as_str().unwrap_or_default();
@@ -325,7 +321,7 @@ async fn a_service_requiring_client_certificates_refuses_master_without_one() {
 async fn downstream_message(master: &TestService, pki: &Pki) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let health = health_of(master, Some(pki)).await;
+        let health = health_of(master, pki).await;
         let check = &health["checks"]["downstream:cmdb"];
         if let Some(m) = check["message"].as_str()
             && m != "down: not connected yet"
@@ -407,7 +403,7 @@ async fn a_client_certificate_names_the_caller_in_policy_rules() {
     // The certificate alone is the caller `ops-bot`, whom the rule names: the denied tool is
     // neither listed nor callable for it.
     let bot = mcp(&master.url("/mcp"), http(&pki, Some("ops-bot"))).await;
-    wait_for_tool(&master, &bot, "cmdb_listHosts").await;
+    wait_for_tool(&bot, "cmdb_listHosts").await;
     let listed = bot.list_all_tools().await.unwrap();
     assert!(!listed.iter().any(|t| t.name == "cmdb_getHost"));
     let e = bot
@@ -450,16 +446,7 @@ async fn the_shipped_openssl_script_makes_certificates_the_suite_accepts() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("sh")
-        .arg(crate_dir().join("../../deploy/tls/make-certs.sh"))
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    make_certs(dir.path(), dir.path());
     let f = |name: &str| Some(dir.path().join(name));
     // A service requiring client certificates, serving the script's server certificate.
     let cmdb = start_cmdb(ServerConfig {
@@ -482,9 +469,7 @@ async fn the_shipped_openssl_script_makes_certificates_the_suite_accepts() {
     )
     .await;
     let c = mcp_test_support::client(&master.url("/mcp"), None).await;
-    wait_for_tool(&master, &c, "cmdb_getHost").await;
-    let r = tool(&c, "cmdb_getHost", json!({"name": "aicrusher"})).await;
-    assert_eq!(structured(&r)["host"]["name"], "aicrusher", "{}", text(&r));
+    assert_reaches_cmdb(&c).await;
     // The probe certificate (health checks, Prometheus) is accepted as a client too.
     let probe = ClientTls {
         ca_file: f("ca.pem"),
@@ -688,15 +673,6 @@ async fn bad_tls_files_stop_the_start_with_the_setting_named() {
     assert!(e.to_string().contains("require_tls"), "{e}");
 }
 
-struct Prometheus(std::process::Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_prometheus_scrapes_an_https_target_with_the_shipped_job() {
     if !tool_available("prometheus", "--version") {
@@ -709,74 +685,27 @@ async fn a_real_prometheus_scrapes_an_https_target_with_the_shipped_job() {
     // A service requiring client certificates: Prometheus presents the shipped job's.
     let cmdb = start_cmdb(mutual(&pki, ClientAuth::Required)).await;
     // The shipped HTTPS job, pointed at this CMDB and this CA, scraping every second.
-    let shipped =
-        std::fs::read_to_string(crate_dir().join("../../monitoring/prometheus/prometheus-tls.yml"))
-            .unwrap();
     let addr = cmdb.url("").trim_start_matches("https://").to_owned();
-    let cfg = shipped
-        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+    let cfg = shipped_prometheus_config("prometheus-tls.yml")
         .replace(
             "/etc/prometheus/tls/",
             &format!("{}/", dir.path().display()),
         )
-        .replace("cmdb:8012", &addr)
-        .replace(
-            "- alerts.yml",
-            &format!(
-                "- {}",
-                crate_dir()
-                    .join("../../monitoring/prometheus/alerts.yml")
-                    .display()
-            ),
-        )
-        .replace(
-            "- slo.yml",
-            &format!(
-                "- {}",
-                crate_dir()
-                    .join("../../monitoring/prometheus/slo.yml")
-                    .display()
-            ),
-        );
+        .replace("cmdb:8012", &addr);
     assert!(cfg.contains(&addr), "the shipped job must list cmdb:8012");
-    let cfg_path = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let port = common::free_port();
-    let _prom = Prometheus(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let query = |q: &str| {
-        let url = reqwest::Url::parse_with_params(
-            &format!("http://127.0.0.1:{port}/api/v1/query"),
-            &[("query", q)],
-        )
-        .unwrap();
-        async move {
-            let r = reqwest::get(url).await.ok()?;
-            let v: Value = r.json().await.ok()?;
-            v["data"]["result"].as_array().cloned()
-        }
-    };
+    let prom = Prometheus::start(dir.path(), &cfg);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let up = query(&format!("up{{instance=\"{addr}\"}}"))
+        let up = prom
+            .query(&format!("up{{instance=\"{addr}\"}}"))
             .await
             .unwrap_or_default();
-        let scraped = query(&format!(
-            "scrape_samples_scraped{{instance=\"{addr}\"}} > 0"
-        ))
-        .await
-        .unwrap_or_default();
+        let scraped = prom
+            .query(&format!(
+                "scrape_samples_scraped{{instance=\"{addr}\"}} > 0"
+            ))
+            .await
+            .unwrap_or_default();
         if up.iter().any(|s| s["value"][1] == "1") && !scraped.is_empty() {
             break;
         }

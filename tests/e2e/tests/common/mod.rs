@@ -400,3 +400,80 @@ pub async fn start_secrets_demo(key: &Path, rules: &str) -> TestService {
         dir,
     }
 }
+
+/// The shipped Prometheus config `file` (in `monitoring/prometheus`), scraping and evaluating every
+/// second, with its rule files by absolute path so it runs from any directory.
+pub fn shipped_prometheus_config(file: &str) -> String {
+    let dir = crate_dir().join("../../monitoring/prometheus");
+    let mut cfg = std::fs::read_to_string(dir.join(file))
+        .expect("shipped Prometheus config")
+        .replace("scrape_interval: 15s", "scrape_interval: 1s")
+        .replace("evaluation_interval: 15s", "evaluation_interval: 1s");
+    for rules in ["alerts.yml", "slo.yml"] {
+        cfg = cfg.replace(
+            &format!("- {rules}"),
+            &format!("- {}", dir.join(rules).display()),
+        );
+    }
+    cfg
+}
+
+/// A real Prometheus (Debian's `prometheus`) on a free loopback port with config `cfg`, keeping
+/// its data in `dir`; killed when dropped.
+pub struct Prometheus {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Prometheus {
+    pub fn start(dir: &Path, cfg: &str) -> Self {
+        let cfg_path = dir.join("prometheus.yml");
+        std::fs::write(&cfg_path, cfg).expect("write prometheus.yml");
+        let port = free_port();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("prometheus starts");
+        Self { child, port }
+    }
+
+    /// The result vector of an instant query (`None` while Prometheus is not answering yet).
+    pub async fn query(&self, q: &str) -> Option<Vec<serde_json::Value>> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("http://127.0.0.1:{}/api/v1/query", self.port),
+            &[("query", q)],
+        )
+        .ok()?;
+        let v: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+        v["data"]["result"].as_array().cloned()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `deploy/tls/make-certs.sh` (real openssl) with `dir` as its output directory, from `cwd`.
+pub fn make_certs(cwd: &Path, dir: &Path) {
+    let out = std::process::Command::new("sh")
+        .arg(crate_dir().join("../../deploy/tls/make-certs.sh"))
+        .arg(dir)
+        .current_dir(cwd)
+        .output()
+        .expect("sh runs");
+    assert!(
+        out.status.success(),
+        "make-certs.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
