@@ -325,6 +325,27 @@ impl ServerConfig {
 pub struct ConfigDoc {
     table: toml::Table,
     origin: String,
+    source: Option<ConfigSource>,
+}
+
+/// The file a [`ConfigDoc`] was read from and the sections whose environment overrides it got,
+/// so that a service can read it again when the file changes (master's route weights).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSource {
+    path: PathBuf,
+    sections: Vec<String>,
+}
+
+impl ConfigSource {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file again, with the process environment's overrides.
+    pub fn load(&self) -> Result<ConfigDoc, ConfigError> {
+        let sections: Vec<&str> = self.sections.iter().map(String::as_str).collect();
+        ConfigDoc::load(Some(&self.path), &ProcessEnv, &sections)
+    }
 }
 
 impl ConfigDoc {
@@ -351,7 +372,15 @@ impl ConfigDoc {
             }
             None => (toml::Table::new(), "defaults".to_owned()),
         };
-        let mut doc = Self { table, origin };
+        let source = path.map(|p| ConfigSource {
+            path: p.to_owned(),
+            sections: sections.iter().map(|s| (*s).to_owned()).collect(),
+        });
+        let mut doc = Self {
+            table,
+            origin,
+            source,
+        };
         doc.apply_env(env, sections)?;
         Ok(doc)
     }
@@ -367,7 +396,13 @@ impl ConfigDoc {
         Ok(Self {
             table,
             origin: origin.to_owned(),
+            source: None,
         })
+    }
+
+    /// The file this document was read from, to read it again; `None` for text and defaults.
+    pub fn source(&self) -> Option<&ConfigSource> {
+        self.source.as_ref()
     }
 
     /// Where the document came from, for error messages.

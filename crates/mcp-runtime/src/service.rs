@@ -28,6 +28,9 @@ pub struct BuildContext {
     /// How the service calls others over HTTPS (`[server]`'s `tls_ca_file`,
     /// `tls_client_cert_file`, `tls_client_key_file`).
     pub client_tls: crate::tls::ClientTls,
+    /// The config file the service was started from, to read again when it changes (`None`
+    /// when started from text or defaults).
+    pub config_source: Option<crate::config::ConfigSource>,
 }
 
 /// An MCP service: its config section, how to build it, and the handler each session gets.
@@ -85,6 +88,7 @@ pub async fn start<S: McpService>(
         metrics: metrics.clone(),
         shutdown: shutdown.clone(),
         client_tls: crate::tls::ClientTls::from_server(&server),
+        config_source: doc.source().cloned(),
     };
     let svc = Arc::new(
         S::build(config, ctx)

@@ -32,7 +32,8 @@ pub struct AuditRecord {
     /// Short error text for failed or refused calls.
     pub error: Option<String>,
     /// What the row is about, for `mcp_audit_rows_total{source}`: `call` (a client's `tools/call`),
-    /// `step` (a workflow step's call) or `approval` (a decision made through the HTTP API).
+    /// `step` (a workflow step's call), `approval` (a decision made through the HTTP API) or
+    /// `route` (a route change master made itself: a rollback, a config reload).
     #[serde(skip)]
     pub source: &'static str,
 }

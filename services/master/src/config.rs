@@ -64,6 +64,14 @@ pub struct DownstreamConfig {
     /// Private key of `client_cert_file` (default: `server.tls_client_key_file`).
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
+    /// This entry's version when several entries share a namespace (`v1`, `v2`): together they
+    /// form one route, whose first entry is the stable version (its tools are the ones listed).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Share of the route's callers sent to this version (relative to the route's other
+    /// versions; default 100 for the stable version, 0 for the others).
+    #[serde(default)]
+    pub weight: Option<u32>,
 }
 
 fn default_call_timeout() -> u64 {
@@ -234,6 +242,10 @@ pub struct MasterConfig {
     pub workflows: crate::workflow::WorkflowsConfig,
     /// Refuse plain `http://` and `sse` downstream URLs: every hop to a service must be HTTPS.
     pub require_tls: bool,
+    /// Per-route settings of versioned namespaces (`[[master.route]]`): rules and rollback.
+    pub route: Vec<crate::routing::RouteConfig>,
+    /// The role that may change route weights at runtime (`master_setRoute`).
+    pub admin_role: String,
 }
 
 impl Default for MasterConfig {
@@ -259,6 +271,8 @@ impl Default for MasterConfig {
             max_tools_per_endpoint: 40,
             warn_name_length: 48,
             require_tls: false,
+            route: Vec::new(),
+            admin_role: "admin".to_owned(),
         }
     }
 }
@@ -329,11 +343,13 @@ impl MasterConfig {
                     "{what}: namespace `master` is reserved for master's own tools"
                 )));
             }
-            if let Some(other) = namespaces.insert(ns.to_owned(), d.name.clone())
+            if let Some(other) = namespaces.insert(ns.to_owned(), d.clone())
                 && !ns.is_empty()
+                && (other.version.is_none() || d.version.is_none())
             {
                 return Err(ConfigInvalid(format!(
-                    "{what}: namespace `{ns}` is already used by `{other}`"
+                    "{what}: namespace `{ns}` is already used by `{}`; give every downstream of a namespace a `version` to route between them",
+                    other.name
                 )));
             }
             match d.transport {
@@ -370,6 +386,7 @@ impl MasterConfig {
                 )));
             }
         }
+        crate::routing::validate(self)?;
         Ok(())
     }
 
@@ -404,6 +421,8 @@ impl MasterConfig {
                 ca_file: None,
                 client_cert_file: None,
                 client_key_file: None,
+                version: None,
+                weight: None,
             });
         }
     }

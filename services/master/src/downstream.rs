@@ -940,6 +940,8 @@ mod tests {
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
+            version: None,
+            weight: None,
         }
     }
 

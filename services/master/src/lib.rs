@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod policy;
 pub mod relay;
+pub mod routing;
 pub mod toolsets;
 pub mod workflow;
 
@@ -103,7 +104,7 @@ impl McpService for Master {
             metrics.clone(),
             &cfg.separator,
         )?;
-        let gateway = Arc::new(Gateway::new(
+        let gateway = Gateway::new(
             cfg,
             downstreams,
             policy,
@@ -114,7 +115,7 @@ impl McpService for Master {
                 identity: assertion_key,
                 approvals,
             },
-        ));
+        );
         let engine = Arc::new(engine.bind(Arc::downgrade(&gateway)));
         gateway.set_workflows(engine.clone());
         for d in gateway.downstreams() {
@@ -124,6 +125,16 @@ impl McpService for Master {
                 d.clone()
                     .supervise(upstream, health, reconnect, ctx.shutdown.clone()),
             );
+        }
+        if let Some(source) = ctx.config_source.clone()
+            && !gateway.routes().is_empty()
+        {
+            tokio::spawn(watch_route_weights(
+                Arc::downgrade(&gateway),
+                source,
+                health,
+                ctx.shutdown.clone(),
+            ));
         }
         {
             let limits = gateway.limits().clone();
@@ -261,5 +272,65 @@ impl HealthProbe for Master {
 
     fn ready(&self) -> bool {
         true
+    }
+}
+
+/// Reads the config file again whenever it changes and applies the route weights it now gives
+/// (each change logged and audited); the rest of the file needs a restart. A file that cannot be
+/// read or is invalid leaves the routes as they are, with a warning.
+async fn watch_route_weights(
+    gateway: std::sync::Weak<Gateway>,
+    source: mcp_runtime::config::ConfigSource,
+    every: Duration,
+    shutdown: mcp_runtime::ShutdownToken,
+) {
+    use mcp_runtime::files::FileStamp;
+    let mut last = FileStamp::of(source.path()).ok();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => break,
+        }
+        let Some(g) = gateway.upgrade() else { break };
+        let now = FileStamp::of(source.path()).ok();
+        if now == last || now.is_none() {
+            continue;
+        }
+        last = now;
+        let cfg = source
+            .load()
+            .map_err(|e| e.to_string())
+            .and_then(|doc| {
+                doc.section::<MasterConfig>("master")
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|cfg| cfg.validate().map(|()| cfg).map_err(|e| e.to_string()));
+        match cfg {
+            Ok(cfg) => {
+                for change in g.routes().reload(&cfg) {
+                    match change {
+                        routing::Reloaded::Weights { namespace, weights } => {
+                            tracing::info!(target: "audit", message = "Route weights read from the config file.", namespace = %namespace, weights = ?weights, path = %source.path().display());
+                            g.audit_route_change(
+                                "config",
+                                &namespace,
+                                &json!(weights),
+                                "config_reload",
+                                &format!("weights read from {}", source.path().display()),
+                            );
+                        }
+                        routing::Reloaded::NeedsRestart { namespace } => tracing::warn!(
+                            message = "The config file changes the versions of a route; restart master to apply that (weights unchanged).",
+                            namespace = %namespace
+                        ),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(
+                message = "Config file changed but cannot be used; route weights unchanged.",
+                path = %source.path().display(),
+                error = %e
+            ),
+        }
     }
 }

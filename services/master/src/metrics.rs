@@ -31,6 +31,8 @@ pub struct MasterMetrics {
     pub workflow_checkpoint: prometheus::Histogram,
     pub workflow_checkpoint_batch: prometheus::Histogram,
     pub audit_rows: IntCounterVec,
+    /// Versioned namespaces (`mcp_route_*`).
+    pub routes: crate::routing::RouteMetrics,
 }
 
 /// `mcp_audit_rows_total{source,outcome}`: audit rows by what they record (`call`, `step`,
@@ -176,6 +178,7 @@ impl MasterMetrics {
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
             )?,
             audit_rows: audit_rows()?,
+            routes: crate::routing::RouteMetrics::new(registry)?,
         };
         registry.register(Box::new(m.downstream_up.clone()))?;
         registry.register(Box::new(m.circuit_state.clone()))?;
@@ -212,7 +215,7 @@ impl MasterMetrics {
         for decision in ["requested", "approved", "denied"] {
             m.approvals.with_label_values(&[decision]);
         }
-        for source in ["call", "step", "approval"] {
+        for source in ["call", "step", "approval", "route"] {
             for outcome in ["written", "failed", "lost"] {
                 m.audit_rows.with_label_values(&[source, outcome]);
             }

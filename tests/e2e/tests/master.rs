@@ -898,6 +898,9 @@ async fn toolsets_and_discovery_keep_clients_under_their_limits() {
         if name == "cmdb_searchHosts" {
             continue; // approval-gated
         }
+        if name == "master_setRoute" {
+            continue; // needs a versioned namespace and the admin role (canary.rs)
+        }
         let args = if name == "cmdb_getHost" {
             json!({"name": "aicrusher"})
         } else {

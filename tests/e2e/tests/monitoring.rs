@@ -115,12 +115,15 @@ async fn a_real_prometheus_scrapes_the_running_services() {
         return;
     }
     let cmdb = start_cmdb(server_config()).await;
+    // A second version of the CMDB at half the callers, for the route panels and SLIs.
+    let cmdb_v2 = start_cmdb(server_config()).await;
     let fake = fake_llm::start("gemini-test-key", "anthropic-test-key").await;
     let ai = start_ai_models(&fake.url).await;
     let master = start_master(
         &format!(
-            "{}{}[master.rate_limit]\n[[master.rate_limit.tool]]\ntools = [\"master_hello_world\"]\nper_minute = 1\n",
+            "{}version = \"v1\"\nweight = 50\n{}version = \"v2\"\nweight = 50\n{}[master.rate_limit]\n[[master.rate_limit.tool]]\ntools = [\"master_hello_world\"]\nper_minute = 1\n",
             downstream("cmdb", None, "http", &cmdb.url("/mcp")),
+            downstream("cmdb-v2", Some("cmdb"), "http", &cmdb_v2.url("/mcp")),
             downstream("ai_models", None, "http", &ai.url("/mcp"))
         ),
         server_config(),
@@ -223,6 +226,9 @@ async fn a_real_prometheus_scrapes_the_running_services() {
         "slo:sli_unavailable:ratio_avg5m{service=\"cmdb\"} == 0",
         // Every client call through master left an audit row.
         "slo:sli_audit_coverage:ratio_rate5m{service=\"master\"} > 0.9 < 1.1",
+        // The versioned cmdb's calls, by the version that served them.
+        "slo:route_error:ratio_rate5m{namespace=\"cmdb\"}",
+        "slo:route_slow:ratio_rate1h{namespace=\"cmdb\"}",
     ];
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut pending: Vec<String> = exprs

@@ -42,6 +42,8 @@ fn main() -> ExitCode {
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
+            version: None,
+            weight: None,
         };
         let client =
             match connect_client(&cfg, &Default::default(), Weak::<NoUpstream>::new(), 0).await {

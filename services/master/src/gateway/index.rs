@@ -122,7 +122,17 @@ impl Gateway {
             idx.tools.push(t);
         }
         let mut prompt_owner: HashMap<String, String> = HashMap::new();
+        for problem in self
+            .routes
+            .refresh(&|i| self.downstreams[i].catalog().tools.clone())
+        {
+            tracing::warn!(message = "Tool not routed to a candidate version.", problem = %problem);
+        }
         for d in &self.downstreams {
+            // A candidate version's catalog is not listed: the namespace shows its stable version.
+            if self.routes.is_candidate(d.index) {
+                continue;
+            }
             let cat = d.catalog();
             let ns = d.namespace();
             // A down service's last known tools stay routable (so calls get a clear "unavailable"

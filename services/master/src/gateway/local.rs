@@ -58,6 +58,15 @@ pub(super) struct DenyArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub(super) struct SetRouteArgs {
+    /// A versioned namespace, e.g. cmdb (master_getSystemStatus lists them under `routes`).
+    pub(super) namespace: String,
+    /// New weights by version, e.g. {"v1": 90, "v2": 10}; versions left out keep theirs.
+    pub(super) weights: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct SearchToolsArgs {
     /// Keywords, e.g. "pods logs" or "host ip".
     pub(super) query: String,
@@ -292,6 +301,37 @@ impl Gateway {
     )]
     async fn get_system_status(&self, Parameters(_): Parameters<NoArgs>) -> CallToolResult {
         CallToolResult::structured(self.system_status())
+    }
+
+    #[tool(
+        name = "master_setRoute",
+        description = "Change the weights of the versions of a versioned namespace (admin role), e.g. {namespace: \"cmdb\", weights: {\"v1\": 90, \"v2\": 10}}: callers move to follow the new split (the fewest needed), a rolled-back version given a weight above 0 is back in the route. Returns the route's state; master_getSystemStatus shows every route.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn set_route(
+        &self,
+        Parameters(args): Parameters<SetRouteArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResponse {
+        let caller = CallerContext::from_request(&ctx);
+        if !caller.identity.has_role(&self.cfg.admin_role) {
+            return tool_error(format!(
+                "master_setRoute needs the `{}` role (master.admin_role), which {} does not have; ask an operator",
+                self.cfg.admin_role, caller.identity.name
+            ));
+        }
+        match self.routes.set_weights(&args.namespace, &args.weights) {
+            Ok(state) => {
+                tracing::info!(target: "audit", message = "Route weights changed.", namespace = %args.namespace, by = %caller.identity.name, weights = ?args.weights);
+                CallToolResult::structured(state).into()
+            }
+            Err(e) => tool_error(e.to_string()),
+        }
     }
 
     #[tool(
@@ -560,6 +600,7 @@ impl Gateway {
             "prompts": idx.prompts.len(),
             "resources": idx.resources.len(),
             "downstreams": downstreams,
+            "routes": self.routes.status(),
             "problems": idx.problems,
         })
     }

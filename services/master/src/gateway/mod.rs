@@ -58,6 +58,12 @@ pub struct Gateway {
     policy: Policy,
     limits: Arc<RateLimits>,
     audit: Audit,
+    /// Versioned namespaces and how their calls are split (`routing`).
+    routes: crate::routing::Routes,
+    /// This gateway, for work that outlives a call (mirrored calls).
+    me: std::sync::Weak<Gateway>,
+    /// Mirrored calls in flight at most ([`MIRRORS_IN_FLIGHT`]); more are skipped, not queued.
+    mirror_slots: Arc<tokio::sync::Semaphore>,
     pub metrics: MasterMetrics,
     assertion_key: Option<AssertionKey>,
     approvals: Option<(Arc<crate::approvals::Approvals>, AssertionKey)>,
@@ -107,6 +113,9 @@ pub struct Signing {
     pub identity: Option<AssertionKey>,
     pub approvals: Option<(Arc<crate::approvals::Approvals>, AssertionKey)>,
 }
+/// Mirrored calls in flight at most, over all routes.
+const MIRRORS_IN_FLIGHT: usize = 64;
+
 fn tool_error(text: impl Into<String>) -> CallToolResponse {
     CallToolResult::error(vec![ContentBlock::text(text)]).into()
 }
@@ -123,13 +132,16 @@ impl Gateway {
         audit: Audit,
         metrics: MasterMetrics,
         keys: Signing,
-    ) -> Self {
+    ) -> Arc<Self> {
         let Signing {
             identity: assertion_key,
             approvals,
         } = keys;
         let views = build_views(&cfg, &downstreams);
-        let g = Self {
+        let routes = crate::routing::Routes::new(&cfg, metrics.routes.clone());
+        let g = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            mirror_slots: Arc::new(tokio::sync::Semaphore::new(MIRRORS_IN_FLIGHT)),
             cfg,
             downstreams,
             index: RwLock::new(Arc::new(Index::default())),
@@ -143,6 +155,7 @@ impl Gateway {
             policy,
             limits,
             audit,
+            routes,
             metrics,
             assertion_key,
             approvals,
@@ -151,7 +164,7 @@ impl Gateway {
             started: Instant::now(),
             local_router: Self::local_router(),
             discovery_router: Self::discovery_router(),
-        };
+        });
         let idx = g.build_index();
         if let Ok(mut i) = g.index.write() {
             *i = Arc::new(idx);
@@ -251,6 +264,34 @@ impl Gateway {
 
     pub fn limits(&self) -> &Arc<RateLimits> {
         &self.limits
+    }
+
+    /// The versioned namespaces.
+    pub fn routes(&self) -> &crate::routing::Routes {
+        &self.routes
+    }
+
+    /// Writes the audit row of a route change master made itself (a rollback, a config reload):
+    /// the row a `master_setRoute` call with those weights would get, from identity `by`.
+    pub fn audit_route_change(
+        &self,
+        by: &str,
+        namespace: &str,
+        weights: &serde_json::Value,
+        decision: &str,
+        why: &str,
+    ) {
+        self.audit.record(crate::audit::AuditRecord {
+            identity: by.to_owned(),
+            tool: crate::namespace::wire_name("master", &self.cfg.separator, "setRoute"),
+            arguments: serde_json::json!({"namespace": namespace, "weights": weights}).to_string(),
+            decision: decision.to_owned(),
+            status: "success".to_owned(),
+            duration_ms: 0.0,
+            correlation_id: String::new(),
+            error: Some(why.to_owned()),
+            source: "route",
+        });
     }
 
     /// Remembers a client so it hears about list changes.

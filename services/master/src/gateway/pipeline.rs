@@ -9,7 +9,9 @@
 //! 3. **rate limit** (`RateLimits::check`).
 //! 4. **approval**: a policy `approve` rule records a pending approval (`approval_flow`).
 //! 5. **dispatch**: a local tool (`local`) or the downstream (`forward`, with retry only for
-//!    read-only/idempotent tools after a connection failure, span, progress, metrics).
+//!    read-only/idempotent tools after a connection failure, span, progress, metrics); in a
+//!    versioned namespace the version is chosen first and the outcome counted for its rollback
+//!    thresholds (`routing`).
 //! 6. **classify**: a service's `approval_required` becomes a pending approval; errors become
 //!    sentences that name the service and what to do.
 //! 7. **record**: [`Record`] writes exactly one audit row when it is dropped, whatever happened
@@ -33,6 +35,7 @@ use crate::audit::{AuditRecord, redacted_args};
 use crate::config::Action;
 use crate::downstream::CallError;
 use crate::namespace::wire_name;
+use crate::routing::{Pick, ROUTE_HEADER, RouteRefused};
 use crate::toolsets::{View, ViewKind};
 
 /// The one answer for a tool the caller may not use here: missing, denied by policy, or outside
@@ -195,6 +198,14 @@ impl Gateway {
                 r
             }
             Route::Downstream { index, name } => {
+                let (index, pick) = match self.route_version(index, &name, &mut call) {
+                    Ok(chosen) => chosen,
+                    Err(RouteRefused(msg)) => {
+                        record.set("invalid_route", "refused", Some(msg.clone()));
+                        return Ok(tool_error(msg));
+                    }
+                };
+                let started = Instant::now();
                 let retry = tool.annotations.as_ref().is_some_and(|a| {
                     a.read_only_hint == Some(true) || a.idempotent_hint == Some(true)
                 });
@@ -216,6 +227,16 @@ impl Gateway {
                         ct: call.ct,
                     })
                     .await;
+                if let Some(pick) = &pick {
+                    self.observe_route(pick, &outcome, started.elapsed());
+                    let read_only = tool
+                        .annotations
+                        .as_ref()
+                        .is_some_and(|a| a.read_only_hint == Some(true));
+                    if read_only && let Ok(CallToolResponse::Complete(r)) = &outcome {
+                        self.mirror(pick, &name, &call, r);
+                    }
+                }
                 self.classify(outcome, &wire, index, &name, &call, progress, &mut record)
                     .await
             }
@@ -280,6 +301,136 @@ impl Gateway {
                 record.set("unknown_tool", "refused", Some("unknown tool".to_owned()));
                 Err(unknown_tool())
             }
+        }
+    }
+
+    /// Stage 5, versioned namespaces: the version this call goes to (header or `_meta` override,
+    /// rule, sticky assignment; see `routing`). The override is taken out of the `_meta` passed on.
+    fn route_version(
+        &self,
+        index: usize,
+        name: &str,
+        call: &mut Call<'_>,
+    ) -> Result<(usize, Option<Pick>), RouteRefused> {
+        if self.routes.is_empty() {
+            return Ok((index, None));
+        }
+        let parts = call
+            .context
+            .and_then(|c| c.extensions.get::<axum::http::request::Parts>());
+        let header = |name: &str| {
+            parts
+                .and_then(|p| p.headers.get(name))
+                .and_then(|v| v.to_str().ok())
+        };
+        let meta = call.meta.remove(ROUTE_HEADER);
+        let overrides = match &meta {
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => {
+                return Err(RouteRefused(format!(
+                    "`_meta.{ROUTE_HEADER}` must be a string like \"cmdb=v2\""
+                )));
+            }
+            None => header(ROUTE_HEADER),
+        };
+        let who = &call.caller.identity;
+        // One caller, one version: by identity, or by session when auth is off.
+        let sticky = if who.name == mcp_runtime::auth::Identity::anonymous().name {
+            header("mcp-session-id")
+        } else {
+            Some(who.name.as_str())
+        };
+        let pick = self
+            .routes
+            .pick(index, name, who, sticky, overrides, &|i| {
+                self.downstream(i).is_up()
+            })?;
+        Ok(match pick {
+            Some(p) => (p.index, Some(p)),
+            None => (index, None),
+        })
+    }
+
+    /// Counts a routed call for its version; a rollback it triggers is logged and audited.
+    fn observe_route(
+        &self,
+        pick: &Pick,
+        outcome: &Result<CallToolResponse, CallError>,
+        elapsed: std::time::Duration,
+    ) {
+        let error = match outcome {
+            Ok(CallToolResponse::Complete(r)) => r.is_error == Some(true),
+            Ok(_) => false,
+            Err(CallError::Cancelled) => return,
+            Err(_) => true,
+        };
+        if let Some(rb) = self.routes.observe(pick, error, elapsed) {
+            tracing::warn!(
+                message = "Candidate version rolled back: its weight is now 0.",
+                namespace = %rb.namespace,
+                version = %rb.version,
+                reason = %rb.reason
+            );
+            self.audit_route_change(
+                "master",
+                &rb.namespace,
+                &serde_json::json!({ rb.version.clone(): 0 }),
+                "rollback",
+                &rb.reason,
+            );
+        }
+    }
+
+    /// Stage 5, versioned namespaces with `mirror = true`: the same read-only call sent to the
+    /// candidates in the background, their answers compared with `stable`'s and discarded.
+    fn mirror(&self, pick: &Pick, name: &str, call: &Call<'_>, stable: &CallToolResult) {
+        let targets = self
+            .routes
+            .mirror_targets(pick, name, &|i| self.downstream(i).is_up());
+        if targets.is_empty() {
+            return;
+        }
+        let Some(gateway) = self.me.upgrade() else {
+            return;
+        };
+        for (index, version) in targets {
+            let namespace = pick.namespace().to_owned();
+            let Ok(permit) = self.mirror_slots.clone().try_acquire_owned() else {
+                self.routes.mirrored(&namespace, &version, "skipped", None);
+                continue;
+            };
+            let (g, name, stable) = (gateway.clone(), name.to_owned(), stable.clone());
+            let arguments = call.request.arguments.clone();
+            let identity = call.caller.identity.clone();
+            let correlation_id = call.caller.correlation_id.clone();
+            let trace_id = call.caller.trace_id.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let ct = CancellationToken::new();
+                let started = Instant::now();
+                let answer = g
+                    .dispatch(Outgoing {
+                        index,
+                        name: &name,
+                        arguments,
+                        meta: RequestMetaObject::default(),
+                        identity: &identity,
+                        correlation_id: &correlation_id,
+                        trace_id: trace_id.as_deref(),
+                        retry: false,
+                        peer: None,
+                        progress: None,
+                        ct: &ct,
+                    })
+                    .await;
+                let outcome = match &answer {
+                    Ok(CallToolResponse::Complete(r)) if same_answer(&stable, r) => "match",
+                    Ok(CallToolResponse::Complete(_)) => "differ",
+                    _ => "error",
+                };
+                g.routes
+                    .mirrored(&namespace, &version, outcome, Some(started.elapsed()));
+            });
         }
     }
 
@@ -473,4 +624,11 @@ fn is_approval_required(r: &CallToolResult) -> bool {
             .and_then(|s| s.get("error"))
             .and_then(Value::as_str)
             == Some("approval_required")
+}
+
+/// Whether two answers to the same call say the same: error flag, structured content, content.
+fn same_answer(a: &CallToolResult, b: &CallToolResult) -> bool {
+    a.is_error.unwrap_or(false) == b.is_error.unwrap_or(false)
+        && a.structured_content == b.structured_content
+        && serde_json::to_value(&a.content).ok() == serde_json::to_value(&b.content).ok()
 }
