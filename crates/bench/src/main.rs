@@ -5,7 +5,7 @@
 //! Run with: `cargo build --release --bins && target/release/mcp-bench`
 //!
 //! Over 800 lines because the phases share one set of spawned binaries, ports and report writer;
-//! the workflow and TLS phases have their own modules (`workflows`, `tls`).
+//! the workflow, TLS and hot-path phases have their own modules (`workflows`, `tls`, `hot_path`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 
+mod hot_path;
 mod tls;
 mod workflows;
 
@@ -66,6 +67,13 @@ struct Args {
     /// Only measure TLS against plain HTTP and replace that section of the report.
     #[arg(long)]
     tls_only: bool,
+    /// Skip the hot-path phase and keep the report's existing hot-path section.
+    #[arg(long)]
+    skip_hot_path: bool,
+    /// Only measure the hot path (cmdb directly and through master at 1, 10 and 100 clients) and
+    /// replace that section of the report.
+    #[arg(long)]
+    hot_path_only: bool,
     /// Where to write the report ("-" for none).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: String,
@@ -591,6 +599,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let t = tls::measure(&args).await?;
         return replace_section(&args.out, tls::HEADING, &t);
     }
+    if args.hot_path_only {
+        let h = hot_path::measure(&args).await?;
+        return replace_section(&args.out, hot_path::HEADING, &h);
+    }
     let work = tempfile::tempdir()?;
     let fixture_port = free_port()?;
     let cmdb_port = free_port()?;
@@ -849,6 +861,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     } else {
         splice(&text, tls::HEADING, &tls::measure(&args).await?)
+    };
+    let text = if args.skip_hot_path {
+        match section_of(&old, hot_path::HEADING) {
+            Some(section) => splice(&text, hot_path::HEADING, &section),
+            None => text,
+        }
+    } else {
+        splice(&text, hot_path::HEADING, &hot_path::measure(&args).await?)
     };
     println!("{text}");
     if args.out != "-" {

@@ -59,7 +59,12 @@ pub enum AuditError {
 pub struct Audit {
     tx: mpsc::Sender<AuditRecord>,
     rows: prometheus::IntCounterVec,
+    /// Also log every row as an `Audit.` JSON line at info (`master.audit_log`); else at debug.
+    log_lines: bool,
 }
+
+/// How long the writer lets rows gather before committing them in one transaction.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
 
 /// Copies `v` with its secrets masked (the shared redactor: keys and contents).
 pub fn redact(v: &Value) -> Value {
@@ -85,7 +90,11 @@ impl Audit {
     /// Opens (or creates) the database and starts the writer thread. `rows` counts the rows by
     /// `source` and `outcome` (`written` once committed, `failed`, `lost`): audit coverage is
     /// written `call` rows ÷ master's `mcp_tool_calls_total`.
-    pub fn open(path: &Path, rows: prometheus::IntCounterVec) -> Result<Self, AuditError> {
+    pub fn open(
+        path: &Path,
+        rows: prometheus::IntCounterVec,
+        log_lines: bool,
+    ) -> Result<Self, AuditError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| AuditError::Dir {
                 path: dir.display().to_string(),
@@ -127,27 +136,46 @@ impl Audit {
                 path: shown.clone(),
                 source,
             })?;
-        Ok(Self { tx, rows })
+        Ok(Self {
+            tx,
+            rows,
+            log_lines,
+        })
     }
 
-    /// Records one call: a JSON log line now, a database row within milliseconds.
+    /// Records one call: a database row within milliseconds (and an `Audit.` log line, at info
+    /// with `master.audit_log`, else at debug).
     pub fn record(&self, mut r: AuditRecord) {
         if let Some(e) = &r.error
             && let std::borrow::Cow::Owned(masked) = mcp_runtime::redact::text(e)
         {
             r.error = Some(masked);
         }
-        tracing::info!(
-            message = "Audit.",
-            audit = true,
-            identity = %r.identity,
-            tool = %r.tool,
-            arguments = %r.arguments,
-            decision = %r.decision,
-            status = %r.status,
-            duration_ms = r.duration_ms,
-            error = r.error.as_deref().unwrap_or(""),
-        );
+        if self.log_lines {
+            tracing::info!(
+                message = "Audit.",
+                audit = true,
+                identity = %r.identity,
+                tool = %r.tool,
+                arguments = %r.arguments,
+                decision = %r.decision,
+                status = %r.status,
+                duration_ms = r.duration_ms,
+                error = r.error.as_deref().unwrap_or(""),
+            );
+        } else {
+            tracing::debug!(
+                message = "Audit.",
+                audit = true,
+                identity = %r.identity,
+                tool = %r.tool,
+                arguments = %r.arguments,
+                decision = %r.decision,
+                status = %r.status,
+                duration_ms = r.duration_ms,
+                error = r.error.as_deref().unwrap_or(""),
+            );
+        }
         let source = r.source;
         if self.tx.send(r).is_err() {
             self.rows.with_label_values(&[source, "lost"]).inc();
@@ -160,7 +188,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<AuditRecord>, rows: &promethe
     while let Ok(first) = rx.recv() {
         // Let a batch gather without being woken for every record (senders only wake a thread
         // blocked in `recv`), then write it in one transaction.
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(BATCH_WINDOW);
         let mut batch = vec![first];
         batch.extend(rx.try_iter().take(4096));
         let result = (|| -> rusqlite::Result<()> {
@@ -224,7 +252,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/audit.sqlite");
         let rows = crate::metrics::audit_rows().unwrap();
-        let audit = Audit::open(&path, rows.clone()).unwrap();
+        let audit = Audit::open(&path, rows.clone(), false).unwrap();
         for i in 0..10 {
             audit.record(AuditRecord {
                 identity: "alice".into(),

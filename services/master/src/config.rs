@@ -222,6 +222,9 @@ pub struct MasterConfig {
     pub rate_limit: RateLimitConfig,
     /// SQLite file of the audit log.
     pub audit_db: PathBuf,
+    /// Also write every audit row as an `Audit.` JSON log line at info (off: at debug; the row
+    /// in `audit_db` is the per-call record either way).
+    pub audit_log: bool,
     /// Named subsets of tools, each served at `/mcp/<name>` and `/sse/<name>`.
     pub toolset: Vec<crate::toolsets::ToolsetConfig>,
     /// Also serve one toolset per namespace (`/mcp/cmdb`, `/mcp/linux`, `/mcp/master`, ...).
@@ -262,6 +265,7 @@ impl Default for MasterConfig {
             policy: PolicyConfig::default(),
             rate_limit: RateLimitConfig::default(),
             audit_db: PathBuf::from("data/master/audit.sqlite"),
+            audit_log: false,
             identity_key_file: None,
             approvals: crate::approvals::ApprovalsConfig::default(),
             workflows: crate::workflow::WorkflowsConfig::default(),

@@ -59,7 +59,7 @@ impl McpService for Master {
         let policy = policy::Policy::new(&cfg.policy)?;
         let limits = policy::RateLimits::new(&cfg.rate_limit)?;
         let metrics = metrics::MasterMetrics::new(ctx.metrics.registry())?;
-        let audit = audit::Audit::open(&cfg.audit_db, metrics.audit_rows.clone())?;
+        let audit = audit::Audit::open(&cfg.audit_db, metrics.audit_rows.clone(), cfg.audit_log)?;
         let assertion_key = cfg
             .identity_key_file
             .as_deref()
