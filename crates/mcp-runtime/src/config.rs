@@ -125,6 +125,9 @@ pub struct ServerConfig {
     pub tls_client_key_file: Option<PathBuf>,
     /// Largest accepted request body in bytes; larger bodies get 413.
     pub max_body_bytes: usize,
+    /// Seconds a streamable-HTTP session may stay without a request before it is closed (a
+    /// request on it then gets 404, and the client initializes a new one).
+    pub session_idle_secs: u64,
     /// Time limit for producing a response to one HTTP request, in seconds.
     pub request_timeout_secs: u64,
     /// Time limit for one tool call, in seconds.
@@ -166,6 +169,7 @@ impl Default for ServerConfig {
             tls_client_cert_file: None,
             tls_client_key_file: None,
             max_body_bytes: 4 * 1024 * 1024,
+            session_idle_secs: 300,
             request_timeout_secs: 60,
             tool_timeout_secs: 120,
             max_output_bytes: 256 * 1024,
@@ -257,6 +261,12 @@ impl ServerConfig {
         }
         if self.request_timeout_secs == 0 {
             return Err(invalid("request_timeout_secs", "must be at least 1"));
+        }
+        if !(1..=86_400).contains(&self.session_idle_secs) {
+            return Err(invalid(
+                "session_idle_secs",
+                "must be between 1 and 86400 (a day)",
+            ));
         }
         if self.tool_timeout_secs == 0 {
             return Err(invalid("tool_timeout_secs", "must be at least 1"));
@@ -679,6 +689,19 @@ mod tests {
         let doc = ConfigDoc::from_str("[server]\ntool_timeout_secs = 0", "f.toml").unwrap();
         let err = doc.server().unwrap_err().to_string();
         assert!(err.contains("server.tool_timeout_secs"), "{err}");
+    }
+
+    #[test]
+    fn session_idle_secs_is_bounded() {
+        for v in ["0", "86401"] {
+            let doc = ConfigDoc::from_str(&format!("[server]\nsession_idle_secs = {v}"), "f.toml")
+                .unwrap();
+            let err = doc.server().unwrap_err().to_string();
+            assert!(
+                err.contains("server.session_idle_secs") && err.contains("between 1 and 86400"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

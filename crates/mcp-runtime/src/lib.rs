@@ -231,9 +231,12 @@ where
         if self.server.stateless {
             http_cfg = http_cfg.with_json_response(true);
         }
+        let idle = Duration::from_secs(self.server.session_idle_secs);
         let streamable_for = |endpoint: String| {
             let factory = any_factory.clone();
             let policy = policy.clone();
+            let mut sessions = LocalSessionManager::default();
+            sessions.session_config.keep_alive = Some(idle);
             StreamableHttpService::new(
                 move || {
                     Ok(Instrumented::new(
@@ -242,7 +245,7 @@ where
                         "streamable_http",
                     ))
                 },
-                LocalSessionManager::default().into(),
+                sessions.into(),
                 http_cfg.clone(),
             )
         };

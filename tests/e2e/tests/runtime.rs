@@ -687,3 +687,51 @@ async fn ready_is_503_while_draining() {
     assert!(answer.contains("\"ready\":false"), "{answer}");
     running.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_idle_session_expires_and_its_next_request_gets_404() {
+    let svc = start_cmdb(ServerConfig {
+        session_idle_secs: 1,
+        ..server_config()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(svc.url("/mcp"))
+        .header("accept", ACCEPT)
+        .json(&init_body())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let _ = r.text().await;
+    let post = |body: Value| {
+        http.post(svc.url("/mcp"))
+            .header("accept", ACCEPT)
+            .header("mcp-session-id", &id)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body)
+            .send()
+    };
+    let r = post(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let gauge = r#"mcp_sessions_active{service="cmdb",transport="streamable_http"}"#;
+    let metrics_text = || async { mcp_test_support::metrics(&svc.url("/metrics")).await };
+    assert_eq!(sample(&metrics_text().await, gauge), 1.0);
+    // Nothing on the session: it is closed after session_idle_secs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sample(&metrics_text().await, gauge) != 0.0 {
+        assert!(Instant::now() < deadline, "the idle session never closed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = post(json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "a request on an expired session");
+    // A client starts a new session and goes on.
+    let client = mcp_client(&svc.url("/mcp")).await;
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 4);
+}
