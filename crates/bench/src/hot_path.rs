@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::{
-    Args, Op, Proc, cpu_seconds, free_port, load_over, sibling, spawn, wait_ready,
+    Args, Op, Proc, cpu_seconds, free_port, load_over, median, sibling, spawn, wait_ready,
     write_master_config,
 };
 
@@ -79,11 +79,6 @@ async fn phase(
         master_cpu: per(m0, m1),
         cmdb_cpu: per(c0, c1),
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 pub(crate) async fn measure(args: &Args) -> anyhow::Result<String> {

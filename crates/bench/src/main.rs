@@ -159,6 +159,12 @@ fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Proc> {
     Ok(Proc { child })
 }
 
+/// The median of interleaved rounds' figures (the upper one of an even count; NaN for none).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// CPU seconds (user + system) a process has used, from /proc.
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -731,15 +737,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let _ = writeln!(table, "| {round} | {name} | {added:+.2} | {cpu:.3} |");
             }
         }
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-        };
         let mut med = Vec::new();
         for (i, (name, _, _)) in targets.iter().enumerate() {
-            let mut a: Vec<f64> = per[i].iter().map(|r| r.0).collect();
-            let mut c: Vec<f64> = per[i].iter().map(|r| r.1).collect();
-            let (a, c) = (median(&mut a), median(&mut c));
+            let a = median(per[i].iter().map(|r| r.0).collect());
+            let c = median(per[i].iter().map(|r| r.1).collect());
             med.push((a, c));
             let _ = writeln!(table, "| median | {name} | {a:+.2} | {c:.3} |");
         }

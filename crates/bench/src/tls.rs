@@ -10,7 +10,7 @@ use std::time::Duration;
 use mcp_test_support::pki::Pki;
 
 use crate::{
-    Args, Op, Proc, cpu_seconds, free_port, load_over, sibling, spawn, wait_ready_over,
+    Args, Op, Proc, cpu_seconds, free_port, load_over, median, sibling, spawn, wait_ready_over,
     write_master_config,
 };
 
@@ -132,10 +132,6 @@ pub(crate) async fn measure(args: &Args) -> anyhow::Result<String> {
             );
         }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
     let mut med = Vec::new();
     for (i, name) in ["plain", "tls"].iter().enumerate() {
         let p50 = median(per[i].iter().map(|r| r.0).collect());

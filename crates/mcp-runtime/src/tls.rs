@@ -11,7 +11,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
@@ -30,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::{ClientAuth, ServerConfig, TlsVersion};
+use crate::files::FileStamp;
 
 /// Longest a client may take from connecting to finishing its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -118,23 +118,9 @@ fn parse_key(
     })
 }
 
-/// What identifies one version of a file on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    ino: u64,
-    len: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        ino: m.ino(),
-        len: m.len(),
-        mtime: m.mtime(),
-        mtime_nsec: m.mtime_nsec(),
-    })
+/// The file's stamp now; `None` while it cannot be read.
+fn stamp(path: &Path) -> Option<FileStamp> {
+    FileStamp::of(path).ok()
 }
 
 /// A served certificate and key, loaded again when their files change.
@@ -148,7 +134,7 @@ pub(crate) struct CertFiles {
 
 #[derive(Debug)]
 struct Current {
-    stamps: (Option<Stamp>, Option<Stamp>),
+    stamps: (Option<FileStamp>, Option<FileStamp>),
     key: Arc<CertifiedKey>,
 }
 

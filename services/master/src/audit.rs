@@ -151,30 +151,27 @@ impl Audit {
         {
             r.error = Some(masked);
         }
+        // One event, at info with `master.audit_log`, else at debug.
+        macro_rules! audit_line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    message = "Audit.",
+                    audit = true,
+                    identity = %r.identity,
+                    tool = %r.tool,
+                    arguments = %r.arguments,
+                    decision = %r.decision,
+                    status = %r.status,
+                    duration_ms = r.duration_ms,
+                    error = r.error.as_deref().unwrap_or(""),
+                )
+            };
+        }
         if self.log_lines {
-            tracing::info!(
-                message = "Audit.",
-                audit = true,
-                identity = %r.identity,
-                tool = %r.tool,
-                arguments = %r.arguments,
-                decision = %r.decision,
-                status = %r.status,
-                duration_ms = r.duration_ms,
-                error = r.error.as_deref().unwrap_or(""),
-            );
+            audit_line!(tracing::Level::INFO);
         } else {
-            tracing::debug!(
-                message = "Audit.",
-                audit = true,
-                identity = %r.identity,
-                tool = %r.tool,
-                arguments = %r.arguments,
-                decision = %r.decision,
-                status = %r.status,
-                duration_ms = r.duration_ms,
-                error = r.error.as_deref().unwrap_or(""),
-            );
+            audit_line!(tracing::Level::DEBUG);
         }
         let source = r.source;
         if self.tx.send(r).is_err() {

@@ -33,6 +33,27 @@ async fn start_cmdb_v2() -> TestService {
     start_cmdb_with(server_config(), dir, &csv, 100).await
 }
 
+/// The real cmdb's tools, for an in-test candidate that lists the same.
+async fn tools_of(cmdb: &TestService) -> Vec<Tool> {
+    mcp_client(&cmdb.url("/mcp"))
+        .await
+        .list_all_tools()
+        .await
+        .unwrap()
+}
+
+/// An in-test candidate version serving `handler` on a free loopback port.
+async fn start_candidate<H>(name: &str, handler: H) -> mcp_runtime::Running
+where
+    H: ServerHandler + Clone + Send + Sync + 'static,
+{
+    mcp_runtime::Runtime::new(name, "0", move || handler.clone())
+        .with_config(server_config())
+        .bind()
+        .await
+        .unwrap()
+}
+
 /// `[[master.downstream]]` of one version of `cmdb`.
 fn version(name: &str, v: &str, weight: u32, url: &str) -> String {
     format!(
@@ -426,19 +447,11 @@ impl ServerHandler for Failing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_failing_candidate_is_rolled_back_within_its_window() {
     let v1 = start_cmdb(server_config()).await;
-    let tools = mcp_client(&v1.url("/mcp"))
-        .await
-        .list_all_tools()
-        .await
-        .unwrap();
+    let tools = tools_of(&v1).await;
     let failing = Failing {
         tools: Arc::new(tools),
     };
-    let v2 = mcp_runtime::Runtime::new("cmdb-v2-broken", "0", move || failing.clone())
-        .with_config(server_config())
-        .bind()
-        .await
-        .unwrap();
+    let v2 = start_candidate("cmdb-v2-broken", failing).await;
     let master = keyed(&format!(
         "{}{}[[master.route]]\nnamespace = \"cmdb\"\n[master.route.rollback]\nwindow_secs = 60\nmin_calls = 10\nmax_error_rate = 0.2\n",
         version("cmdb-v1", "v1", 50, &v1.url("/mcp")),
@@ -670,11 +683,7 @@ async fn read_only_calls_are_mirrored_to_a_dark_candidate_and_compared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tool_whose_schema_changed_incompatibly_is_not_split() {
     let v1 = start_cmdb(server_config()).await;
-    let mut tools = mcp_client(&v1.url("/mcp"))
-        .await
-        .list_all_tools()
-        .await
-        .unwrap();
+    let mut tools = tools_of(&v1).await;
     // v2's getHost requires an argument v1's does not know.
     let get = tools.iter_mut().find(|t| t.name == "getHost").unwrap();
     let mut schema = (*get.input_schema).clone();
@@ -687,11 +696,7 @@ async fn a_tool_whose_schema_changed_incompatibly_is_not_split() {
     let failing = Failing {
         tools: Arc::new(tools),
     };
-    let v2 = mcp_runtime::Runtime::new("cmdb-v2-changed", "0", move || failing.clone())
-        .with_config(server_config())
-        .bind()
-        .await
-        .unwrap();
+    let v2 = start_candidate("cmdb-v2-changed", failing).await;
     // Everybody on v2, which answers errors: only the incompatible tool stays on v1.
     let master = keyed(&format!(
         "{}{}",
@@ -790,21 +795,13 @@ impl ServerHandler for Gated {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mirrors_past_64_in_flight_are_skipped_not_queued() {
     let v1 = start_cmdb(server_config()).await;
-    let tools = mcp_client(&v1.url("/mcp"))
-        .await
-        .list_all_tools()
-        .await
-        .unwrap();
+    let tools = tools_of(&v1).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let gated = Gated {
         tools: Arc::new(tools),
         gate: gate.clone(),
     };
-    let v2 = mcp_runtime::Runtime::new("cmdb-v2-gated", "0", move || gated.clone())
-        .with_config(server_config())
-        .bind()
-        .await
-        .unwrap();
+    let v2 = start_candidate("cmdb-v2-gated", gated).await;
     let master = keyed(&format!(
         "{}{}[[master.route]]\nnamespace = \"cmdb\"\nmirror = true\n",
         version("cmdb-v1", "v1", 100, &v1.url("/mcp")),

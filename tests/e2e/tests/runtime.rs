@@ -16,6 +16,11 @@ fn init_body() -> Value {
         "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"test","version":"1"}}})
 }
 
+/// An `initialize` POST to `url`, ready to send (headers may be added).
+fn initialize(http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+    http.post(url).header("accept", ACCEPT).json(&init_body())
+}
+
 /// Value of one sample in Prometheus text, 0 when absent.
 fn sample(metrics: &str, prefix: &str) -> f64 {
     metrics
@@ -202,10 +207,7 @@ async fn host_and_origin_are_checked() {
     .await;
     let http = reqwest::Client::new();
     let post = |origin: Option<&str>, host: Option<&str>| {
-        let mut rb = http
-            .post(svc.url("/mcp"))
-            .header("accept", ACCEPT)
-            .json(&init_body());
+        let mut rb = initialize(&http, &svc.url("/mcp"));
         if let Some(o) = origin {
             rb = rb.header("origin", o);
         }
@@ -270,10 +272,7 @@ async fn bearer_auth_when_tokens_are_configured() {
     .await;
     let http = reqwest::Client::new();
     let send = |token: Option<&str>| {
-        let mut rb = http
-            .post(svc.url("/mcp"))
-            .header("accept", ACCEPT)
-            .json(&init_body());
+        let mut rb = initialize(&http, &svc.url("/mcp"));
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
         }
@@ -596,13 +595,7 @@ async fn stateless_mode_serves_without_sessions() {
     .await;
     // A plain JSON request/response, no session id.
     let http = reqwest::Client::new();
-    let r = http
-        .post(svc.url("/mcp"))
-        .header("accept", ACCEPT)
-        .json(&init_body())
-        .send()
-        .await
-        .unwrap();
+    let r = initialize(&http, &svc.url("/mcp")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(
         r.headers().get("mcp-session-id").is_none(),
@@ -696,13 +689,7 @@ async fn an_idle_session_expires_and_its_next_request_gets_404() {
     })
     .await;
     let http = reqwest::Client::new();
-    let r = http
-        .post(svc.url("/mcp"))
-        .header("accept", ACCEPT)
-        .json(&init_body())
-        .send()
-        .await
-        .unwrap();
+    let r = initialize(&http, &svc.url("/mcp")).send().await.unwrap();
     assert!(r.status().is_success());
     let id = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     let _ = r.text().await;

@@ -170,6 +170,11 @@ pub struct RouteMetrics {
     pub mirror_duration: HistogramVec,
 }
 
+/// Buckets of the route duration histograms, in seconds.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 impl RouteMetrics {
     /// `mcp_route_calls_total{namespace,version,status}`, `mcp_route_call_duration_seconds`,
     /// `mcp_route_weight`, `mcp_route_rollbacks_total`, registered in `registry`.
@@ -187,10 +192,7 @@ impl RouteMetrics {
                     "mcp_route_call_duration_seconds",
                     "Duration of tool calls of versioned namespaces, by version.",
                 )
-                .buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    30.0,
-                ]),
+                .buckets(DURATION_BUCKETS.to_vec()),
                 &["namespace", "version"],
             )?,
             weight: IntGaugeVec::new(
@@ -219,10 +221,7 @@ impl RouteMetrics {
                     "mcp_route_mirror_duration_seconds",
                     "Duration of mirrored calls at the candidate version.",
                 )
-                .buckets(vec![
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    30.0,
-                ]),
+                .buckets(DURATION_BUCKETS.to_vec()),
                 &["namespace", "version"],
             )?,
         };

@@ -23,15 +23,15 @@ impl Window {
     pub(super) fn push(&mut self, at: Instant, error: bool, ms: f32, span: Duration) {
         self.calls.push_back((at, error, ms));
         self.errors += usize::from(error);
-        while self.calls.len() > MAX_WINDOW
-            || self
-                .calls
-                .front()
-                .is_some_and(|(t, _, _)| at.duration_since(*t) > span)
-        {
-            if let Some((_, e, _)) = self.calls.pop_front() {
-                self.errors -= usize::from(e);
-            }
+        while self.calls.len() > MAX_WINDOW {
+            self.pop();
+        }
+        self.prune(at, span);
+    }
+
+    fn pop(&mut self) {
+        if let Some((_, e, _)) = self.calls.pop_front() {
+            self.errors -= usize::from(e);
         }
     }
 
@@ -41,9 +41,7 @@ impl Window {
             .front()
             .is_some_and(|(t, _, _)| now.duration_since(*t) > span)
         {
-            if let Some((_, e, _)) = self.calls.pop_front() {
-                self.errors -= usize::from(e);
-            }
+            self.pop();
         }
     }
 
