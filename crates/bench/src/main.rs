@@ -19,6 +19,7 @@ use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 
+mod guard;
 mod hot_path;
 mod tls;
 mod workflows;
@@ -74,6 +75,9 @@ struct Args {
     /// replace that section of the report.
     #[arg(long)]
     hot_path_only: bool,
+    /// Only measure the cost of master's result guard and replace that section of the report.
+    #[arg(long)]
+    guard_only: bool,
     /// Where to write the report ("-" for none).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: String,
@@ -609,6 +613,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let h = hot_path::measure(&args).await?;
         return replace_section(&args.out, hot_path::HEADING, &h);
     }
+    if args.guard_only {
+        return replace_section(&args.out, guard::HEADING, &guard::measure()?);
+    }
     let work = tempfile::tempdir()?;
     let fixture_port = free_port()?;
     let cmdb_port = free_port()?;
@@ -871,6 +878,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         splice(&text, hot_path::HEADING, &hot_path::measure(&args).await?)
     };
+    let text = splice(&text, guard::HEADING, &guard::measure()?);
     println!("{text}");
     if args.out != "-" {
         std::fs::write(&args.out, &text).with_context(|| format!("writing {}", args.out))?;

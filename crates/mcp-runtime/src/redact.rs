@@ -79,6 +79,10 @@ pub fn content_summary(s: &str) -> String {
 /// A name that looks like it holds a secret (for assignments and flags).
 const NAME: &str = r"[A-Za-z0-9_.-]*(?:passw(?:or)?d|pass|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?|auth(?:orization)?|cookie|session)[A-Za-z0-9_.-]*";
 
+/// The stricter name for results ([`result_text`]): no `auth` (author), `session` or `pass`
+/// (passenger) alone; results are read by people and models, where a masked ordinary word costs.
+const RESULT_NAME: &str = r"[A-Za-z0-9_.-]*(?:passw(?:or)?d|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?|authorization|cookie)[A-Za-z0-9_.-]*";
+
 /// A value: quoted, or one word.
 const VALUE: &str = r#"(?:"(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^\s'";&|,}\]]+)"#;
 
@@ -89,9 +93,12 @@ struct Rule {
 
 /// Every rule's pattern in one automaton: one pass tells whether any rule applies at all, so
 /// ordinary text (most log lines) costs a single scan.
-static ANY: LazyLock<regex::RegexSet> = LazyLock::new(|| {
-    regex::RegexSet::new(RULES.iter().map(|r| r.re.as_str())).expect("redaction set compiles")
-});
+static ANY: LazyLock<regex::RegexSet> = LazyLock::new(|| set_of(&RULES));
+static RESULT_ANY: LazyLock<regex::RegexSet> = LazyLock::new(|| set_of(&RESULT_RULES));
+
+fn set_of(rules: &[Rule]) -> regex::RegexSet {
+    regex::RegexSet::new(rules.iter().map(|r| r.re.as_str())).expect("redaction set compiles")
+}
 
 fn rule(pattern: &str, replace: fn(&Captures<'_>) -> String) -> Rule {
     Rule {
@@ -123,12 +130,29 @@ fn keep_prefix_unless_done(c: &Captures<'_>) -> String {
     }
 }
 
+/// [`keep_prefix_unless_done`], also leaving a token count (`input_tokens: 12`,
+/// `max_tokens=1024`: a plain number under a name with `tokens` in it).
+fn keep_prefix_unless_done_or_number(c: &Captures<'_>) -> String {
+    let v = c[2].trim_matches(['"', '\'']);
+    let count = c[1].to_ascii_lowercase().contains("tokens");
+    if count && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        c[0].to_owned()
+    } else {
+        keep_prefix_unless_done(c)
+    }
+}
+
 /// Masks the whole match.
 fn mask_all(_: &Captures<'_>) -> String {
     MASK.to_owned()
 }
 
-static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
+static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| rules(NAME, keep_prefix_unless_done));
+static RESULT_RULES: LazyLock<Vec<Rule>> =
+    LazyLock::new(|| rules(RESULT_NAME, keep_prefix_unless_done_or_number));
+
+/// The rule table, with `name` for secret-looking names and `assign` for their values.
+fn rules(name: &str, assign: fn(&Captures<'_>) -> String) -> Vec<Rule> {
     let mut rules = vec![
         // PEM private keys, with or without their END line.
         rule(
@@ -151,10 +175,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             |c| format!("{}{MASK}@", &c[1]),
         ),
         // Long flags: --password x, --password=x, --api-key x, --token=x, ...
-        rule(
-            &format!(r"(?i)(--{NAME}(?:=|\s+))({VALUE})"),
-            keep_prefix_unless_done,
-        ),
+        rule(&format!(r"(?i)(--{name}(?:=|\s+))({VALUE})"), assign),
         // curl/wget -u user:password, --user, --proxy-user.
         rule(
             r#"((?:^|\s)(?:-u|-U|--user|--proxy-user|--http-user)(?:=|\s+)['"]?[^\s:'"]+:)[^\s'"]+"#,
@@ -162,8 +183,8 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         ),
         // Assignments: export TOKEN=x, env API_KEY=x, password: x, "password": "x", token = 'x'.
         rule(
-            &format!(r#"(?i)(\b{NAME}["']?\s*(?:=|:)\s*)({VALUE})"#),
-            keep_prefix_unless_done,
+            &format!(r#"(?i)(\b{name}["']?\s*(?:=|:)\s*)({VALUE})"#),
+            assign,
         ),
         // Token formats.
         rule(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b", mask_all),
@@ -196,7 +217,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         });
     }
     rules
-});
+}
 
 /// Lines of Kubernetes Secret manifests (YAML) under `data:` / `stringData:`.
 static SECRET_KIND: LazyLock<Regex> =
@@ -204,14 +225,25 @@ static SECRET_KIND: LazyLock<Regex> =
 
 /// `text` with every secret it contains masked.
 pub fn text(s: &str) -> Cow<'_, str> {
+    masked(s, &RULES, &ANY)
+}
+
+/// A tool result's `text` with its secrets masked, for the person or model who reads it: the
+/// same rules as [`text`] with a stricter idea of a secret-looking name ([`RESULT_NAME`]) and
+/// numbers under such names left alone.
+pub fn result_text(s: &str) -> Cow<'_, str> {
+    masked(s, &RESULT_RULES, &RESULT_ANY)
+}
+
+fn masked<'a>(s: &'a str, rules: &[Rule], any: &regex::RegexSet) -> Cow<'a, str> {
     let mut out = Cow::Borrowed(s);
     if SECRET_KIND.is_match(s) {
         out = Cow::Owned(yaml_secret_data(s));
     }
-    if !ANY.is_match(&out) {
+    if !any.is_match(&out) {
         return out;
     }
-    for r in RULES.iter() {
+    for r in rules {
         if r.re.is_match(&out) {
             out = Cow::Owned(r.re.replace_all(&out, r.replace).into_owned());
         }
@@ -279,33 +311,60 @@ fn split_documents(s: &str) -> Vec<&str> {
     docs
 }
 
-/// Copies `v` with secrets masked: values under secret-looking keys, the data of Kubernetes
-/// Secret objects, contents under content keys (length and SHA-256), and secrets inside strings.
-pub fn json(v: &Value) -> Value {
+/// How [`walk`] masks.
+struct Masking<'a> {
+    /// The replacement of the value under a key, if that key's value is masked.
+    at_key: &'a dyn Fn(&str, &Value) -> Option<Value>,
+    /// What becomes of the `data`/`stringData` of a Kubernetes Secret object.
+    secret_data: &'a dyn Fn(&Value) -> Value,
+    /// What becomes of every other string.
+    string: &'a dyn Fn(&str) -> String,
+}
+
+/// Copies `v` masked as `how` says: the one walk behind [`json`], [`document`] and
+/// [`result_document`].
+fn walk(v: &Value, how: &Masking<'_>) -> Value {
     match v {
         Value::Object(m) => {
             let is_secret_object = m.get("kind").and_then(Value::as_str) == Some("Secret");
             Value::Object(
                 m.iter()
                     .map(|(k, v)| {
-                        let v = if is_secret_key(k)
-                            || (is_secret_object && matches!(k.as_str(), "data" | "stringData"))
-                        {
-                            Value::String(MASK.to_owned())
-                        } else if let (true, Value::String(s)) = (is_content_key(k), v) {
-                            Value::String(content_summary(s))
+                        let v = if is_secret_object && matches!(k.as_str(), "data" | "stringData") {
+                            (how.secret_data)(v)
                         } else {
-                            json(v)
+                            (how.at_key)(k, v).unwrap_or_else(|| walk(v, how))
                         };
                         (k.clone(), v)
                     })
                     .collect::<Map<_, _>>(),
             )
         }
-        Value::Array(a) => Value::Array(a.iter().map(json).collect()),
-        Value::String(s) => Value::String(string(s)),
+        Value::Array(a) => Value::Array(a.iter().map(|v| walk(v, how)).collect()),
+        Value::String(s) => Value::String((how.string)(s)),
         other => other.clone(),
     }
+}
+
+fn mask() -> Value {
+    Value::String(MASK.to_owned())
+}
+
+/// Copies `v` with secrets masked: values under secret-looking keys, the data of Kubernetes
+/// Secret objects, contents under content keys (length and SHA-256), and secrets inside strings.
+pub fn json(v: &Value) -> Value {
+    walk(
+        v,
+        &Masking {
+            at_key: &|k, v| match v {
+                _ if is_secret_key(k) => Some(mask()),
+                Value::String(s) if is_content_key(k) => Some(Value::String(content_summary(s))),
+                _ => None,
+            },
+            secret_data: &|_| mask(),
+            string: &string,
+        },
+    )
 }
 
 /// Copies a result document with its secrets masked: values under secret names (`password`,
@@ -313,29 +372,58 @@ pub fn json(v: &Value) -> Value {
 /// Kubernetes Secret objects, and secrets inside strings. Contents are left to the caller (see
 /// [`has_content`]).
 pub fn document(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let is_secret_object = m.get("kind").and_then(Value::as_str) == Some("Secret");
-            Value::Object(
-                m.iter()
-                    .map(|(k, v)| {
-                        let lower = k.to_ascii_lowercase();
-                        let v = if SECRET_KEY_PARTS.iter().any(|s| lower.contains(s))
-                            || (is_secret_object && matches!(k.as_str(), "data" | "stringData"))
-                        {
-                            Value::String(MASK.to_owned())
-                        } else {
-                            document(v)
-                        };
-                        (k.clone(), v)
-                    })
-                    .collect::<Map<_, _>>(),
-            )
-        }
-        Value::Array(a) => Value::Array(a.iter().map(document).collect()),
-        Value::String(s) => Value::String(text(s).into_owned()),
-        other => other.clone(),
-    }
+    walk(
+        v,
+        &Masking {
+            at_key: &|k, _| {
+                let lower = k.to_ascii_lowercase();
+                SECRET_KEY_PARTS
+                    .iter()
+                    .any(|s| lower.contains(s))
+                    .then(mask)
+            },
+            secret_data: &|_| mask(),
+            string: &|s| text(s).into_owned(),
+        },
+    )
+}
+
+/// Copies a tool result's structured content with its secrets masked for the reader: string
+/// values (and arrays of strings) under names [`RESULT_NAME`] matches, the data of Kubernetes
+/// Secret objects, and secrets inside every string ([`result_text`]). Numbers, booleans and
+/// objects under such names stay (`input_tokens: 12`, `secrets: [{name: …}]`).
+pub fn result_document(v: &Value) -> Value {
+    static KEY: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(&format!("(?i)^{RESULT_NAME}$")).expect("compiles"));
+    walk(
+        v,
+        &Masking {
+            at_key: &|k, v| match v {
+                Value::String(_) if KEY.is_match(k) => Some(mask()),
+                Value::Array(a) if KEY.is_match(k) && a.iter().all(Value::is_string) => {
+                    Some(Value::Array(a.iter().map(|_| mask()).collect()))
+                }
+                _ => None,
+            },
+            // The keys of a Secret's data are worth seeing; its values never. A value a service
+            // masked already (k8s's own marker) stays as the service wrote it.
+            secret_data: &|v| match v {
+                Value::Object(m) => Value::Object(
+                    m.iter()
+                        .map(|(k, v)| {
+                            let done = v.as_str().is_some_and(|s| {
+                                s.get(..9)
+                                    .is_some_and(|p| p.eq_ignore_ascii_case("[redacted"))
+                            });
+                            (k.clone(), if done { v.clone() } else { mask() })
+                        })
+                        .collect(),
+                ),
+                _ => mask(),
+            },
+            string: &|s| result_text(s).into_owned(),
+        },
+    )
 }
 
 /// Whether `v` holds a string under a content key (a file's or message's contents).
@@ -386,6 +474,44 @@ fn string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_keep_counts_authors_and_sessions_but_not_secrets() {
+        for (input, want) in [
+            (
+                "input_tokens: 12, max_tokens=1024",
+                "input_tokens: 12, max_tokens=1024",
+            ),
+            (
+                "Author: Dev <dev@example.com>",
+                "Author: Dev <dev@example.com>",
+            ),
+            ("session_id: abc", "session_id: abc"),
+            ("API_TOKEN=canary-x", "API_TOKEN=[REDACTED]"),
+            ("password: 1234", "password: [REDACTED]"),
+            ("db_password=hunter2", "db_password=[REDACTED]"),
+        ] {
+            assert_eq!(result_text(input), want, "{input}");
+        }
+        let gh = format!("ghp_{}", "a".repeat(36));
+        assert_eq!(result_text(&format!("echo {gh}")), "echo [REDACTED]");
+        let doc = serde_json::json!({
+            "usage": {"input_tokens": 12}, "session": "s1", "api_key": "k-1",
+            "tokens": ["t1", "t2"], "secrets": [{"name": "keepass/a"}], "note": "token=zzz"
+        });
+        let r = result_document(&doc);
+        let secret = result_document(&serde_json::json!({
+            "kind": "Secret", "data": {"password": "[redacted by mcp-k8s]", "user": "YWRtaW4="}
+        }));
+        assert_eq!(secret["data"]["password"], "[redacted by mcp-k8s]");
+        assert_eq!(secret["data"]["user"], MASK);
+        assert_eq!(r["usage"]["input_tokens"], 12);
+        assert_eq!(r["session"], "s1");
+        assert_eq!(r["api_key"], MASK);
+        assert_eq!(r["tokens"], serde_json::json!([MASK, MASK]));
+        assert_eq!(r["secrets"][0]["name"], "keepass/a");
+        assert_eq!(r["note"], format!("token={MASK}"));
+    }
     use serde_json::json as j;
 
     const C: &str = "c4n4ryS3cr3t";

@@ -60,6 +60,24 @@ pub struct PendingCall {
     pub requester: Identity,
 }
 
+/// A held definition whose acceptance an approval decides (`guard::pins`).
+#[derive(Debug, Clone)]
+pub struct PinDecision {
+    pub key: crate::guard::pins::PinKey,
+    /// The held definition's digest the approver was shown.
+    pub digest: String,
+}
+
+/// What an approval decides: a call to run, or a held definition to accept or reject.
+#[derive(Debug, Clone)]
+pub enum Pending {
+    Call(PendingCall),
+    Pin(PinDecision),
+}
+
+/// Who asks for approvals of held definitions.
+pub const PIN_REQUESTER: &str = "master";
+
 /// One approval as the tools and the API show it (arguments redacted).
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ApprovalRow {
@@ -86,8 +104,9 @@ pub struct ApprovalRow {
 pub struct Approvals {
     pub cfg: ApprovalsConfig,
     db: Mutex<Connection>,
-    /// Full arguments of pending calls, by id (memory only: arguments may hold secrets).
-    calls: Mutex<HashMap<String, PendingCall>>,
+    /// Full arguments of pending calls, and held definitions, by id (memory only: arguments may
+    /// hold secrets).
+    calls: Mutex<HashMap<String, Pending>>,
 }
 
 pub(crate) fn now() -> u64 {
@@ -127,8 +146,8 @@ pub struct DecisionRefused(pub String);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApprovalsError {
-    #[error("cannot create {dir}: {source}")]
-    Dir { dir: String, source: std::io::Error },
+    #[error("approvals db {0}")]
+    Open(#[from] crate::db::DbOpenError),
     #[error("approvals db {path}: {source}")]
     Db {
         path: String,
@@ -142,17 +161,11 @@ impl Approvals {
             .db
             .clone()
             .unwrap_or_else(|| default_dir.join("approvals.sqlite"));
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| ApprovalsError::Dir {
-                dir: dir.display().to_string(),
-                source,
-            })?;
-        }
+        let conn = crate::db::open(&path)?;
         let db = |source| ApprovalsError::Db {
             path: path.display().to_string(),
             source,
         };
-        let conn = Connection::open(&path).map_err(db)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              CREATE TABLE IF NOT EXISTS approvals (
@@ -186,15 +199,55 @@ impl Approvals {
         correlation_id: &str,
         call: PendingCall,
     ) -> ApprovalRow {
+        let requester = call.requester.name.clone();
+        let hash = mcp_runtime::approval::args_hash(call.arguments.as_ref());
+        self.insert(
+            wire,
+            reason,
+            redacted_args,
+            correlation_id,
+            (requester, hash),
+            Pending::Call(call),
+        )
+    }
+
+    /// Records a pending approval of a held definition (`shown`: what changed, masked).
+    pub fn request_pin(
+        &self,
+        wire: &str,
+        reason: &str,
+        shown: &str,
+        pin: PinDecision,
+    ) -> ApprovalRow {
+        let hash = pin.digest.clone();
+        self.insert(
+            wire,
+            reason,
+            shown,
+            "",
+            (PIN_REQUESTER.to_owned(), hash),
+            Pending::Pin(pin),
+        )
+    }
+
+    fn insert(
+        &self,
+        wire: &str,
+        reason: &str,
+        redacted_args: &str,
+        correlation_id: &str,
+        (requester, args_sha256): (String, String),
+        pending: Pending,
+    ) -> ApprovalRow {
         let id = format!("ap-{}", uuid::Uuid::new_v4().simple());
         let created = now();
         let r = ApprovalRow {
             id: id.clone(),
             status: "pending".to_owned(),
-            requester: call.requester.name.clone(),
+            requester,
             tool: wire.to_owned(),
             arguments: redacted_args.to_owned(),
-            args_sha256: mcp_runtime::approval::args_hash(call.arguments.as_ref()),
+            args_sha256,
             reason: reason.to_owned(),
             created,
             expires: created + self.cfg.ttl_secs,
@@ -208,7 +261,7 @@ impl Approvals {
             params![r.id, r.status, r.requester, r.tool, r.arguments, r.args_sha256, r.reason, r.created as i64, r.expires as i64, r.correlation_id],
         );
         if let Ok(mut c) = self.calls.lock() {
-            c.insert(id, call);
+            c.insert(id, pending);
         }
         r
     }
@@ -253,14 +306,15 @@ impl Approvals {
             && (self.cfg.allow_self_approval || who.name != requester)
     }
 
-    /// Approves or denies a pending approval; an approval hands back the call to run.
+    /// Approves or denies a pending approval; hands back what it decides (an approved call to
+    /// run, or a held definition to accept or reject).
     pub fn decide(
         &self,
         id: &str,
         approver: &Identity,
         approve: bool,
         comment: &str,
-    ) -> Result<(ApprovalRow, Option<PendingCall>), DecisionRefused> {
+    ) -> Result<(ApprovalRow, Option<Pending>), DecisionRefused> {
         let current = self
             .get(id)
             .ok_or_else(|| DecisionRefused(format!("no approval `{id}`")))?;
@@ -299,7 +353,13 @@ impl Approvals {
         let row = self
             .get(id)
             .ok_or_else(|| DecisionRefused(format!("no approval `{id}`")))?;
-        Ok((row, if approve { call } else { None }))
+        Ok((
+            row,
+            match call {
+                Some(Pending::Call(_)) if !approve => None,
+                other => other,
+            },
+        ))
     }
 
     /// How many approvals have this status (expired ones first marked expired).

@@ -31,9 +31,13 @@ pub struct AuditRecord {
     pub correlation_id: String,
     /// Short error text for failed or refused calls.
     pub error: Option<String>,
+    /// What the guardrails found (`guard`): secrets masked in the result, scanner findings in a
+    /// result or a definition, and what was done about them.
+    pub findings: Option<String>,
     /// What the row is about, for `mcp_audit_rows_total{source}`: `call` (a client's `tools/call`),
-    /// `step` (a workflow step's call), `approval` (a decision made through the HTTP API) or
-    /// `route` (a route change master made itself: a rollback, a config reload).
+    /// `step` (a workflow step's call), `approval` (a decision made through the HTTP API),
+    /// `route` (a route change master made itself: a rollback, a config reload) or `pin` (a
+    /// definition pinned, changed, held, accepted or rejected).
     #[serde(skip)]
     pub source: &'static str,
 }
@@ -120,13 +124,23 @@ impl Audit {
                 status TEXT NOT NULL,
                 duration_ms REAL NOT NULL,
                 correlation_id TEXT NOT NULL,
-                error TEXT
+                error TEXT,
+                findings TEXT
              );
              CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
              CREATE INDEX IF NOT EXISTS audit_identity ON audit(identity);
              CREATE INDEX IF NOT EXISTS audit_correlation ON audit(correlation_id);",
         )
         .map_err(open_err)?;
+        // Databases made before the guardrails have no `findings` column.
+        let has_findings = conn
+            .prepare("SELECT 1 FROM pragma_table_info('audit') WHERE name = 'findings'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(open_err)?;
+        if !has_findings {
+            conn.execute_batch("ALTER TABLE audit ADD COLUMN findings TEXT;")
+                .map_err(open_err)?;
+        }
         let (tx, rx) = mpsc::channel::<AuditRecord>();
         let counted = rows.clone();
         std::thread::Builder::new()
@@ -165,6 +179,7 @@ impl Audit {
                     status = %r.status,
                     duration_ms = r.duration_ms,
                     error = r.error.as_deref().unwrap_or(""),
+                    findings = r.findings.as_deref().unwrap_or(""),
                 )
             };
         }
@@ -192,8 +207,8 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<AuditRecord>, rows: &promethe
             let tx = conn.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
-                    "INSERT INTO audit (ts, identity, tool, arguments, decision, status, duration_ms, correlation_id, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    "INSERT INTO audit (ts, identity, tool, arguments, decision, status, duration_ms, correlation_id, error, findings)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?;
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -209,7 +224,8 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<AuditRecord>, rows: &promethe
                         r.status,
                         r.duration_ms,
                         r.correlation_id,
-                        r.error
+                        r.error,
+                        r.findings
                     ])?;
                 }
             }
@@ -260,6 +276,7 @@ mod tests {
                 duration_ms: 1.0,
                 correlation_id: "c".into(),
                 error: None,
+                findings: None,
                 source: "call",
             });
         }

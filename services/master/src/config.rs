@@ -48,6 +48,10 @@ pub struct DownstreamConfig {
     /// Extra environment for a `stdio` child.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Environment for a `stdio` child read from files (API keys as Docker secrets): variable
+    /// name → file, whose content (one trailing newline trimmed) is the value.
+    #[serde(default)]
+    pub env_from_files: BTreeMap<String, PathBuf>,
     /// Time limit of one call to this downstream, in seconds.
     #[serde(default = "default_call_timeout")]
     pub timeout_secs: u64,
@@ -72,6 +76,25 @@ pub struct DownstreamConfig {
     /// versions; default 100 for the stable version, 0 for the others).
     #[serde(default)]
     pub weight: Option<u32>,
+    /// A server the suite does not ship: its definitions are held when new or changed, its
+    /// descriptions flagged by the scanner held, flagged text in its results masked (see
+    /// `guard`). Default: false for the suite's services by name over HTTP/SSE, true otherwise.
+    #[serde(default)]
+    pub third_party: Option<bool>,
+    /// New definitions of this already pinned downstream: `auto` (pinned) or `hold`.
+    #[serde(default)]
+    pub new_tools: Option<crate::guard::NewTools>,
+    /// Changed definitions: `hold` (until an approver accepts) or `accept` (audited).
+    #[serde(default)]
+    pub on_change: Option<crate::guard::OnChange>,
+    /// The injection scanner: `descriptions` (`off`, `warn`, `hold`), `results` (`off`, `warn`,
+    /// `mask`, `block`).
+    #[serde(default)]
+    pub scan: crate::guard::ScanConfig,
+    /// This downstream's tools whose results are secrets, passed on unmasked (default
+    /// `["getSecret"]` for the suite's services, none for third-party ones).
+    #[serde(default)]
+    pub secret_tools: Option<Vec<String>>,
 }
 
 fn default_call_timeout() -> u64 {
@@ -79,6 +102,32 @@ fn default_call_timeout() -> u64 {
 }
 
 impl DownstreamConfig {
+    /// A streamable-HTTP downstream at `url` with every other setting at its default.
+    pub fn http(name: &str, url: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            namespace: None,
+            transport: TransportKind::Http,
+            url: Some(url.to_owned()),
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            env_from_files: BTreeMap::new(),
+            timeout_secs: default_call_timeout(),
+            headers_from_file: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            version: None,
+            weight: None,
+            third_party: None,
+            new_tools: None,
+            on_change: None,
+            scan: crate::guard::ScanConfig::default(),
+            secret_tools: None,
+        }
+    }
+
     /// The namespace at master.
     pub fn namespace(&self) -> &str {
         self.namespace.as_deref().unwrap_or(&self.name)
@@ -249,6 +298,11 @@ pub struct MasterConfig {
     pub route: Vec<crate::routing::RouteConfig>,
     /// The role that may change route weights at runtime (`master_setRoute`).
     pub admin_role: String,
+    /// SQLite file of the pinned definitions (default: `pins.sqlite` beside the audit database).
+    pub pins_db: Option<PathBuf>,
+    /// A committed lock file of pins (`master_exportToolPins` writes one): its digests are the
+    /// accepted definitions at start, and its downstreams count as already pinned.
+    pub pins_file: Option<PathBuf>,
 }
 
 impl Default for MasterConfig {
@@ -277,6 +331,8 @@ impl Default for MasterConfig {
             require_tls: false,
             route: Vec::new(),
             admin_role: "admin".to_owned(),
+            pins_db: None,
+            pins_file: None,
         }
     }
 }
@@ -413,20 +469,8 @@ impl MasterConfig {
                 TransportKind::Http
             };
             self.downstream.push(DownstreamConfig {
-                name: (*ns).to_owned(),
-                namespace: None,
                 transport,
-                url: Some(url),
-                command: None,
-                args: Vec::new(),
-                env: BTreeMap::new(),
-                timeout_secs: default_call_timeout(),
-                headers_from_file: None,
-                ca_file: None,
-                client_cert_file: None,
-                client_key_file: None,
-                version: None,
-                weight: None,
+                ..DownstreamConfig::http(ns, &url)
             });
         }
     }

@@ -772,6 +772,13 @@ pub async fn connect_client(
                 let program = cfg.command.clone().unwrap_or_default();
                 let mut cmd = tokio::process::Command::new(&program);
                 cmd.args(&cfg.args).envs(&cfg.env).kill_on_drop(true);
+                for (var, path) in &cfg.env_from_files {
+                    let value = std::fs::read_to_string(path).map_err(|e| {
+                        format!("cannot read env_from_files.{var} ({}): {e}", path.display())
+                    })?;
+                    let value = value.strip_suffix('\n').unwrap_or(&value);
+                    cmd.env(var, value.strip_suffix('\r').unwrap_or(value));
+                }
                 let (transport, _stderr) = TokioChildProcess::builder(cmd)
                     .stderr(std::process::Stdio::inherit())
                     .spawn()
@@ -928,20 +935,9 @@ mod tests {
 
     fn cfg(headers_file: Option<std::path::PathBuf>) -> DownstreamConfig {
         DownstreamConfig {
-            name: "svc".into(),
-            namespace: None,
-            transport: TransportKind::Http,
-            url: Some("http://127.0.0.1:1/mcp".into()),
-            command: None,
-            args: Vec::new(),
-            env: Default::default(),
             timeout_secs: 5,
             headers_from_file: headers_file,
-            ca_file: None,
-            client_cert_file: None,
-            client_key_file: None,
-            version: None,
-            weight: None,
+            ..DownstreamConfig::http("svc", "http://127.0.0.1:1/mcp")
         }
     }
 

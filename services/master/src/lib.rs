@@ -6,8 +6,10 @@ pub mod approvals;
 pub mod approvals_api;
 pub mod audit;
 pub mod config;
+pub mod db;
 pub mod downstream;
 pub mod gateway;
+pub mod guard;
 pub mod metrics;
 pub mod namespace;
 pub mod policy;
@@ -104,12 +106,18 @@ impl McpService for Master {
             metrics.clone(),
             &cfg.separator,
         )?;
+        let pins = guard::pins::Pins::open(
+            &cfg.pins_db
+                .clone()
+                .unwrap_or_else(|| data_dir.join("pins.sqlite")),
+            cfg.pins_file.as_deref(),
+        )?;
         let gateway = Gateway::new(
             cfg,
             downstreams,
             policy,
             limits,
-            audit,
+            gateway::Stores { audit, pins },
             metrics,
             gateway::Signing {
                 identity: assertion_key,
@@ -256,6 +264,26 @@ impl HealthProbe for Master {
             checks.insert(
                 "naming".to_owned(),
                 Check::degraded(problems.join("; "), serde_json::Value::Null),
+            );
+        }
+        let held = self.gateway.held_definitions();
+        if !held.is_empty() {
+            let names: Vec<String> = held
+                .iter()
+                .map(|h| {
+                    format!(
+                        "{} ({})",
+                        h["wire"].as_str().unwrap_or_default(),
+                        h["refusal"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect();
+            checks.insert(
+                "pins".to_owned(),
+                Check::degraded(
+                    format!("{} held: {}", held.len(), names.join("; ")),
+                    json!({ "held": held }),
+                ),
             );
         }
         let warnings = self.gateway.limit_warnings();

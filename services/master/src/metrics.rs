@@ -33,6 +33,8 @@ pub struct MasterMetrics {
     pub audit_rows: IntCounterVec,
     /// Versioned namespaces (`mcp_route_*`).
     pub routes: crate::routing::RouteMetrics,
+    /// Pins and the scanner (`mcp_tool_pins_held`, `mcp_guardrail_findings_total`).
+    pub guard: crate::guard::GuardMetrics,
 }
 
 /// `mcp_audit_rows_total{source,outcome}`: audit rows by what they record (`call`, `step`,
@@ -179,6 +181,7 @@ impl MasterMetrics {
             )?,
             audit_rows: audit_rows()?,
             routes: crate::routing::RouteMetrics::new(registry)?,
+            guard: crate::guard::GuardMetrics::new(registry)?,
         };
         registry.register(Box::new(m.downstream_up.clone()))?;
         registry.register(Box::new(m.circuit_state.clone()))?;

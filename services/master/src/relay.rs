@@ -161,6 +161,7 @@ impl ServerHandler for MasterHandler {
                 peer: Some(&context.peer),
                 context: Some(&context),
                 ct: &context.ct,
+                secret_result: false,
             })
             .await
     }

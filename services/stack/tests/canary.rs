@@ -110,8 +110,17 @@ fn canary_secrets_reach_no_store_log_or_metric() {
     let stack = Stack::start(cwd.path(), &[("MCP_SERVER_LOG_LEVEL", "debug")]);
     let k = Canaries::new();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let approval_view = rt.block_on(async {
+    let (approval_view, secret_value) = rt.block_on(async {
         let all = client(&stack.ports.master_url("/mcp"), None).await;
+        // Every suite definition was pinned and scanned at start: none held, none flagged.
+        let m = mcp_test_support::metrics(&stack.ports.master_url("/metrics")).await;
+        for d in ["linux", "cmdb", "secrets", "k8s", "ai_models", "freqtrade"] {
+            assert!(
+                m.contains(&format!("mcp_tool_pins_held{{downstream=\"{d}\"}} 0")),
+                "{d}: {m}"
+            );
+        }
+        assert!(!m.contains("mcp_guardrail_findings_total{"), "{m}");
         let infra = client(&stack.ports.master_url("/mcp/infra"), None).await;
         let disc = client(&stack.ports.master_url("/mcp/discover"), None).await;
 
@@ -132,13 +141,31 @@ fn canary_secrets_reach_no_store_log_or_metric() {
             let r = tool(&all, "linux_runCommand", json!({"command": c})).await;
             assert!(!text(&r).is_empty());
         }
+        // A command that prints a token: the caller gets it masked (the result guard).
+        let r = tool(
+            &all,
+            "linux_runCommand",
+            json!({"command": format!("printf 'GITHUB_TOKEN=%s\\n' {}", k.github)}),
+        )
+        .await;
+        assert_eq!(
+            structured(&r)["stdout"],
+            "GITHUB_TOKEN=[REDACTED]\n",
+            "{}",
+            text(&r)
+        );
+        assert!(!serde_json::to_string(&r).unwrap().contains(&k.github));
         let r = tool(
             &infra,
             "linux_runCommand",
             json!({"command": format!("echo --api-key {}", k.toolset)}),
         )
         .await;
-        assert!(text(&r).contains(k.toolset), "the caller gets its own output: {}", text(&r));
+        assert!(
+            !text(&r).contains(k.toolset) && text(&r).contains("--api-key [REDACTED]"),
+            "secrets in results are masked: {}",
+            text(&r)
+        );
         let r = tool(
             &all,
             "linux_writeFile",
@@ -194,7 +221,20 @@ fn canary_secrets_reach_no_store_log_or_metric() {
             json!({"name": "linux_runCommand", "arguments": {"command": format!("echo --secret {}", k.discovery)}}),
         )
         .await;
-        assert!(text(&r).contains(k.discovery), "{}", text(&r));
+        assert!(
+            !text(&r).contains(k.discovery) && text(&r).contains("[REDACTED]"),
+            "{}",
+            text(&r)
+        );
+        // A tool that returns secrets returns them (secret_tools), and they reach no store or log.
+        let r = tool(
+            &all,
+            "secrets_getSecret",
+            json!({"name": "keepass/Infra/docker-registry"}),
+        )
+        .await;
+        let secret_value = structured(&r)["value"].as_str().unwrap_or_default().to_owned();
+        assert_eq!(secret_value.len(), 32, "{}", text(&r));
 
         let list = structured(
             &tool(&all, "approvals_list", json!({"status": "pending"})).await,
@@ -204,7 +244,7 @@ fn canary_secrets_reach_no_store_log_or_metric() {
         for c in [all, infra, disc] {
             c.cancel().await.unwrap();
         }
-        list
+        (list, secret_value)
     });
 
     // The approver sees what they decide on: the file's path, size and hash, the masked value.
@@ -244,7 +284,8 @@ fn canary_secrets_reach_no_store_log_or_metric() {
         .unwrap();
     assert!(curl.contains("Authorization: Bearer [REDACTED]"), "{curl}");
 
-    let canaries = k.all();
+    let mut canaries = k.all();
+    canaries.push(secret_value);
     let mut files = Vec::new();
     files_under(&cwd.path().join("data"), &mut files);
     assert!(

@@ -901,6 +901,9 @@ async fn toolsets_and_discovery_keep_clients_under_their_limits() {
         if name == "master_setRoute" {
             continue; // needs a versioned namespace and the admin role (canary.rs)
         }
+        if name == "master_acceptToolChange" || name == "master_exportToolPins" {
+            continue; // need a held definition, the approver or admin role (guardrails.rs)
+        }
         let args = if name == "cmdb_getHost" {
             json!({"name": "aicrusher"})
         } else {

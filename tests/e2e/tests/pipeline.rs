@@ -22,11 +22,12 @@ async fn refusal(c: &Client, name: &str, args: Value) -> Value {
     }
 }
 
-/// Every audit row so far: identity, tool, decision, status, correlation id.
+/// Every audit row of a call so far: identity, tool, decision, status, correlation id (rows about
+/// pinned definitions, `pin_*`, are master's own and not calls).
 fn audit_rows(db: &std::path::Path) -> Vec<[String; 5]> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
-        .prepare("SELECT identity, tool, decision, status, correlation_id FROM audit ORDER BY id")
+        .prepare("SELECT identity, tool, decision, status, correlation_id FROM audit WHERE decision NOT LIKE 'pin\\_%' ESCAPE '\\' ORDER BY id")
         .unwrap();
     stmt.query_map([], |r| {
         Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?])
@@ -536,8 +537,13 @@ impl rmcp::ClientHandler for ListWatcher {
 async fn a_downstreams_own_list_change_reaches_clients() {
     use rmcp::ServiceExt;
     let (ledger, _counts) = ledger::start_ledger("grow").await;
+    // A third-party server's new tools are held by default (guard::pins); this one's are taken
+    // as they come, so its list change reaches clients.
     let master = start_master(
-        &downstream("ledger", None, "http", &ledger.url("/mcp")),
+        &format!(
+            "{}new_tools = \"auto\"\n",
+            downstream("ledger", None, "http", &ledger.url("/mcp"))
+        ),
         server_config(),
     )
     .await;

@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::sync::Weak;
 
-use mcp_master::config::{DownstreamConfig, TransportKind};
+use mcp_master::config::DownstreamConfig;
 use mcp_master::downstream::{NoUpstream, connect_client};
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
@@ -30,20 +30,8 @@ fn main() -> ExitCode {
             format!("{}/mcp", url.trim_end_matches('/'))
         };
         let cfg = DownstreamConfig {
-            name: "conformance".into(),
-            namespace: None,
-            transport: TransportKind::Http,
-            url: Some(url),
-            command: None,
-            args: Vec::new(),
-            env: Default::default(),
             timeout_secs: 30,
-            headers_from_file: None,
-            ca_file: None,
-            client_cert_file: None,
-            client_key_file: None,
-            version: None,
-            weight: None,
+            ..DownstreamConfig::http("conformance", &url)
         };
         let client =
             match connect_client(&cfg, &Default::default(), Weak::<NoUpstream>::new(), 0).await {

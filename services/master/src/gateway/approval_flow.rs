@@ -335,9 +335,32 @@ impl Gateway {
                         if approve { "comment" } else { "reason" }
                     )
                 }),
+                findings: None,
                 source: "approval",
             });
         }
+        let call = match call {
+            Some(crate::approvals::Pending::Pin(pin)) => {
+                // A held definition: accepting pins it and lists it again; denying keeps it held.
+                let done = self.decide_pin(&pin, approve, &approver.name, comment);
+                return match done {
+                    Ok(v) => {
+                        if approve {
+                            ap.finish(id, true, &v.to_string());
+                        }
+                        Ok((json!({ "approval": ap.get(id), "definition": v }), None))
+                    }
+                    Err(e) => {
+                        if approve {
+                            ap.finish(id, false, &e.0);
+                        }
+                        Err(ApprovalFailure::Failed(e.0))
+                    }
+                };
+            }
+            Some(crate::approvals::Pending::Call(c)) => Some(c),
+            None => None,
+        };
         let Some(call) = call else {
             let _ = self.approval_events.send(ApprovalEvent {
                 id: row.id.clone(),
@@ -455,6 +478,7 @@ impl Gateway {
             duration_ms: 0.0,
             correlation_id: caller.correlation_id.clone(),
             error: Some(format!("{}: {reason}", row.id)),
+            findings: None,
             source: "step",
         });
         Ok(row.id)
@@ -499,7 +523,15 @@ impl Gateway {
             })
             .await;
         match outcome {
-            Ok(CallToolResponse::Complete(r)) => Ok(r),
+            Ok(CallToolResponse::Complete(mut r)) => {
+                // The approver's answer passes the same guardrails as any call's.
+                let g =
+                    self.guard_result(call.downstream, &call.local_tool, &row.tool, false, &mut r);
+                match g.blocked {
+                    Some(blocked) => Err(ApprovalFailed(blocked)),
+                    None => Ok(r),
+                }
+            }
             Ok(_) => Err(ApprovalFailed(format!(
                 "service {} answered the approved call with a task or an input request, which approvals do not support",
                 d.name()

@@ -12,6 +12,7 @@ use super::Gateway;
 use super::local::local_tools;
 use crate::config::MasterConfig;
 use crate::downstream::Downstream;
+use crate::guard::pins::DefKind;
 use crate::namespace::{check_wire_name, wire_name, wire_uri};
 use crate::toolsets::{DISCOVER, View};
 
@@ -79,8 +80,10 @@ pub struct Index {
     pub prompt_routes: HashMap<String, Route>,
     pub resources: Vec<Resource>,
     pub templates: Vec<ResourceTemplate>,
-    /// Namespace of every routable tool, by wire name.
+    /// Namespace of every routable tool, by wire name (held tools included).
     pub tool_ns: HashMap<String, String>,
+    /// Tools held by their pins (`guard::pins`), by wire name: neither listed nor routed.
+    pub held: HashMap<String, crate::guard::pins::Held>,
     /// Names that could not be exposed (collision, too long, bad characters), with the reason.
     pub problems: Vec<String>,
 }
@@ -122,10 +125,16 @@ impl Gateway {
             idx.tools.push(t);
         }
         let mut prompt_owner: HashMap<String, String> = HashMap::new();
-        for problem in self
-            .routes
-            .refresh(&|i| self.downstreams[i].catalog().tools.clone())
-        {
+        let unheld_tools = |i: usize| -> Vec<Tool> {
+            self.downstreams[i]
+                .catalog()
+                .tools
+                .iter()
+                .filter(|t| self.held(i, DefKind::Tool, &t.name).is_none())
+                .cloned()
+                .collect()
+        };
+        for problem in self.routes.refresh(&unheld_tools) {
             tracing::warn!(message = "Tool not routed to a candidate version.", problem = %problem);
         }
         for d in &self.downstreams {
@@ -154,6 +163,10 @@ impl Gateway {
                 }
                 owner.insert(wire.clone(), d.name().to_owned());
                 idx.tool_ns.insert(wire.clone(), ns.to_owned());
+                if let Some(h) = self.held(d.index, DefKind::Tool, &t.name) {
+                    idx.held.insert(wire, h);
+                    continue;
+                }
                 let mut exposed = t.clone();
                 exposed.name = wire.clone().into();
                 idx.tool_routes.insert(
@@ -174,6 +187,9 @@ impl Gateway {
                 continue;
             }
             for p in &cat.prompts {
+                if self.held(d.index, DefKind::Prompt, &p.name).is_some() {
+                    continue;
+                }
                 let wire = wire_name(ns, sep, &p.name);
                 if let Err(e) = check_wire_name(&wire, max) {
                     idx.problems
@@ -205,6 +221,12 @@ impl Gateway {
                 idx.resources.push(exposed);
             }
             for t in &cat.templates {
+                if self
+                    .held(d.index, DefKind::ResourceTemplate, &t.uri_template)
+                    .is_some()
+                {
+                    continue;
+                }
                 let mut exposed = t.clone();
                 exposed.uri_template = wire_uri(ns, &t.uri_template);
                 idx.templates.push(exposed);
@@ -216,6 +238,7 @@ impl Gateway {
     /// Rebuilds the index after a catalog change and tells clients when the merged set changed.
     pub fn catalog_changed(&self) {
         let _rebuilding = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        self.observe_pins();
         let new = Arc::new(self.build_index());
         for p in &new.problems {
             tracing::warn!(message = "Name not exposed.", problem = %p);

@@ -67,6 +67,17 @@ pub(super) struct SetRouteArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub(super) struct AcceptToolChangeArgs {
+    /// The held tool's wire name, e.g. everything_echo (master_getSystemStatus lists held ones).
+    pub(super) tool: String,
+    /// true accepts the served definition (the default), false rejects it: it stays held.
+    pub(super) accept: Option<bool>,
+    /// Why; required to reject.
+    pub(super) reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct SearchToolsArgs {
     /// Keywords, e.g. "pods logs" or "host ip".
     pub(super) query: String,
@@ -332,6 +343,59 @@ impl Gateway {
             }
             Err(e) => tool_error(e.to_string()),
         }
+    }
+
+    #[tool(
+        name = "master_acceptToolChange",
+        description = "Decide a held tool, prompt or resource template (approver role): a downstream changed its definition, added one, or has text flagged as aimed at the model, so master holds it (not listed, not callable). accept: true pins the served definition and lists it again; accept: false rejects it (a reason is required) and it stays held. The pending approval of the change (approvals_list shows its diff) is withdrawn.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn accept_tool_change_tool(
+        &self,
+        Parameters(args): Parameters<AcceptToolChangeArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResponse {
+        let caller = CallerContext::from_request(&ctx);
+        let comment = args.reason.unwrap_or_default();
+        match self.accept_tool_change(
+            &args.tool,
+            args.accept.unwrap_or(true),
+            &caller.identity,
+            &comment,
+        ) {
+            Ok(v) => CallToolResult::structured(v).into(),
+            Err(e) => tool_error(e.0),
+        }
+    }
+
+    #[tool(
+        name = "master_exportToolPins",
+        description = "The digest of every accepted tool, prompt and resource template definition, as a lock file for master.pins_file (admin role): commit it to pin a deployment ahead of its first start.",
+        annotations(
+            read_only_hint = true,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn export_tool_pins(
+        &self,
+        Parameters(_): Parameters<NoArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> CallToolResponse {
+        let caller = CallerContext::from_request(&ctx);
+        if !caller.identity.has_role(&self.cfg.admin_role) {
+            return tool_error(format!(
+                "master_exportToolPins needs the `{}` role (master.admin_role), which {} does not have; ask an operator",
+                self.cfg.admin_role, caller.identity.name
+            ));
+        }
+        CallToolResult::success(vec![ContentBlock::text(self.pins_lock_text())]).into()
     }
 
     #[tool(
@@ -601,6 +665,7 @@ impl Gateway {
             "resources": idx.resources.len(),
             "downstreams": downstreams,
             "routes": self.routes.status(),
+            "held": self.held_definitions(),
             "problems": idx.problems,
         })
     }

@@ -6,12 +6,14 @@
 //!   dispatch → classify → record;
 //! - `forward` — the dispatch stage for downstream tools (retry, span, progress, cancellation);
 //! - `approval_flow` — pending approvals, decisions, and running an approved call;
+//! - `pin_flow` — pinned definitions held, audited and decided; results guarded (`guard`);
 //! - `local` — master's own tools (`master_*`, `approvals_*`, `orchestrator_*`, discovery).
 
 mod approval_flow;
 mod forward;
 mod index;
 mod local;
+mod pin_flow;
 mod pipeline;
 
 use std::collections::HashMap;
@@ -69,6 +71,8 @@ pub struct Gateway {
     approvals: Option<(Arc<crate::approvals::Approvals>, AssertionKey)>,
     approval_events: broadcast::Sender<ApprovalEvent>,
     workflows: OnceLock<Arc<crate::workflow::Engine>>,
+    /// Pins, per-downstream guardrail policies, approvals of held definitions (`pin_flow`).
+    guard: pin_flow::GuardState,
     started: Instant,
     /// Master's own tools and the discovery meta-tools (`local`).
     local_router: rmcp::handler::server::router::tool::ToolRouter<Gateway>,
@@ -113,6 +117,12 @@ pub struct Signing {
     pub identity: Option<AssertionKey>,
     pub approvals: Option<(Arc<crate::approvals::Approvals>, AssertionKey)>,
 }
+/// What master writes down: the audit log and the pinned definitions.
+pub struct Stores {
+    pub audit: Audit,
+    pub pins: crate::guard::pins::Pins,
+}
+
 /// Mirrored calls in flight at most, over all routes.
 const MIRRORS_IN_FLIGHT: usize = 64;
 
@@ -129,17 +139,20 @@ impl Gateway {
         downstreams: Vec<Arc<Downstream>>,
         policy: Policy,
         limits: Arc<RateLimits>,
-        audit: Audit,
+        stores: Stores,
         metrics: MasterMetrics,
         keys: Signing,
     ) -> Arc<Self> {
+        let Stores { audit, pins } = stores;
         let Signing {
             identity: assertion_key,
             approvals,
         } = keys;
         let views = build_views(&cfg, &downstreams);
         let routes = crate::routing::Routes::new(&cfg, metrics.routes.clone());
+        let guard = pin_flow::GuardState::new(pins, &cfg);
         let g = Arc::new_cyclic(|me| Self {
+            guard,
             me: me.clone(),
             mirror_slots: Arc::new(tokio::sync::Semaphore::new(MIRRORS_IN_FLIGHT)),
             cfg,
@@ -290,6 +303,7 @@ impl Gateway {
             duration_ms: 0.0,
             correlation_id: String::new(),
             error: Some(why.to_owned()),
+            findings: None,
             source: "route",
         });
     }
@@ -350,6 +364,19 @@ impl Gateway {
         idx.tool_routes
             .get(&alias)
             .map(|(r, t)| (alias.clone(), r.clone(), t.clone()))
+    }
+
+    /// The held tool a requested name (wire name or alias) means, if held.
+    pub fn held_tool(&self, requested: &str) -> Option<(String, crate::guard::pins::Held)> {
+        let idx = self.index();
+        if idx.held.is_empty() {
+            return None;
+        }
+        if let Some(h) = idx.held.get(requested) {
+            return Some((requested.to_owned(), h.clone()));
+        }
+        let alias = resolve_alias(requested, &self.cfg.separator)?;
+        idx.held.get(&alias).map(|h| (alias.clone(), h.clone()))
     }
 
     /// Routes a namespaced prompt name.

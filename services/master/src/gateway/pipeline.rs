@@ -61,6 +61,8 @@ pub struct Call<'a> {
     /// The client's request, in which master's own tools run; none for workflow steps.
     pub context: Option<&'a RequestContext<RoleServer>>,
     pub ct: &'a CancellationToken,
+    /// The result is a secret (a workflow step marked `secret_result`): not masked.
+    pub secret_result: bool,
 }
 
 /// The audit row of one call. Stages fill it in; it is written when dropped, so every call gets
@@ -75,6 +77,8 @@ pub(crate) struct Record<'g> {
     pub decision: &'static str,
     pub status: &'static str,
     pub error: Option<String>,
+    /// What the guardrails found in the result (`guard`).
+    pub findings: Option<String>,
     /// `call` for a client's call, `step` for a workflow step's (no client peer).
     source: &'static str,
 }
@@ -92,6 +96,7 @@ impl<'g> Record<'g> {
             // What stays when nothing else is set: the caller went away before the end.
             status: "cancelled",
             error: Some("the call ended before it finished (client gone or cancelled)".to_owned()),
+            findings: None,
             source: if call.peer.is_some() { "call" } else { "step" },
         }
     }
@@ -129,6 +134,7 @@ impl Drop for Record<'_> {
             duration_ms: self.started.elapsed().as_secs_f64() * 1000.0,
             correlation_id: std::mem::take(&mut self.correlation_id),
             error: self.error.take(),
+            findings: self.findings.take(),
             source: self.source,
         });
     }
@@ -144,6 +150,8 @@ pub(crate) enum Target {
     },
     /// `master_searchTools` / `master_describeTool` of the discovery endpoint.
     Discovery(String),
+    /// A tool held by its pin (`guard::pins`): refused, with why, to callers who may see it.
+    Held { wire: String, refusal: String },
 }
 
 impl Gateway {
@@ -167,6 +175,12 @@ impl Gateway {
                     }
                 }
                 return r;
+            }
+            Target::Held { wire, refusal } => {
+                record.tool.clone_from(&wire);
+                self.authorize(&wire, &call, &mut record)?;
+                record.set("held", "refused", Some(refusal.clone()));
+                return Ok(tool_error(refusal));
             }
             Target::Tool { wire, route, tool } => (wire, route, tool),
         };
@@ -298,6 +312,12 @@ impl Gateway {
         match self.canonical(&call.request.name) {
             Some((wire, route, tool)) => Ok(Target::Tool { wire, route, tool }),
             None => {
+                if let Some((wire, held)) = self.held_tool(&call.request.name) {
+                    return Ok(Target::Held {
+                        wire,
+                        refusal: held.refusal(),
+                    });
+                }
                 record.set("unknown_tool", "refused", Some("unknown tool".to_owned()));
                 Err(unknown_tool())
             }
@@ -576,10 +596,7 @@ impl Gateway {
                     }
                 }
             }
-            Ok(r) => {
-                record.answered("allow", &r);
-                Ok(r)
-            }
+            Ok(r) => Ok(self.guard_answer(index, name, wire, call.secret_result, r, record)),
             Err(CallError::Remote(e)) => {
                 record.set("allow", "error", Some(e.message.to_string()));
                 Err(e)

@@ -936,6 +936,7 @@ impl Engine {
             peer: None,
             context: None,
             ct: &ct,
+            secret_result: secret,
         });
         let r = match def.timeout {
             Some(t) => match tokio::time::timeout(Duration::from_secs_f64(t), call).await {
