@@ -23,6 +23,18 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// `n` distinct free loopback ports: all bound at once before any is released, so the kernel
+/// cannot hand out one of them twice (as consecutive [`free_port`] calls can).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
+}
+
 /// True when CI demands that every real-component test runs (`MCP_E2E_REQUIRED=1`).
 pub fn required() -> bool {
     std::env::var("MCP_E2E_REQUIRED").is_ok_and(|v| v == "1")

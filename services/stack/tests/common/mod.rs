@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use mcp_test_support::free_port;
-
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_mcp-stack");
 
 /// The port of every service of one stack.
@@ -24,14 +22,17 @@ pub(crate) struct Ports {
 
 impl Ports {
     pub(crate) fn free() -> Self {
+        // Seven distinct ports: one free_port() after another can return the same port twice.
+        let [master, linux, cmdb, secrets, k8s, ai_models, freqtrade] =
+            <[u16; 7]>::try_from(mcp_test_support::free_ports(7)).expect("seven ports");
         Self {
-            master: free_port(),
-            linux: free_port(),
-            cmdb: free_port(),
-            secrets: free_port(),
-            k8s: free_port(),
-            ai_models: free_port(),
-            freqtrade: free_port(),
+            master,
+            linux,
+            cmdb,
+            secrets,
+            k8s,
+            ai_models,
+            freqtrade,
         }
     }
 
