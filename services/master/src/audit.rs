@@ -42,6 +42,32 @@ pub struct AuditRecord {
     pub source: &'static str,
 }
 
+impl AuditRecord {
+    /// A row about something master did or decided itself (a route change, a pin), not a call:
+    /// no duration, no correlation id; set `error` and `findings` on it as needed.
+    pub fn event(
+        identity: &str,
+        tool: String,
+        arguments: String,
+        decision: &str,
+        status: &str,
+        source: &'static str,
+    ) -> Self {
+        Self {
+            identity: identity.to_owned(),
+            tool,
+            arguments,
+            decision: decision.to_owned(),
+            status: status.to_owned(),
+            duration_ms: 0.0,
+            correlation_id: String::new(),
+            error: None,
+            findings: None,
+            source,
+        }
+    }
+}
+
 /// Errors opening the audit store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

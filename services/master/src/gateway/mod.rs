@@ -295,16 +295,15 @@ impl Gateway {
         why: &str,
     ) {
         self.audit.record(crate::audit::AuditRecord {
-            identity: by.to_owned(),
-            tool: crate::namespace::wire_name("master", &self.cfg.separator, "setRoute"),
-            arguments: serde_json::json!({"namespace": namespace, "weights": weights}).to_string(),
-            decision: decision.to_owned(),
-            status: "success".to_owned(),
-            duration_ms: 0.0,
-            correlation_id: String::new(),
             error: Some(why.to_owned()),
-            findings: None,
-            source: "route",
+            ..crate::audit::AuditRecord::event(
+                by,
+                crate::namespace::wire_name("master", &self.cfg.separator, "setRoute"),
+                serde_json::json!({"namespace": namespace, "weights": weights}).to_string(),
+                decision,
+                "success",
+                "route",
+            )
         });
     }
 

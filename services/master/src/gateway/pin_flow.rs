@@ -8,6 +8,7 @@
 //! The call pipeline's classify stage guards results here too ([`Gateway::guard_answer`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rmcp::model::*;
 use serde_json::{Value, json};
@@ -16,40 +17,26 @@ use super::Gateway;
 use super::pipeline::Record;
 use crate::approvals::PinDecision;
 use crate::audit::AuditRecord;
-use crate::downstream::Downstream;
+use crate::downstream::{Catalog, Downstream};
 use crate::guard::pins::{DefKind, Definition, Held, PinKey, PinRefused, Seen};
 use crate::guard::{self, GuardPolicy};
 use crate::namespace::{wire_name, wire_uri};
 
 /// One downstream's served definitions, as pins see them.
-fn definitions(d: &Downstream) -> Vec<Definition> {
-    let cat = d.catalog();
-    let name = d.name();
-    let value = |v: Result<Value, serde_json::Error>| v.unwrap_or(Value::Null);
-    let tools = cat.tools.iter().map(|t| {
-        Definition::new(
-            name,
-            DefKind::Tool,
-            &t.name,
-            &value(serde_json::to_value(t)),
-        )
-    });
-    let prompts = cat.prompts.iter().map(|p| {
-        Definition::new(
-            name,
-            DefKind::Prompt,
-            &p.name,
-            &value(serde_json::to_value(p)),
-        )
-    });
-    let templates = cat.templates.iter().map(|t| {
-        Definition::new(
-            name,
-            DefKind::ResourceTemplate,
-            &t.uri_template,
-            &value(serde_json::to_value(t)),
-        )
-    });
+fn definitions(d: &Downstream, cat: &Catalog) -> Vec<Definition> {
+    fn of<T: serde::Serialize>(d: &Downstream, kind: DefKind, name: &str, item: &T) -> Definition {
+        let served = serde_json::to_value(item).unwrap_or(Value::Null);
+        Definition::new(d.name(), kind, name, &served)
+    }
+    let tools = cat.tools.iter().map(|t| of(d, DefKind::Tool, &t.name, t));
+    let prompts = cat
+        .prompts
+        .iter()
+        .map(|p| of(d, DefKind::Prompt, &p.name, p));
+    let templates = cat
+        .templates
+        .iter()
+        .map(|t| of(d, DefKind::ResourceTemplate, &t.uri_template, t));
     tools.chain(prompts).chain(templates).collect()
 }
 
@@ -58,6 +45,9 @@ pub(super) struct GuardState {
     pub(super) pins: crate::guard::pins::Pins,
     /// By downstream index.
     pub(super) policies: Vec<GuardPolicy>,
+    /// The catalog each downstream had when its definitions were last compared with the pins
+    /// (by index): an unchanged catalog is not digested again at the next index rebuild.
+    observed: std::sync::Mutex<Vec<Option<Arc<Catalog>>>>,
     /// The pending approval of each held definition, with the digest it decides.
     approvals: std::sync::Mutex<HashMap<PinKey, (String, String)>>,
 }
@@ -67,6 +57,7 @@ impl GuardState {
         Self {
             pins,
             policies: cfg.downstream.iter().map(GuardPolicy::of).collect(),
+            observed: std::sync::Mutex::new(vec![None; cfg.downstream.len()]),
             approvals: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -100,11 +91,25 @@ impl Gateway {
             if !d.is_up() {
                 continue;
             }
+            let cat = d.catalog();
+            {
+                let mut observed = g
+                    .observed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if observed[d.index]
+                    .as_ref()
+                    .is_some_and(|c| Arc::ptr_eq(c, &cat))
+                {
+                    continue;
+                }
+                observed[d.index] = Some(cat.clone());
+            }
             let policy = &g.policies[d.index];
             let metrics = &self.metrics.guard;
             let seen = g
                 .pins
-                .observe(d.name(), policy.pins, definitions(d), &|def| {
+                .observe(d.name(), policy.pins, definitions(d, &cat), &|def| {
                     guard::scan_definition(def, policy.descriptions, metrics)
                 });
             let mut pinned = 0usize;
@@ -196,18 +201,14 @@ impl Gateway {
             }
             if pinned > 0 {
                 tracing::info!(message = "Definitions pinned.", downstream = %d.name(), pinned);
-                self.audit.record(AuditRecord {
-                    identity: "master".to_owned(),
-                    tool: format!("{}{}*", d.namespace(), self.cfg.separator),
-                    arguments: json!({"downstream": d.name(), "pinned": pinned}).to_string(),
-                    decision: "pin_recorded".to_owned(),
-                    status: "pinned".to_owned(),
-                    duration_ms: 0.0,
-                    correlation_id: String::new(),
-                    error: None,
-                    findings: None,
-                    source: "pin",
-                });
+                self.audit.record(AuditRecord::event(
+                    "master",
+                    format!("{}{}*", d.namespace(), self.cfg.separator),
+                    json!({"downstream": d.name(), "pinned": pinned}).to_string(),
+                    "pin_recorded",
+                    "pinned",
+                    "pin",
+                ));
             }
         }
         self.refresh_held_gauge();
@@ -244,16 +245,16 @@ impl Gateway {
             args["diff"] = Value::String(d.to_owned());
         }
         self.audit.record(AuditRecord {
-            identity: by.to_owned(),
-            tool: self.pin_wire(key),
-            arguments: args.to_string(),
-            decision: decision.to_owned(),
-            status: status.to_owned(),
-            duration_ms: 0.0,
-            correlation_id: String::new(),
             error: why.map(str::to_owned),
             findings,
-            source: "pin",
+            ..AuditRecord::event(
+                by,
+                self.pin_wire(key),
+                args.to_string(),
+                decision,
+                status,
+                "pin",
+            )
         });
     }
 
@@ -454,13 +455,9 @@ impl Gateway {
             record.set("guardrail_blocked", "refused", Some(blocked.clone()));
             return super::tool_error(blocked);
         }
-        let status = if r.is_error == Some(true) {
-            "error"
-        } else {
-            "success"
-        };
-        record.set("allow", status, None);
-        r.into()
+        let answer = r.into();
+        record.answered("allow", &answer);
+        answer
     }
 }
 

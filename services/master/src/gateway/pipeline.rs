@@ -114,7 +114,7 @@ impl<'g> Record<'g> {
     }
 
     /// Sets the outcome from the answer itself (`error` when it is a tool error).
-    fn answered(&mut self, decision: &'static str, r: &CallToolResponse) {
+    pub(crate) fn answered(&mut self, decision: &'static str, r: &CallToolResponse) {
         let status = match r {
             CallToolResponse::Complete(c) if c.is_error == Some(true) => "error",
             _ => "success",

@@ -105,6 +105,12 @@ impl Definition {
         }
     }
 
+    /// The definition as the store keeps it (for diffs): secrets masked as in a result, since a
+    /// server can put anything in a description or a default.
+    fn stored(&self) -> String {
+        mcp_runtime::redact::result_document(&self.json).to_string()
+    }
+
     /// The text a reader (and the model) sees: names, titles and descriptions anywhere in it,
     /// schema property descriptions included.
     pub fn texts(&self) -> String {
@@ -363,11 +369,6 @@ impl Pins {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Where the store is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn load_held(&self) -> rusqlite::Result<()> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
@@ -453,14 +454,11 @@ impl Pins {
 
     /// The held definition of a key, if held.
     pub fn held(&self, key: &PinKey) -> Option<Held> {
-        let held = self
-            .held
+        self.held
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if held.is_empty() {
-            return None;
-        }
-        held.get(key).cloned()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
     }
 
     /// Every held definition, sorted.
@@ -538,7 +536,7 @@ impl Pins {
                     // Pinned by digest from the lock file: keep the definition for later diffs.
                     let _ = self.conn().execute(
                         "UPDATE pins SET definition = ?4 WHERE downstream = ?1 AND kind = ?2 AND name = ?3",
-                        params![def.key.downstream, def.key.kind.as_str(), def.key.name, def.json.to_string()],
+                        params![def.key.downstream, def.key.kind.as_str(), def.key.name, def.stored()],
                     );
                 }
                 None
@@ -614,7 +612,7 @@ impl Pins {
             "INSERT INTO pins (downstream, kind, name, digest, definition, findings, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (downstream, kind, name) DO UPDATE SET digest = excluded.digest, definition = excluded.definition,
                held_digest = NULL, held_definition = NULL, held_why = NULL, held_state = NULL, findings = excluded.findings, updated = excluded.updated",
-            params![def.key.downstream, def.key.kind.as_str(), def.key.name, def.digest, def.json.to_string(), findings, now()],
+            params![def.key.downstream, def.key.kind.as_str(), def.key.name, def.digest, def.stored(), findings, now()],
         );
         self.held
             .lock()
@@ -629,7 +627,7 @@ impl Pins {
              ON CONFLICT (downstream, kind, name) DO UPDATE SET held_digest = excluded.held_digest,
                held_definition = excluded.held_definition, held_why = excluded.held_why, held_state = 'pending',
                findings = excluded.findings, updated = excluded.updated",
-            params![def.key.downstream, def.key.kind.as_str(), def.key.name, def.digest, def.json.to_string(), why.as_str(), findings, now()],
+            params![def.key.downstream, def.key.kind.as_str(), def.key.name, def.digest, def.stored(), why.as_str(), findings, now()],
         );
         let held = Held {
             downstream: def.key.downstream.clone(),
@@ -746,9 +744,13 @@ fn not_held(key: &PinKey) -> PinRefused {
     ))
 }
 
-/// A unified diff of two definitions (pretty JSON), secrets masked, bounded.
+/// A unified diff of two definitions (pretty JSON), secrets masked, bounded. Both sides are masked
+/// the way the store keeps definitions, so a secret present in both is no changed line.
 pub fn diff(old: Option<&Value>, new: &Value) -> String {
-    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    let pretty = |v: &Value| {
+        serde_json::to_string_pretty(&mcp_runtime::redact::result_document(v)).unwrap_or_default()
+            + "\n"
+    };
     let old_text = old.map(pretty).unwrap_or_default();
     let new_text = pretty(new);
     let d = similar::TextDiff::from_lines(&old_text, &new_text);

@@ -160,3 +160,36 @@ fn the_diff_shows_the_changed_line_and_masks_secrets() {
         "{d}"
     );
 }
+
+#[test]
+fn stored_definitions_keep_no_secret_and_an_unchanged_secret_is_no_diff_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("pins.sqlite");
+    let pins = Pins::open(&path, None).expect("open");
+    let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+    let served = json!({"name": "t", "description": format!("Calls the API with {token}."),
+        "inputSchema": {"type": "object", "properties": {"api_key": {"type": "string", "default": token}}}});
+    let def = Definition::new("d", DefKind::Tool, "t", &served);
+    pins.observe("d", TOUCH, vec![def], &no_scan);
+    drop(pins);
+    let bytes = std::fs::read(&path).unwrap_or_default();
+    let wal = std::fs::read(dir.path().join("pins.sqlite-wal")).unwrap_or_default();
+    for b in [&bytes, &wal] {
+        assert!(
+            !b.windows(token.len()).any(|w| w == token.as_bytes()),
+            "the store holds the token"
+        );
+    }
+    let mut changed = served.clone();
+    changed["title"] = json!("T");
+    // The old side as the store keeps it (masked), the new side as served.
+    let stored = mcp_runtime::redact::result_document(&served);
+    let d = diff(Some(&stored), &changed);
+    assert!(d.contains("+  \"title\": \"T\""), "{d}");
+    assert!(
+        !d.lines()
+            .any(|l| l.starts_with(['-', '+']) && l.contains("description")),
+        "{d}"
+    );
+    assert!(!d.contains(token), "{d}");
+}
