@@ -19,6 +19,7 @@ use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 
+mod console;
 mod guard;
 mod hot_path;
 mod tls;
@@ -78,6 +79,10 @@ struct Args {
     /// Only measure the cost of master's result guard and replace that section of the report.
     #[arg(long)]
     guard_only: bool,
+    /// Only measure the console pages with 10 000 audit rows and 500 pending approvals (release
+    /// `mcp-master` and `mcp-cmdb`) and replace that section of the report.
+    #[arg(long)]
+    console_only: bool,
     /// Where to write the report ("-" for none).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: String,
@@ -612,6 +617,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.hot_path_only {
         let h = hot_path::measure(&args).await?;
         return replace_section(&args.out, hot_path::HEADING, &h);
+    }
+    if args.console_only {
+        return replace_section(&args.out, console::HEADING, &console::measure().await?);
     }
     if args.guard_only {
         return replace_section(&args.out, guard::HEADING, &guard::measure()?);

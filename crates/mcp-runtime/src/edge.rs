@@ -206,52 +206,122 @@ pub(crate) async fn delete_compat(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Bearer authentication, then client certificates. A recognised bearer token names the caller;
-/// without one, a verified TLS client certificate does (its first DNS name, with no roles, or with
-/// `server.anonymous_roles` while tokens are off). With no tokens configured every other caller is
-/// `anonymous` (with `server.anonymous_roles`).
+impl Edge {
+    /// Who a request is: a recognised bearer token names the caller; without one, a verified TLS
+    /// client certificate does (its first DNS name, with no roles, or with
+    /// `server.anonymous_roles` while tokens are off). With no tokens configured every other
+    /// caller is `anonymous` (with `server.anonymous_roles`). `Err` says why a caller is refused.
+    fn identify(
+        &self,
+        token: Option<&str>,
+        certificate: Option<String>,
+    ) -> Result<Identity, &'static str> {
+        match (&self.tokens, token, certificate) {
+            (None, _, Some(name)) => Ok(Identity {
+                name,
+                roles: self.anonymous.roles.clone(),
+            }),
+            (None, _, None) => Ok(self.anonymous.clone()),
+            (Some(_), None, Some(name)) => Ok(Identity {
+                name,
+                roles: Vec::new(),
+            }),
+            (Some(store), token, _) => match token.and_then(|t| store.authenticate(t)) {
+                Some(id) => Ok(id.clone()),
+                None if token.is_some() => Err("unauthorized: bearer token not recognised"),
+                None => Err("unauthorized: send Authorization: Bearer <token>"),
+            },
+        }
+    }
+}
+
+fn certificate_of(req: &Request) -> Option<String> {
+    req.extensions()
+        .get::<ConnectInfo<TlsPeer>>()
+        .and_then(|c| c.0.certificate_name.clone())
+}
+
+/// Bearer authentication, then client certificates ([`Edge::identify`]): the caller's
+/// [`Identity`] goes into the request's extensions, or the request is refused with 401.
 pub(crate) async fn authenticate(
     State(edge): State<Arc<Edge>>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let certificate = req
-        .extensions()
-        .get::<ConnectInfo<TlsPeer>>()
-        .and_then(|c| c.0.certificate_name.clone());
+    let certificate = certificate_of(&req);
     let token = header_str(req.headers(), header::AUTHORIZATION).and_then(|v| {
         let (scheme, rest) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
     });
-    let identity = match (&edge.tokens, token, certificate) {
-        (None, _, Some(name)) => Identity {
-            name,
-            roles: edge.anonymous.roles.clone(),
-        },
-        (None, _, None) => edge.anonymous.clone(),
-        (Some(_), None, Some(name)) => Identity {
-            name,
-            roles: Vec::new(),
-        },
-        (Some(store), token, _) => match token.and_then(|t| store.authenticate(t)) {
-            Some(id) => id.clone(),
-            None => {
-                let msg = if token.is_some() {
-                    "unauthorized: bearer token not recognised"
-                } else {
-                    "unauthorized: send Authorization: Bearer <token>"
-                };
-                let mut resp = plain_error(StatusCode::UNAUTHORIZED, msg);
-                resp.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"mcp\""),
-                );
-                return resp;
-            }
-        },
+    let identity = match edge.identify(token, certificate) {
+        Ok(identity) => identity,
+        Err(msg) => {
+            let mut resp = plain_error(StatusCode::UNAUTHORIZED, msg);
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mcp\""),
+            );
+            return resp;
+        }
     };
     tracing::Span::current().record("identity", identity.name.as_str());
     req.extensions_mut().insert(identity);
+    next.run(req).await
+}
+
+/// How pages that log their users in themselves (master's console: a login form, then a session
+/// cookie) establish who a visitor is, with the edge's own rules: found in the request extensions
+/// of every route given to [`crate::Runtime::with_pages`].
+#[derive(Clone)]
+pub struct Login {
+    edge: Arc<Edge>,
+    certificate: Option<String>,
+    tls: bool,
+}
+
+impl Login {
+    /// The visitor's identity without a token: while bearer tokens are off, `anonymous` (with
+    /// `server.anonymous_roles`) or a verified client certificate's name; `None` when a token is
+    /// needed.
+    pub fn without_token(&self) -> Option<Identity> {
+        match self.edge.tokens {
+            None => self.edge.identify(None, self.certificate.clone()).ok(),
+            Some(_) => None,
+        }
+    }
+
+    /// Whether a login needs a token (bearer tokens are on).
+    pub fn needs_token(&self) -> bool {
+        self.edge.tokens.is_some()
+    }
+
+    /// The identity a bearer token names, exactly as `Authorization: Bearer` would.
+    pub fn with_token(&self, token: &str) -> Option<Identity> {
+        let token = token.trim();
+        (self.edge.tokens.is_some() && !token.is_empty())
+            .then(|| self.edge.identify(Some(token), None).ok())
+            .flatten()
+    }
+
+    /// Whether the request came over TLS (a cookie set on it must be `Secure`).
+    pub fn over_tls(&self) -> bool {
+        self.tls
+    }
+}
+
+/// Puts a [`Login`] into the request's extensions (the routes of [`crate::Runtime::with_pages`]).
+pub(crate) async fn offer_login(
+    State(edge): State<Arc<Edge>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let tls = req.extensions().get::<ConnectInfo<TlsPeer>>().is_some();
+    let login = Login {
+        edge,
+        certificate: certificate_of(&req),
+        tls,
+    };
+    req.extensions_mut().insert(login);
     next.run(req).await
 }
 

@@ -39,7 +39,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ConfigDoc, ConfigError, ServerConfig};
-pub use edge::LOOPBACK_HOSTS;
+pub use edge::{LOOPBACK_HOSTS, Login};
 pub use health::{Check, HealthProbe, HealthStatus};
 pub use instrument::CallerContext;
 pub use metrics::Metrics;
@@ -106,6 +106,7 @@ pub struct Runtime<F, H> {
     metrics: Option<Metrics>,
     shutdown: CancellationToken,
     api: Option<Router>,
+    pages: Option<Router>,
 }
 
 impl<F, H> Runtime<F, H>
@@ -126,6 +127,7 @@ where
             metrics: None,
             shutdown: CancellationToken::new(),
             api: None,
+            pages: None,
         }
     }
 
@@ -134,6 +136,14 @@ where
     /// request extensions).
     pub fn with_api(mut self, api: Option<Router>) -> Self {
         self.api = api;
+        self
+    }
+
+    /// Pages that log their visitors in themselves (master's console): served behind the
+    /// Host/Origin checks but not bearer auth or the JSON body check; each request carries an
+    /// [`edge::Login`] in its extensions to establish who the visitor is by the edge's rules.
+    pub fn with_pages(mut self, pages: Option<Router>) -> Self {
+        self.pages = pages;
         self
     }
 
@@ -281,6 +291,12 @@ where
             .layer(from_fn_with_state(edge.clone(), edge::authenticate))
             .layer(from_fn_with_state(edge.clone(), edge::check_host_origin));
 
+        let pages = self.pages.clone().map(|pages| {
+            pages
+                .layer(from_fn_with_state(edge.clone(), edge::offer_login))
+                .layer(from_fn_with_state(edge.clone(), edge::check_host_origin))
+        });
+
         let ops = OpsState {
             name: self.name.clone(),
             version: self.version.clone(),
@@ -294,8 +310,11 @@ where
             .route("/metrics", get(metrics_handler))
             .with_state(Arc::new(ops));
 
-        Ok(ops
-            .merge(mcp)
+        let mut all = ops.merge(mcp);
+        if let Some(pages) = pages {
+            all = all.merge(pages);
+        }
+        Ok(all
             .layer(tower_http::timeout::TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
                 Duration::from_secs(self.server.request_timeout_secs),

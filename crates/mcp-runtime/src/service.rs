@@ -74,6 +74,12 @@ pub trait McpService: Send + Sync + Sized + 'static {
     fn api(self: &Arc<Self>) -> Option<axum::Router> {
         None
     }
+
+    /// Pages that log their visitors in themselves (master's console at `/ui/`), behind the
+    /// Host/Origin checks; see [`crate::Runtime::with_pages`].
+    fn pages(self: &Arc<Self>) -> Option<axum::Router> {
+        None
+    }
 }
 
 /// Builds service `S` from the `[S::SECTION]` table of `doc` and serves it with `server` settings.
@@ -101,6 +107,7 @@ pub async fn start<S: McpService>(
     let health = svc.health();
     let endpoints = svc.endpoints();
     let api = svc.api();
+    let pages = svc.pages();
     let named = {
         let svc = svc.clone();
         Arc::new(move |name: &str| svc.endpoint_handler(name))
@@ -109,6 +116,7 @@ pub async fn start<S: McpService>(
     Runtime::new(S::NAME, S::VERSION, factory)
         .with_endpoints(endpoints, named)
         .with_api(api)
+        .with_pages(pages)
         .with_config(server)
         .with_health(health)
         .with_metrics(metrics)

@@ -98,6 +98,24 @@ pub struct ApprovalRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,
     pub correlation_id: String,
+    /// When it was approved or denied (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided: Option<u64>,
+}
+
+/// Approvals requested in a period and how they ended (the console's compliance report).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApprovalSummary {
+    pub requested: u64,
+    /// Approved, whether the call then ran (`executed`), failed or is still `approved`.
+    pub approved: u64,
+    pub denied: u64,
+    pub expired: u64,
+    /// Still pending, withdrawn (their run was cancelled) or abandoned (master restarted).
+    pub other: u64,
+    /// Seconds from request to decision over the decided ones: mean and longest.
+    pub mean_decision_secs: Option<f64>,
+    pub max_decision_secs: Option<u64>,
 }
 
 /// The approvals store.
@@ -131,10 +149,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
         comment: r.get(10)?,
         result: r.get(11)?,
         correlation_id: r.get(12)?,
+        decided: r.get::<_, Option<i64>>(13)?.and_then(|t| t.try_into().ok()),
     })
 }
 
-const COLUMNS: &str = "id, status, requester, tool, arguments, args_sha256, reason, created, expires, decided_by, comment, result, correlation_id";
+const COLUMNS: &str = "id, status, requester, tool, arguments, args_sha256, reason, created, expires, decided_by, comment, result, correlation_id, decided";
 
 /// Why an approver's decision is refused (unknown or no longer pending approval, missing role,
 /// self-approval, a call lost in a restart); the text is shown to the approver.
@@ -177,6 +196,15 @@ impl Approvals {
                WHERE status = 'pending';",
         )
         .map_err(db)?;
+        // Databases made before the console have no decision time.
+        let has_decided = conn
+            .prepare("SELECT 1 FROM pragma_table_info('approvals') WHERE name = 'decided'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(db)?;
+        if !has_decided {
+            conn.execute_batch("ALTER TABLE approvals ADD COLUMN decided INTEGER;")
+                .map_err(db)?;
+        }
         Ok(Self {
             cfg,
             db: Mutex::new(conn),
@@ -255,9 +283,10 @@ impl Approvals {
             comment: None,
             result: None,
             correlation_id: correlation_id.to_owned(),
+            decided: None,
         };
         let _ = self.conn().execute(
-            &format!("INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, ?10)"),
+            &format!("INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, NULL, NULL, ?10, NULL)"),
             params![r.id, r.status, r.requester, r.tool, r.arguments, r.args_sha256, r.reason, r.created as i64, r.expires as i64, r.correlation_id],
         );
         if let Ok(mut c) = self.calls.lock() {
@@ -347,8 +376,8 @@ impl Approvals {
             }
         };
         let _ = self.conn().execute(
-            "UPDATE approvals SET status = ?2, decided_by = ?3, comment = ?4 WHERE id = ?1 AND status = 'pending'",
-            params![id, status, approver.name, mcp_runtime::redact::text(comment)],
+            "UPDATE approvals SET status = ?2, decided_by = ?3, comment = ?4, decided = ?5 WHERE id = ?1 AND status = 'pending'",
+            params![id, status, approver.name, mcp_runtime::redact::text(comment), now() as i64],
         );
         let row = self
             .get(id)
@@ -373,6 +402,43 @@ impl Approvals {
             )
             .map(|n| n.try_into().unwrap_or(0))
             .unwrap_or(0)
+    }
+
+    /// Approvals requested in `[from, to)` (unix seconds) and how they ended.
+    pub fn summary(&self, from: u64, to: u64) -> ApprovalSummary {
+        self.expire();
+        let conn = self.conn();
+        let mut out = ApprovalSummary::default();
+        let Ok(mut stmt) = conn.prepare(
+            "SELECT status, created, decided FROM approvals WHERE created >= ?1 AND created < ?2",
+        ) else {
+            return out;
+        };
+        let rows = stmt.query_map(params![from as i64, to as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        });
+        let mut waits = Vec::new();
+        for (status, created, decided) in rows.into_iter().flatten().flatten() {
+            out.requested += 1;
+            match status.as_str() {
+                "approved" | "executed" | "failed" => out.approved += 1,
+                "denied" => out.denied += 1,
+                "expired" => out.expired += 1,
+                _ => out.other += 1,
+            }
+            if let Some(d) = decided {
+                waits.push(u64::try_from(d - created).unwrap_or(0));
+            }
+        }
+        if !waits.is_empty() {
+            out.mean_decision_secs = Some(waits.iter().sum::<u64>() as f64 / waits.len() as f64);
+            out.max_decision_secs = waits.iter().copied().max();
+        }
+        out
     }
 
     /// Withdraws a pending approval (its workflow run was cancelled): it can no longer be approved.

@@ -3,6 +3,10 @@
 //! Arguments and error texts pass the shared redactor (`mcp_runtime::redact`: secret keys, secret
 //! contents, file contents as length + SHA-256) before anything is stored or logged.
 
+mod query;
+
+pub use query::{AuditFilter, AuditReader, AuditRow, CallCount, Refusal};
+
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -77,6 +81,8 @@ pub enum AuditError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error("cannot read the audit database: {0}")]
+    Query(rusqlite::Error),
     #[error("cannot create directory for audit database {path}: {source}")]
     Dir {
         path: String,

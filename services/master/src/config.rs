@@ -303,6 +303,8 @@ pub struct MasterConfig {
     /// A committed lock file of pins (`master_exportToolPins` writes one): its digests are the
     /// accepted definitions at start, and its downstreams count as already pinned.
     pub pins_file: Option<PathBuf>,
+    /// The operator console at `/ui/` (`[master.console]`).
+    pub console: crate::console::ConsoleConfig,
 }
 
 impl Default for MasterConfig {
@@ -333,6 +335,7 @@ impl Default for MasterConfig {
             admin_role: "admin".to_owned(),
             pins_db: None,
             pins_file: None,
+            console: crate::console::ConsoleConfig::default(),
         }
     }
 }

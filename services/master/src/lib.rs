@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod approvals_api;
 pub mod audit;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod downstream;
 pub mod gateway;
@@ -36,6 +37,8 @@ const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// The master service.
 pub struct Master {
     gateway: Arc<Gateway>,
+    /// Ends the console's event streams at shutdown.
+    shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Master {
@@ -203,7 +206,10 @@ impl McpService for Master {
         gateway.refresh_pending();
         // Runs a previous master left in progress continue from their checkpoints.
         engine.resume_all().await;
-        Ok(Self { gateway })
+        Ok(Self {
+            gateway,
+            shutdown: ctx.shutdown.clone(),
+        })
     }
 
     fn handler(self: &Arc<Self>) -> MasterHandler {
@@ -232,6 +238,10 @@ impl McpService for Master {
 
     fn api(self: &Arc<Self>) -> Option<axum::Router> {
         Some(approvals_api::router(self.gateway.clone()))
+    }
+
+    fn pages(self: &Arc<Self>) -> Option<axum::Router> {
+        console::router(self.gateway.clone(), self.shutdown.clone())
     }
 
     fn health(self: &Arc<Self>) -> Arc<dyn HealthProbe> {

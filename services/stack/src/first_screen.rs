@@ -52,6 +52,13 @@ pub(crate) fn render(loaded: &Loaded, key_created: bool, running: &[Running]) ->
         let label = if i == 0 { "Toolsets:" } else { "" };
         let _ = writeln!(out, "  {label:<20} {t}");
     }
+    if loaded.master.console.enabled {
+        let _ = writeln!(
+            out,
+            "  {:<20} {master}/ui/   (approvals, workflow runs, audit, compliance report)",
+            "Console:"
+        );
+    }
     for r in running.iter().filter(|r| r.name() != "master") {
         let _ = writeln!(out, "  {:<20} {}", format!("{}:", r.name()), r.url("/mcp"));
     }
@@ -80,7 +87,7 @@ pub(crate) fn render(loaded: &Loaded, key_created: bool, running: &[Running]) ->
     if loaded.server.auth_tokens_file.is_none() {
         let _ = writeln!(
             out,
-            "              auth is off, so you are the only user and approve your own risky calls:\n              your client asks you (MCP elicitation), or call approvals_list and approvals_approve"
+            "              auth is off, so you are the only user and approve your own risky calls:\n              your client asks you (MCP elicitation), the console's Approve button, or approvals_approve"
         );
     } else {
         let _ = writeln!(

@@ -34,6 +34,7 @@ fn a_risky_write_is_approved_by_the_local_operator_and_runs_once() {
         format!("{master}/mcp "),
         format!("{master}/mcp/infra"),
         format!("{master}/mcp/discover"),
+        format!("Console:             {master}/ui/"),
         "secrets/identity_key (created now, owner-only)".to_owned(),
         "you are the only user and approve your own risky calls".to_owned(),
         "secrets/keepass_demo_password".to_owned(),
@@ -102,6 +103,15 @@ fn a_risky_write_is_approved_by_the_local_operator_and_runs_once() {
             Some(0),
             "the file was written more than once: {backups}"
         );
+        // The console is open to the local operator, who sees the decision there.
+        let page = reqwest::get(stack.ports.master_url("/ui/approvals"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("<span id=\"who\">anonymous</span>"), "{page}");
+        assert!(page.contains(&format!("<tr data-id=\"{id}\">")), "{page}");
     });
 }
 

@@ -716,3 +716,28 @@ async fn a_real_prometheus_scrapes_an_https_target_with_the_shipped_job() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn the_console_cookie_is_secure_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let master = start_master(
+        "",
+        ServerConfig {
+            anonymous_roles: vec!["approver".into()],
+            ..tls_server(&pki)
+        },
+    )
+    .await;
+    let r = http(&pki, None)
+        .get(master.url("/ui/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+}

@@ -401,13 +401,20 @@ impl Gateway {
         }
     }
 
-    /// Sets the pending-approvals gauge from the store.
+    /// Sets the pending-approvals gauge from the store, and tells the console's live lists.
     pub fn refresh_pending(&self) {
         if let Some((ap, _)) = &self.approvals {
             self.metrics
                 .approvals_pending
                 .set(i64::try_from(ap.count("pending")).unwrap_or(i64::MAX));
+            self.approvals_changed
+                .send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// Changes whenever an approval is requested, decided or withdrawn.
+    pub fn approvals_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.approvals_changed.subscribe()
     }
 
     /// Decisions as they happen.
@@ -428,6 +435,11 @@ impl Gateway {
     /// One approval as stored.
     pub fn approval(&self, id: &str) -> Option<crate::approvals::ApprovalRow> {
         self.approvals.as_ref().and_then(|(ap, _)| ap.get(id))
+    }
+
+    /// The approvals store, when approvals are on (the console reads and decides through it).
+    pub fn approvals_store(&self) -> Option<&Arc<crate::approvals::Approvals>> {
+        self.approvals.as_ref().map(|(ap, _)| ap)
     }
 
     /// The workflow engine, once set.

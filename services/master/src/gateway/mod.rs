@@ -70,6 +70,8 @@ pub struct Gateway {
     assertion_key: Option<AssertionKey>,
     approvals: Option<(Arc<crate::approvals::Approvals>, AssertionKey)>,
     approval_events: broadcast::Sender<ApprovalEvent>,
+    /// Bumped whenever an approval is requested, decided or withdrawn (the console's live list).
+    approvals_changed: tokio::sync::watch::Sender<u64>,
     workflows: OnceLock<Arc<crate::workflow::Engine>>,
     /// Pins, per-downstream guardrail policies, approvals of held definitions (`pin_flow`).
     guard: pin_flow::GuardState,
@@ -173,6 +175,7 @@ impl Gateway {
             assertion_key,
             approvals,
             approval_events: broadcast::channel(256).0,
+            approvals_changed: tokio::sync::watch::Sender::new(0),
             workflows: OnceLock::new(),
             started: Instant::now(),
             local_router: Self::local_router(),

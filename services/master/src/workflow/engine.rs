@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::definition::{self, Definition, OnError};
-use super::store::{RunRecord, StepRecord, Store, now_ms};
+use super::store::{RunFilter, RunRecord, StepRecord, Store, now_ms};
 use crate::gateway::{ApprovalEvent, Gateway};
 use crate::metrics::MasterMetrics;
 
@@ -1285,20 +1285,29 @@ impl Engine {
         }
     }
 
-    /// Templates and recent runs (one's own; all for approvers).
+    /// How the runs created in `[from, to)` (unix milliseconds) stand, by status.
+    pub fn outcomes(&self, from: i64, to: i64) -> Result<Vec<(String, u64)>, WorkflowError> {
+        Ok(self.store.outcomes(from, to)?)
+    }
+
+    /// Templates and recent runs (one's own; all for approvers, or one owner's with
+    /// `filter.owner`).
     pub fn list(
         &self,
         who: &Identity,
-        status: Option<&str>,
+        filter: RunFilter<'_>,
         limit: usize,
     ) -> Result<Value, WorkflowError> {
         let g = self
             .gateway()
             .ok_or_else(|| WorkflowError::Refused("master is shutting down".to_owned()))?;
-        let owner = (!who.has_role(&g.cfg.approvals.approver_role)).then_some(who.name.as_str());
+        let mut filter = filter;
+        if !who.has_role(&g.cfg.approvals.approver_role) {
+            filter.owner = Some(who.name.as_str());
+        }
         let runs: Vec<Value> = self
             .store
-            .list(status, owner, limit)?
+            .list(&filter, limit)?
             .into_iter()
             .map(|r| {
                 json!({"run_id": r.run_id, "workflow": r.workflow, "status": r.status, "owner": r.owner,

@@ -83,7 +83,14 @@ impl Engine {
                     .and_then(Value::as_u64)
                     .unwrap_or(50)
                     .clamp(1, 500) as usize;
-                return match self.list(who, s("status"), limit) {
+                return match self.list(
+                    who,
+                    store::RunFilter {
+                        status: s("status"),
+                        ..Default::default()
+                    },
+                    limit,
+                ) {
                     Ok(v) => CallToolResult::structured(v).into(),
                     Err(e) => error(e.to_string()),
                 };

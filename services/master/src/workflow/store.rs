@@ -40,6 +40,14 @@ pub struct RunRecord {
     pub steps: Vec<StepRecord>,
 }
 
+/// Which runs [`Store::list`] returns: each `Some` narrows the list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunFilter<'a> {
+    pub status: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    pub workflow: Option<&'a str>,
+}
+
 /// A step as stored.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StepRecord {
@@ -413,19 +421,32 @@ impl Store {
         }
     }
 
-    /// Runs newest first (without steps), optionally of one status and/or owner.
-    pub fn list(
-        &self,
-        status: Option<&str>,
-        owner: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
+    /// Runs newest first (without steps), optionally of one status, owner and/or workflow.
+    pub fn list(&self, filter: &RunFilter<'_>, limit: usize) -> Result<Vec<RunRecord>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(&format!(
-            "SELECT {} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR owner = ?2) ORDER BY created DESC, rowid DESC LIMIT ?3",
+            "SELECT {} FROM runs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR owner = ?2) AND (?3 IS NULL OR workflow = ?3) ORDER BY created DESC, rowid DESC LIMIT ?4",
             Self::RUN_COLUMNS
         ))?;
-        let rows = stmt.query_map(params![status, owner, limit as i64], Self::run_from_row)?;
+        let rows = stmt.query_map(
+            params![filter.status, filter.owner, filter.workflow, limit as i64],
+            Self::run_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// How the runs created in `[from, to)` (unix milliseconds) stand, by status.
+    pub fn outcomes(&self, from: i64, to: i64) -> Result<Vec<(String, u64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT status, COUNT(*) FROM runs WHERE created >= ?1 AND created < ?2 GROUP BY status ORDER BY status",
+        )?;
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?.try_into().unwrap_or(0),
+            ))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
