@@ -357,16 +357,14 @@ async fn approvers_decide_follow_runs_and_export_audit_in_a_real_browser() {
         .unwrap()
         .to_owned();
     wait_for(&b, &format!("#approval-{id2}"), Duration::from_secs(2)).await;
+    // From the keyboard alone: the reason, then Enter submits the Deny form.
     b.find(Locator::Css(&format!("#reason-{id2}")))
         .await
         .unwrap()
-        .send_keys("not on a Friday")
-        .await
-        .unwrap();
-    b.find(Locator::Css(&format!("#approval-{id2} button.deny")))
-        .await
-        .unwrap()
-        .click()
+        .send_keys(&format!(
+            "not on a Friday{}",
+            char::from(fantoccini::key::Key::Enter)
+        ))
         .await
         .unwrap();
     let note = wait_for(&b, "#note", Duration::from_secs(10))

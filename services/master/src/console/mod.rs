@@ -143,6 +143,30 @@ impl Visitor {
     }
 }
 
+/// A handler's console and visitor: the session from the cookie (or the open local console's new
+/// one); without one, a page (`ACTION = false`) answers the login page, an action or a data
+/// request (`true`) 401.
+pub struct Seen<const ACTION: bool> {
+    pub c: Arc<Console>,
+    pub v: Visitor,
+}
+
+impl<const ACTION: bool> axum::extract::FromRequestParts<Arc<Console>> for Seen<ACTION> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        c: &Arc<Console>,
+    ) -> Result<Self, Response> {
+        let Some(login) = parts.extensions.get::<Login>() else {
+            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        };
+        c.visitor(&parts.headers, login, ACTION)
+            .map(|v| Self { c: c.clone(), v })
+            .map_err(|r| *r)
+    }
+}
+
 /// The form field every state-changing request sends.
 #[derive(Deserialize)]
 struct CsrfOnly {
@@ -169,7 +193,7 @@ impl Console {
     /// are off. `Err` is the answer instead: the login page for a page, 401 for an action.
     fn visitor(&self, headers: &HeaderMap, login: &Login, action: bool) -> Result<Visitor, Early> {
         let from_cookie = cookie_value(headers, COOKIE)
-            .and_then(|id| self.sessions.get(id).map(|s| (id.to_owned(), s)));
+            .and_then(|id| self.sessions.get(id, !action).map(|s| (id.to_owned(), s)));
         let visitor = match from_cookie {
             Some((id, session)) => Visitor {
                 id,
@@ -213,18 +237,17 @@ impl Console {
         Ok(visitor)
     }
 
-    /// The visitor of a state-changing request, whose form carried the session's CSRF token.
-    fn actor(&self, headers: &HeaderMap, login: &Login, csrf: &str) -> Result<Visitor, Early> {
-        let v = self.visitor(headers, login, true)?;
+    /// Whether a state-changing request's form carried the session's CSRF token.
+    fn check_csrf(&self, v: &Visitor, csrf: &str) -> Result<(), Early> {
         if !session::same_secret(csrf, &v.session.csrf) {
             return Err(Box::new(self.error(
                 StatusCode::FORBIDDEN,
-                Some(&v),
+                Some(v),
                 "Refused",
                 "The form's CSRF token is missing or stale: reload the page and try again.",
             )));
         }
-        Ok(v)
+        Ok(())
     }
 
     /// Renders `template` for `v` with the page's own `ctx`.
@@ -408,7 +431,7 @@ async fn login_page(
     headers: HeaderMap,
 ) -> Response {
     if !login.needs_token()
-        || cookie_value(&headers, COOKIE).is_some_and(|id| c.sessions.get(id).is_some())
+        || cookie_value(&headers, COOKIE).is_some_and(|id| c.sessions.get(id, false).is_some())
     {
         return Redirect::to("/ui/approvals").into_response();
     }
@@ -457,16 +480,10 @@ async fn login_submit(
     resp
 }
 
-async fn logout(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Form(f): Form<CsrfOnly>,
-) -> Response {
-    let v = match c.actor(&headers, &login, &f.csrf) {
-        Ok(v) => v,
-        Err(resp) => return *resp,
-    };
+async fn logout(Seen { c, v }: Seen<true>, Form(f): Form<CsrfOnly>) -> Response {
+    if let Err(r) = c.check_csrf(&v, &f.csrf) {
+        return *r;
+    }
     c.sessions.remove(&v.id);
     let mut resp = Redirect::to("/ui/login").into_response();
     resp.headers_mut().append(

@@ -6,19 +6,18 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Form, Router};
+use axum::{Form, Router};
 use futures::Stream;
-use mcp_runtime::Login;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{Console, Notice, Visitor, span, when};
+use super::{Console, Notice, Seen, Visitor, span, when};
 use crate::approvals::{ApprovalRow, now};
 use crate::workflow::store::RunFilter;
 
@@ -114,15 +113,7 @@ impl From<ApprovalRow> for DecidedView {
     }
 }
 
-async fn approvals(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-) -> Response {
-    let v = match c.visitor(&headers, &login, false) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+async fn approvals(Seen { c, v }: Seen<false>) -> Response {
     if let Some(r) = c.no_approvals(&v) {
         return r;
     }
@@ -154,16 +145,7 @@ struct Only {
 }
 
 /// The pending list alone, which the script puts in place when something changes.
-async fn pending_fragment(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Query(q): Query<Only>,
-) -> Response {
-    let v = match c.visitor(&headers, &login, true) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+async fn pending_fragment(Seen { c, v }: Seen<true>, Query(q): Query<Only>) -> Response {
     let pending = c.pending_views(&v, q.only.as_deref());
     c.render(
         StatusCode::OK,
@@ -177,14 +159,7 @@ async fn pending_fragment(
 
 /// One `approvals` event whenever an approval is requested, decided or withdrawn; ends at
 /// shutdown.
-async fn events(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = c.visitor(&headers, &login, true) {
-        return *r;
-    }
+async fn events(Seen { c, .. }: Seen<true>) -> Response {
     let rx = c.gateway.approvals_changed();
     let stop = c.shutdown.clone();
     Sse::new(changes(rx, stop))
@@ -215,17 +190,19 @@ struct DecisionForm {
     next: Option<String>,
 }
 
+/// `POST /ui/approvals/{id}/approve` (`comment`) or `…/deny` (`reason`).
 async fn decide(
-    c: Arc<Console>,
-    login: Login,
-    headers: HeaderMap,
-    id: String,
-    approve: bool,
-    f: DecisionForm,
+    Seen { c, v }: Seen<true>,
+    Path((id, verb)): Path<(String, String)>,
+    Form(f): Form<DecisionForm>,
 ) -> Response {
-    let v = match c.actor(&headers, &login, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return *r,
+    if let Err(r) = c.check_csrf(&v, &f.csrf) {
+        return *r;
+    }
+    let approve = match verb.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return StatusCode::NOT_FOUND.into_response(),
     };
     let text = if approve { f.comment } else { f.reason }.unwrap_or_default();
     let outcome = c
@@ -244,26 +221,6 @@ async fn decide(
         Err(e) => Notice::Problem(format!("Approval {id}: {e}")),
     };
     c.done(&v, f.next.as_deref().unwrap_or("/ui/approvals"), outcome)
-}
-
-async fn approve(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(f): Form<DecisionForm>,
-) -> Response {
-    decide(c, login, headers, id, true, f).await
-}
-
-async fn deny(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(f): Form<DecisionForm>,
-) -> Response {
-    decide(c, login, headers, id, false, f).await
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -287,16 +244,7 @@ const RUN_STATUSES: &[&str] = &[
     "cancelled",
 ];
 
-async fn runs(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Query(q): Query<RunQuery>,
-) -> Response {
-    let v = match c.visitor(&headers, &login, false) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+async fn runs(Seen { c, v }: Seen<false>, Query(q): Query<RunQuery>) -> Response {
     let Some(engine) = c.gateway.workflows() else {
         return c.error(
             StatusCode::NOT_FOUND,
@@ -348,16 +296,7 @@ async fn runs(
     )
 }
 
-async fn run(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Path(run_id): Path<String>,
-) -> Response {
-    let v = match c.visitor(&headers, &login, false) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+async fn run(Seen { c, v }: Seen<false>, Path(run_id): Path<String>) -> Response {
     let Some(engine) = c.gateway.workflows() else {
         return c.error(
             StatusCode::NOT_FOUND,
@@ -416,17 +355,19 @@ struct RunAction {
     step_action: Option<String>,
 }
 
+/// `POST /ui/runs/{id}/resume` (`step_action`) or `…/cancel` (`reason`).
 async fn run_action(
-    c: Arc<Console>,
-    login: Login,
-    headers: HeaderMap,
-    run_id: String,
-    resume: bool,
-    f: RunAction,
+    Seen { c, v }: Seen<true>,
+    Path((run_id, verb)): Path<(String, String)>,
+    Form(f): Form<RunAction>,
 ) -> Response {
-    let v = match c.actor(&headers, &login, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return *r,
+    if let Err(r) = c.check_csrf(&v, &f.csrf) {
+        return *r;
+    }
+    let resume = match verb.as_str() {
+        "resume" => true,
+        "cancel" => false,
+        _ => return StatusCode::NOT_FOUND.into_response(),
     };
     let next = format!("/ui/runs/{run_id}");
     let Some(engine) = c.gateway.workflows() else {
@@ -455,35 +396,7 @@ async fn run_action(
     c.done(&v, &next, notice)
 }
 
-async fn resume(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(f): Form<RunAction>,
-) -> Response {
-    run_action(c, login, headers, id, true, f).await
-}
-
-async fn cancel(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(f): Form<RunAction>,
-) -> Response {
-    run_action(c, login, headers, id, false, f).await
-}
-
-async fn status(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-) -> Response {
-    let v = match c.visitor(&headers, &login, false) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+async fn status(Seen { c, v }: Seen<false>) -> Response {
     let g = &c.gateway;
     let status = g.system_status();
     let downstreams: Vec<Value> = status["downstreams"]
@@ -526,12 +439,10 @@ pub(super) fn routes() -> Router<Arc<Console>> {
     Router::new()
         .route("/ui/approvals", get(approvals))
         .route("/ui/approvals/pending", get(pending_fragment))
-        .route("/ui/approvals/{id}/approve", post(approve))
-        .route("/ui/approvals/{id}/deny", post(deny))
+        .route("/ui/approvals/{id}/{verb}", post(decide))
         .route("/ui/events", get(events))
         .route("/ui/runs", get(runs))
         .route("/ui/runs/{id}", get(run))
-        .route("/ui/runs/{id}/resume", post(resume))
-        .route("/ui/runs/{id}/cancel", post(cancel))
+        .route("/ui/runs/{id}/{verb}", post(run_action))
         .route("/ui/status", get(status))
 }

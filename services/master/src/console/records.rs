@@ -5,16 +5,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::Router;
+use axum::extract::Query;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
-use mcp_runtime::Login;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Console, ConsoleError, Early, Visitor, when};
+use super::{Console, ConsoleError, Early, Seen, Visitor, when};
 use crate::approvals::ApprovalSummary;
 use crate::audit::{AuditFilter, AuditReader, AuditRow, CallCount, Refusal};
 
@@ -125,16 +124,7 @@ struct RowView<'a> {
     ms: String,
 }
 
-async fn audit(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
-) -> Response {
-    let v = match c.visitor(&headers, &login, false) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+async fn audit(Seen { c, v }: Seen<false>, Query(q): Query<AuditQuery>) -> Response {
     let reader = match c.reader(&v) {
         Ok(r) => r,
         Err(r) => return *r,
@@ -178,14 +168,8 @@ async fn audit(
 }
 
 /// The rows of an export, or the answer saying why there are none.
-fn export_rows(
-    c: &Console,
-    headers: &HeaderMap,
-    login: &Login,
-    q: &AuditQuery,
-) -> Result<(Vec<AuditRow>, u64), Early> {
-    let v = c.visitor(headers, login, true)?;
-    let reader = c.reader(&v)?;
+fn export_rows(c: &Console, v: &Visitor, q: &AuditQuery) -> Result<(Vec<AuditRow>, u64), Early> {
+    let reader = c.reader(v)?;
     let f = q
         .filter()
         .map_err(|e| Box::new((e.status(), e.to_string()).into_response()))?;
@@ -258,13 +242,8 @@ fn audit_csv_bytes(rows: &[AuditRow]) -> Result<Vec<u8>, csv::Error> {
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
 
-async fn audit_csv(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
-) -> Response {
-    let (rows, total) = match export_rows(&c, &headers, &login, &q) {
+async fn audit_csv(Seen { c, v }: Seen<true>, Query(q): Query<AuditQuery>) -> Response {
+    let (rows, total) = match export_rows(&c, &v, &q) {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -274,13 +253,8 @@ async fn audit_csv(
     }
 }
 
-async fn audit_json(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
-) -> Response {
-    let (rows, total) = match export_rows(&c, &headers, &login, &q) {
+async fn audit_json(Seen { c, v }: Seen<true>, Query(q): Query<AuditQuery>) -> Response {
+    let (rows, total) = match export_rows(&c, &v, &q) {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -388,16 +362,7 @@ fn period_query(p: &Period) -> String {
     s.finish()
 }
 
-async fn report_page(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Query(p): Query<Period>,
-) -> Response {
-    let v = match c.visitor(&headers, &login, false) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
+async fn report_page(Seen { c, v }: Seen<false>, Query(p): Query<Period>) -> Response {
     match report_for(&c, &p) {
         Ok(report) => {
             let period = json!({
@@ -465,15 +430,7 @@ fn report_csv_bytes(r: &Report) -> Result<Vec<u8>, csv::Error> {
     w.into_inner().map_err(|e| csv::Error::from(e.into_error()))
 }
 
-async fn report_csv(
-    State(c): State<Arc<Console>>,
-    Extension(login): Extension<Login>,
-    headers: HeaderMap,
-    Query(p): Query<Period>,
-) -> Response {
-    if let Err(r) = c.visitor(&headers, &login, true) {
-        return *r;
-    }
+async fn report_csv(Seen { c, .. }: Seen<true>, Query(p): Query<Period>) -> Response {
     match report_for(&c, &p).map(|r| report_csv_bytes(&r)) {
         Ok(Ok(body)) => csv_answer("compliance-report.csv", body, false),
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

@@ -87,8 +87,9 @@ impl Sessions {
         (id, session)
     }
 
-    /// The live session `id`, its notice taken (shown once); an idle one is ended.
-    pub fn get(&self, id: &str) -> Option<Session> {
+    /// The live session `id`; an idle one is ended. With `take_notice` (a page, not a fragment
+    /// or an export) its notice is handed over once.
+    pub fn get(&self, id: &str, take_notice: bool) -> Option<Session> {
         let mut map = self.map();
         let s = map.get_mut(id)?;
         if s.last.elapsed() >= self.idle {
@@ -96,8 +97,12 @@ impl Sessions {
             return None;
         }
         s.last = Instant::now();
-        let out = s.clone();
-        s.notice = None;
+        let mut out = s.clone();
+        if take_notice {
+            s.notice = None;
+        } else {
+            out.notice = None;
+        }
         Some(out)
     }
 
@@ -133,13 +138,18 @@ mod tests {
         assert_ne!(first.csrf, id);
         s.notify(&id, false, "approved".into());
         assert_eq!(
-            s.get(&id).unwrap().notice,
+            s.get(&id, false).unwrap().notice,
+            None,
+            "a fragment leaves it"
+        );
+        assert_eq!(
+            s.get(&id, true).unwrap().notice,
             Some((false, "approved".to_owned()))
         );
-        assert_eq!(s.get(&id).unwrap().notice, None);
-        assert!(s.get("not-a-session").is_none());
+        assert_eq!(s.get(&id, true).unwrap().notice, None);
+        assert!(s.get("not-a-session", true).is_none());
         std::thread::sleep(Duration::from_millis(60));
-        assert!(s.get(&id).is_none(), "an idle session ends");
+        assert!(s.get(&id, true).is_none(), "an idle session ends");
         assert!(s.is_empty());
     }
 
