@@ -4,7 +4,8 @@
 //! approvals page without a reload; Approve runs it exactly once, Deny never; a workflow paused at
 //! an approval continues after the click; the audit search and its CSV export hold exactly the
 //! filtered rows; requests without the session or the CSRF token are refused. Over plain HTTP:
-//! the compliance report's counts for known activity, and the open console of auth-off master.
+//! the compliance report's counts for known activity, the tools' rules (no self-approval) and no
+//! secret argument on any page or export, log-out, and the open console of auth-off master.
 //! Screenshots of each page go to `target/console-screenshots/` (README's come from there).
 
 mod common;
@@ -989,4 +990,108 @@ async fn with_auth_off_the_local_operator_needs_no_login() {
             .unwrap()
             .contains("holds neither the `approver` nor the `admin` role")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_keeps_the_tools_rules_and_shows_no_secret() {
+    const CANARY: &str = "canary-console-7f3a9d0c";
+    let (ledger, counts) = ledger::start_ledger("console-rules").await;
+    let master = start_keyed_master(
+        &[
+            ("bob", &["approver"], "bob-tok"),
+            ("dana", &["approver"], "dana-tok"),
+        ],
+        &downstream("ledger", None, "http", &ledger.url("/mcp")),
+    )
+    .await;
+    let base = master.url("");
+    let bob_mcp = mcp_test_support::client(&master.url("/mcp"), Some("bob-tok")).await;
+    let r = bob_mcp
+        .call_tool(call(
+            "orchestrator_executeWorkflow",
+            json!({"definition": {"name": "mine", "steps": [
+                {"id": "write", "service": "ledger", "tool": "record", "approval": true,
+                 "params": {"key": "mine", "message": format!("password={CANARY}")}}
+            ]}}),
+        ))
+        .await
+        .unwrap();
+    let doc = r.structured_content.unwrap();
+    let run_id = doc["run_id"].as_str().unwrap().to_owned();
+    let id = workflow_step(&doc, "write")["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // bob asked for it: his page says why he may not decide, and the decision is refused.
+    let bob = Session::login(&base, "bob-tok").await;
+    let page = bob.text("/ui/approvals").await;
+    assert!(
+        page.contains("You asked for this call; another approver decides it"),
+        "{page}"
+    );
+    assert!(
+        !page.contains(&format!("/ui/approvals/{id}/approve")),
+        "no Approve button for bob"
+    );
+    let csrf = bob.csrf().await;
+    let page = bob
+        .post(
+            &format!("/ui/approvals/{id}/approve"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("requested this call and may not decide it"),
+        "{page}"
+    );
+    assert_eq!(counts.records("mine"), 0);
+    // Nowhere in the console does the secret argument show.
+    audit_settles(&master.path("audit.sqlite"), "tool = 'ledger_record'", 1).await;
+    for path in [
+        "/ui/approvals".to_owned(),
+        format!("/ui/runs/{run_id}"),
+        "/ui/audit".to_owned(),
+        "/ui/audit.csv".to_owned(),
+        "/ui/audit.json".to_owned(),
+        "/ui/report.csv".to_owned(),
+    ] {
+        let body = bob.text(&path).await;
+        assert!(body.contains("ledger_record"), "{path} shows the call: {body}");
+        assert!(!body.contains(CANARY), "{path} shows the secret: {body}");
+    }
+    // dana decides it; the run goes on.
+    let dana = Session::login(&base, "dana-tok").await;
+    let csrf = dana.csrf().await;
+    let page = dana
+        .post(
+            &format!("/ui/approvals/{id}/approve"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("Approval {id} executed.")), "{page}");
+    wait_workflow(&bob_mcp, &run_id, "completed").await;
+    assert_eq!(counts.records("mine"), 1);
+    // Logging out ends the session: the cookie no longer opens a page.
+    let csrf = dana.csrf().await;
+    let r = dana.post("/ui/logout", &[("csrf", csrf.as_str())]).await;
+    assert!(
+        r.text().await.unwrap().contains("Bearer token"),
+        "the login page after log-out"
+    );
+    let r = dana
+        .http
+        .get(format!("{base}/ui/approvals"))
+        .header("cookie", &dana.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/ui/login");
 }
