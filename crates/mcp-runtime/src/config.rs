@@ -128,6 +128,9 @@ pub struct ServerConfig {
     /// Seconds a streamable-HTTP session may stay without a request before it is closed (a
     /// request on it then gets 404, and the client initializes a new one).
     pub session_idle_secs: u64,
+    /// Seconds a client has to send a request's headers, from its first byte (or, on a kept-alive
+    /// connection, from the end of the previous answer); past it the connection is closed.
+    pub header_read_timeout_secs: u64,
     /// Time limit for producing a response to one HTTP request, in seconds.
     pub request_timeout_secs: u64,
     /// Time limit for one tool call, in seconds.
@@ -170,6 +173,7 @@ impl Default for ServerConfig {
             tls_client_key_file: None,
             max_body_bytes: 4 * 1024 * 1024,
             session_idle_secs: 300,
+            header_read_timeout_secs: 10,
             request_timeout_secs: 60,
             tool_timeout_secs: 120,
             max_output_bytes: 256 * 1024,
@@ -266,6 +270,12 @@ impl ServerConfig {
             return Err(invalid(
                 "session_idle_secs",
                 "must be between 1 and 86400 (a day)",
+            ));
+        }
+        if !(1..=300).contains(&self.header_read_timeout_secs) {
+            return Err(invalid(
+                "header_read_timeout_secs",
+                "must be between 1 and 300",
             ));
         }
         if self.tool_timeout_secs == 0 {

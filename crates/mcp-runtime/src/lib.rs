@@ -18,6 +18,7 @@ mod instrument;
 pub mod metrics;
 pub mod output;
 pub mod redact;
+mod serve;
 mod service;
 mod sse;
 pub mod telemetry;
@@ -364,16 +365,17 @@ where
         );
         let shutdown = self.shutdown.clone();
         let name = self.name.clone();
-        let graceful = shutdown.clone().cancelled_owned();
+        let header_timeout = Duration::from_secs(self.server.header_read_timeout_secs);
         let server: futures::future::BoxFuture<'static, std::io::Result<()>> = match tls {
             Some(config) => {
                 let listener = tls::TlsListener::new(listener, config);
-                let app = router.into_make_service_with_connect_info::<tls::TlsPeer>();
-                Box::pin(
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(graceful)
-                        .into_future(),
-                )
+                Box::pin(serve::serve(
+                    listener,
+                    router,
+                    |io| Some(tls::TlsPeer::of(io)),
+                    header_timeout,
+                    shutdown.clone(),
+                ))
             }
             None => {
                 // MCP over HTTP writes small frames (SSE priming event, then the message); without
@@ -381,11 +383,13 @@ where
                 let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                     let _ = tcp.set_nodelay(true);
                 });
-                Box::pin(
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(graceful)
-                        .into_future(),
-                )
+                Box::pin(serve::serve(
+                    listener,
+                    router,
+                    |_| None,
+                    header_timeout,
+                    shutdown.clone(),
+                ))
             }
         };
         let task = tokio::spawn(async move {

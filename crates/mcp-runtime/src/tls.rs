@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -345,9 +344,10 @@ pub struct TlsPeer {
     pub certificate_name: Option<String>,
 }
 
-impl Connected<IncomingStream<'_, TlsListener>> for TlsPeer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        let (_, conn) = stream.io().get_ref();
+impl TlsPeer {
+    /// The peer of an accepted TLS connection.
+    pub(crate) fn of(io: &TlsStream<TcpStream>) -> Self {
+        let (_, conn) = io.get_ref();
         let certificate_name = conn
             .peer_certificates()
             .and_then(<[_]>::first)

@@ -1060,7 +1060,10 @@ async fn the_console_keeps_the_tools_rules_and_shows_no_secret() {
         "/ui/report.csv".to_owned(),
     ] {
         let body = bob.text(&path).await;
-        assert!(body.contains("ledger_record"), "{path} shows the call: {body}");
+        assert!(
+            body.contains("ledger_record"),
+            "{path} shows the call: {body}"
+        );
         assert!(!body.contains(CANARY), "{path} shows the secret: {body}");
     }
     // dana decides it; the run goes on.

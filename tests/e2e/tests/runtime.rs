@@ -722,3 +722,72 @@ async fn an_idle_session_expires_and_its_next_request_gets_404() {
     let client = mcp_client(&svc.url("/mcp")).await;
     assert_eq!(client.list_all_tools().await.unwrap().len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_are_closed_at_header_read_timeout_secs() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let svc = start_cmdb(ServerConfig {
+        header_read_timeout_secs: 1,
+        ..server_config()
+    })
+    .await;
+    let addr = svc.running.as_ref().unwrap().local_addr();
+    // 200 clients trickle a header line every 200 ms and never end the head.
+    let started = Instant::now();
+    let mut trickles = Vec::new();
+    for _ in 0..200 {
+        let mut s =
+            raw_request_start(addr, &format!("GET /health HTTP/1.1\r\nHost: {addr}\r\n")).await;
+        trickles.push(tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if s.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                    return Some(Instant::now());
+                }
+                match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+                    // The server closed it (any answer it wrote first is followed by the close).
+                    Ok(Ok(0) | Err(_)) => return Some(Instant::now()),
+                    Ok(Ok(_)) | Err(_) => {}
+                }
+                if Instant::now() > deadline {
+                    return None;
+                }
+            }
+        }));
+    }
+    // Meanwhile an ordinary client is served at once.
+    let client = mcp_client(&svc.url("/mcp")).await;
+    let t = Instant::now();
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(!tools.is_empty());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "served beside 200 slow clients"
+    );
+    let mut closed = 0;
+    let mut latest = Duration::ZERO;
+    for t in trickles {
+        if let Some(at) = t.await.unwrap() {
+            closed += 1;
+            latest = latest.max(at - started);
+        }
+    }
+    assert_eq!(closed, 200, "every slow connection is closed");
+    assert!(
+        latest < Duration::from_secs(5),
+        "closed {latest:?} after the first byte"
+    );
+    eprintln!("200 slowloris connections closed, the last {latest:?} after its first byte");
+    // A fresh request still works.
+    let ok = raw_response(
+        raw_request_start(
+            addr,
+            &format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+        .await,
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    client.cancel().await.unwrap();
+}
