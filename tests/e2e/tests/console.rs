@@ -1001,7 +1001,10 @@ async fn the_console_keeps_the_tools_rules_and_shows_no_secret() {
             ("bob", &["approver"], "bob-tok"),
             ("dana", &["approver"], "dana-tok"),
         ],
-        &downstream("ledger", None, "http", &ledger.url("/mcp")),
+        &format!(
+            "[master.console]\nmax_export_rows = 2\n{}",
+            downstream("ledger", None, "http", &ledger.url("/mcp"))
+        ),
     )
     .await;
     let base = master.url("");
@@ -1081,6 +1084,22 @@ async fn the_console_keeps_the_tools_rules_and_shows_no_secret() {
     assert!(page.contains(&format!("Approval {id} executed.")), "{page}");
     wait_workflow(&bob_mcp, &run_id, "completed").await;
     assert_eq!(counts.records("mine"), 1);
+    // An export past master.console.max_export_rows says it is cut.
+    audit_settles(&master.path("audit.sqlite"), "1 = 1", 3).await;
+    let r = dana.get("/ui/audit.csv").await;
+    assert_eq!(r.headers()["x-export-truncated"], "true");
+    let csv_text = r.text().await.unwrap();
+    assert_eq!(
+        csv::Reader::from_reader(csv_text.as_bytes())
+            .records()
+            .count(),
+        2,
+        "{csv_text}"
+    );
+    let doc: Value = serde_json::from_str(&dana.text("/ui/audit.json").await).unwrap();
+    assert_eq!(doc["truncated"], true);
+    assert_eq!(doc["rows"].as_array().unwrap().len(), 2);
+    assert!(doc["total"].as_u64().unwrap() >= 3, "{doc}");
     // Logging out ends the session: the cookie no longer opens a page.
     let csrf = dana.csrf().await;
     let r = dana.post("/ui/logout", &[("csrf", csrf.as_str())]).await;

@@ -45,6 +45,8 @@ pub struct ConsoleConfig {
     pub enabled: bool,
     /// A login ends after this long without a request.
     pub session_idle_secs: u64,
+    /// Rows one audit export holds at most (beyond: `X-Export-Truncated: true`, `"truncated"`).
+    pub max_export_rows: u64,
 }
 
 impl Default for ConsoleConfig {
@@ -52,6 +54,7 @@ impl Default for ConsoleConfig {
         Self {
             enabled: true,
             session_idle_secs: 8 * 3600,
+            max_export_rows: 100_000,
         }
     }
 }

@@ -19,8 +19,6 @@ use crate::audit::{AuditFilter, AuditReader, AuditRow, CallCount, Refusal};
 
 /// Rows per audit page.
 const PAGE_ROWS: u64 = 50;
-/// Rows one export holds at most (`X-Export-Truncated: true` and `"truncated": true` beyond).
-const MAX_EXPORT_ROWS: u64 = 100_000;
 
 /// The audit page's query: the filter, as typed, and the page.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -174,7 +172,7 @@ fn export_rows(c: &Console, v: &Visitor, q: &AuditQuery) -> Result<(Vec<AuditRow
         .filter()
         .map_err(|e| Box::new((e.status(), e.to_string()).into_response()))?;
     reader
-        .search(&f, 0, MAX_EXPORT_ROWS)
+        .search(&f, 0, c.gateway.cfg.console.max_export_rows.max(1))
         .map_err(|e| Box::new((StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()))
 }
 
