@@ -15,7 +15,7 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 
-use super::{free_port, sibling, spawn, wait_ready};
+use super::{free_port, sibling, spawn, spawn_cmdb, wait_ready};
 
 pub(crate) const HEADING: &str = "## Console pages";
 
@@ -37,15 +37,7 @@ pub(crate) async fn measure() -> anyhow::Result<String> {
     let cmdb_port = free_port()?;
     let master_port = free_port()?;
     let quiet = [("MCP_SERVER_LOG_LEVEL", "error"), ("RUST_LOG", "error")];
-    let csv = work.path().join("cmdb.csv");
-    std::fs::write(&csv, include_str!("../../../data/cmdb.csv"))?;
-    let _cmdb = spawn(
-        "cmdb",
-        Command::new(sibling("mcp-cmdb")?)
-            .env("MCP_SERVER_PORT", cmdb_port.to_string())
-            .env("MCP_CMDB_CSV_PATH", &csv)
-            .envs(quiet),
-    )?;
+    let _cmdb = spawn_cmdb(work.path(), cmdb_port, true)?;
     let key = work.path().join("identity.key");
     std::fs::write(&key, "bench-console-identity-and-approval-key-0123")?;
     let token_hash = mcp_runtime::auth::hash_token;

@@ -84,14 +84,7 @@ async fn phase(
 pub(crate) async fn measure(args: &Args) -> anyhow::Result<String> {
     let work = tempfile::tempdir()?;
     let cmdb_port = free_port()?;
-    let csv = work.path().join("cmdb.csv");
-    std::fs::write(&csv, include_str!("../../../data/cmdb.csv"))?;
-    let cmdb = spawn(
-        "cmdb",
-        Command::new(sibling("mcp-cmdb")?)
-            .env("MCP_SERVER_PORT", cmdb_port.to_string())
-            .env("MCP_CMDB_CSV_PATH", &csv),
-    )?;
+    let cmdb = super::spawn_cmdb(work.path(), cmdb_port, false)?;
     wait_ready(&format!("http://127.0.0.1:{cmdb_port}/ready"), "cmdb").await?;
     // The current master, and the baseline build when one is given, in front of the same cmdb.
     let mut masters: Vec<(&str, Proc, String)> = Vec::new();

@@ -168,6 +168,20 @@ fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Proc> {
     Ok(Proc { child })
 }
 
+/// The release CMDB on `port` serving the sample inventory (copied into `dir`); with `quiet`, it
+/// logs errors only.
+fn spawn_cmdb(dir: &Path, port: u16, quiet: bool) -> anyhow::Result<Proc> {
+    let csv = dir.join("cmdb.csv");
+    std::fs::write(&csv, include_str!("../../../data/cmdb.csv"))?;
+    let mut cmd = Command::new(sibling("mcp-cmdb")?);
+    cmd.env("MCP_SERVER_PORT", port.to_string())
+        .env("MCP_CMDB_CSV_PATH", &csv);
+    if quiet {
+        cmd.envs([("MCP_SERVER_LOG_LEVEL", "error"), ("RUST_LOG", "error")]);
+    }
+    spawn("cmdb", &mut cmd)
+}
+
 /// The median of interleaved rounds' figures (the upper one of an even count; NaN for none).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -635,15 +649,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .env("MCP_SERVER_PORT", fixture_port.to_string())
             .envs(quiet),
     )?;
-    let csv = work.path().join("cmdb.csv");
-    std::fs::write(&csv, include_str!("../../../data/cmdb.csv"))?;
-    let _cmdb = spawn(
-        "cmdb",
-        Command::new(sibling("mcp-cmdb")?)
-            .env("MCP_SERVER_PORT", cmdb_port.to_string())
-            .env("MCP_CMDB_CSV_PATH", &csv)
-            .envs(quiet),
-    )?;
+    let _cmdb = spawn_cmdb(work.path(), cmdb_port, true)?;
     wait_ready(&format!("http://127.0.0.1:{fixture_port}/ready"), "fixture").await?;
     wait_ready(&format!("http://127.0.0.1:{cmdb_port}/ready"), "cmdb").await?;
     let cfg = work.path().join("master.toml");

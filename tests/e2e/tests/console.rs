@@ -108,6 +108,26 @@ async fn text_of_css(b: &Client, css: &str) -> String {
         .expect("text")
 }
 
+/// Types `text` into the element `css`.
+async fn fill(b: &Client, css: &str, text: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Clicks the element `css`.
+async fn click(b: &Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Waits (a bounded number of DOM checks, no reload) for `css` to exist.
 async fn wait_for(b: &Client, css: &str, within: Duration) -> fantoccini::elements::Element {
     match b
@@ -219,35 +239,15 @@ async fn approvers_decide_follow_runs_and_export_audit_in_a_real_browser() {
     b.goto(&format!("{base}/ui/approvals")).await.unwrap();
     assert!(b.current_url().await.unwrap().path().ends_with("/ui/login"));
     shot(&b, "login").await;
-    b.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys("not-a-token")
-        .await
-        .unwrap();
-    b.find(Locator::Css("#login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&b, "#token", "not-a-token").await;
+    click(&b, "#login").await;
     let problem = wait_for(&b, "#problem", Duration::from_secs(5)).await;
     assert_eq!(
         problem.text().await.unwrap(),
         "That token is not recognised."
     );
-    b.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys("bob-tok")
-        .await
-        .unwrap();
-    b.find(Locator::Css("#login"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&b, "#token", "bob-tok").await;
+    click(&b, "#login").await;
     wait_for(&b, "#pending", Duration::from_secs(5)).await;
     assert!(
         b.current_url()
@@ -287,18 +287,8 @@ async fn approvers_decide_follow_runs_and_export_audit_in_a_real_browser() {
     shot(&b, "approvals").await;
 
     // Approve: the write runs once; the audit row names bob.
-    b.find(Locator::Css(&format!("#comment-{id}")))
-        .await
-        .unwrap()
-        .send_keys("looks fine")
-        .await
-        .unwrap();
-    b.find(Locator::Css(&format!("#approval-{id} button.approve")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    fill(&b, &format!("#comment-{id}"), "looks fine").await;
+    click(&b, &format!("#approval-{id} button.approve")).await;
     let note = wait_for(&b, "#note", Duration::from_secs(10))
         .await
         .text()
@@ -359,15 +349,12 @@ async fn approvers_decide_follow_runs_and_export_audit_in_a_real_browser() {
         .to_owned();
     wait_for(&b, &format!("#approval-{id2}"), Duration::from_secs(2)).await;
     // From the keyboard alone: the reason, then Enter submits the Deny form.
-    b.find(Locator::Css(&format!("#reason-{id2}")))
-        .await
-        .unwrap()
-        .send_keys(&format!(
-            "not on a Friday{}",
-            char::from(fantoccini::key::Key::Enter)
-        ))
-        .await
-        .unwrap();
+    fill(
+        &b,
+        &format!("#reason-{id2}"),
+        &format!("not on a Friday{}", char::from(fantoccini::key::Key::Enter)),
+    )
+    .await;
     let note = wait_for(&b, "#note", Duration::from_secs(10))
         .await
         .text()
@@ -418,14 +405,7 @@ async fn approvers_decide_follow_runs_and_export_audit_in_a_real_browser() {
     )
     .await;
     shot(&b, "run-waiting").await;
-    b.find(Locator::Css(&format!(
-        "#approval-{step_approval} button.approve"
-    )))
-    .await
-    .unwrap()
-    .click()
-    .await
-    .unwrap();
+    click(&b, &format!("#approval-{step_approval} button.approve")).await;
     wait_for(&b, "#note", Duration::from_secs(10)).await;
     assert!(
         b.current_url()

@@ -253,6 +253,16 @@ impl Console {
         Ok(())
     }
 
+    /// A two-way action (`POST …/{verb}`) after its CSRF check: whether `verb` is the first of
+    /// `verbs` (404 for another).
+    fn action(&self, v: &Visitor, csrf: &str, verb: &str, verbs: [&str; 2]) -> Result<bool, Early> {
+        self.check_csrf(v, csrf)?;
+        match verbs.iter().position(|w| *w == verb) {
+            Some(i) => Ok(i == 0),
+            None => Err(Box::new(StatusCode::NOT_FOUND.into_response())),
+        }
+    }
+
     /// Renders `template` for `v` with the page's own `ctx`.
     fn render(
         &self,

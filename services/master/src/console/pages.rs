@@ -196,13 +196,9 @@ async fn decide(
     Path((id, verb)): Path<(String, String)>,
     Form(f): Form<DecisionForm>,
 ) -> Response {
-    if let Err(r) = c.check_csrf(&v, &f.csrf) {
-        return *r;
-    }
-    let approve = match verb.as_str() {
-        "approve" => true,
-        "deny" => false,
-        _ => return StatusCode::NOT_FOUND.into_response(),
+    let approve = match c.action(&v, &f.csrf, &verb, ["approve", "deny"]) {
+        Ok(approve) => approve,
+        Err(r) => return *r,
     };
     let text = if approve { f.comment } else { f.reason }.unwrap_or_default();
     let outcome = c
@@ -361,13 +357,9 @@ async fn run_action(
     Path((run_id, verb)): Path<(String, String)>,
     Form(f): Form<RunAction>,
 ) -> Response {
-    if let Err(r) = c.check_csrf(&v, &f.csrf) {
-        return *r;
-    }
-    let resume = match verb.as_str() {
-        "resume" => true,
-        "cancel" => false,
-        _ => return StatusCode::NOT_FOUND.into_response(),
+    let resume = match c.action(&v, &f.csrf, &verb, ["resume", "cancel"]) {
+        Ok(resume) => resume,
+        Err(r) => return *r,
     };
     let next = format!("/ui/runs/{run_id}");
     let Some(engine) = c.gateway.workflows() else {
