@@ -37,7 +37,7 @@ pub(crate) async fn measure() -> anyhow::Result<String> {
     let cmdb_port = free_port()?;
     let master_port = free_port()?;
     let quiet = [("MCP_SERVER_LOG_LEVEL", "error"), ("RUST_LOG", "error")];
-    let _cmdb = spawn_cmdb(work.path(), cmdb_port, true)?;
+    let _cmdb = spawn_cmdb(work.path(), cmdb_port, true, &[])?;
     let key = work.path().join("identity.key");
     std::fs::write(&key, "bench-console-identity-and-approval-key-0123")?;
     let token_hash = mcp_runtime::auth::hash_token;

@@ -22,7 +22,7 @@ pub(crate) const HEADING: &str = "## Hot path: master against the server it fron
 const CLIENTS: [usize; 3] = [1, 10, 100];
 
 /// Resident set size of a process, in MB (from /proc).
-fn rss_mb(pid: u32) -> Option<f64> {
+pub(crate) fn rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: f64 = status
         .lines()
@@ -84,7 +84,7 @@ async fn phase(
 pub(crate) async fn measure(args: &Args) -> anyhow::Result<String> {
     let work = tempfile::tempdir()?;
     let cmdb_port = free_port()?;
-    let cmdb = super::spawn_cmdb(work.path(), cmdb_port, false)?;
+    let cmdb = super::spawn_cmdb(work.path(), cmdb_port, false, &[])?;
     wait_ready(&format!("http://127.0.0.1:{cmdb_port}/ready"), "cmdb").await?;
     // The current master, and the baseline build when one is given, in front of the same cmdb.
     let mut masters: Vec<(&str, Proc, String)> = Vec::new();

@@ -19,6 +19,7 @@ use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 
+mod abuse;
 mod console;
 mod guard;
 mod hot_path;
@@ -79,6 +80,10 @@ struct Args {
     /// Only measure the cost of master's result guard and replace that section of the report.
     #[arg(long)]
     guard_only: bool,
+    /// Only measure idle sessions, many SSE streams and a never-reading SSE client against the
+    /// release `mcp-cmdb` and replace that section of the report.
+    #[arg(long)]
+    abuse_only: bool,
     /// Only measure the console pages with 10 000 audit rows and 500 pending approvals (release
     /// `mcp-master` and `mcp-cmdb`) and replace that section of the report.
     #[arg(long)]
@@ -168,9 +173,9 @@ fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Proc> {
     Ok(Proc { child })
 }
 
-/// The release CMDB on `port` serving the sample inventory (copied into `dir`); with `quiet`, it
-/// logs errors only.
-fn spawn_cmdb(dir: &Path, port: u16, quiet: bool) -> anyhow::Result<Proc> {
+/// The release CMDB on `port` serving the sample inventory (copied into `dir`), with `env` set;
+/// with `quiet`, it logs errors only.
+fn spawn_cmdb(dir: &Path, port: u16, quiet: bool, env: &[(&str, &str)]) -> anyhow::Result<Proc> {
     let csv = dir.join("cmdb.csv");
     std::fs::write(&csv, include_str!("../../../data/cmdb.csv"))?;
     let mut cmd = Command::new(sibling("mcp-cmdb")?);
@@ -179,11 +184,12 @@ fn spawn_cmdb(dir: &Path, port: u16, quiet: bool) -> anyhow::Result<Proc> {
     if quiet {
         cmd.envs([("MCP_SERVER_LOG_LEVEL", "error"), ("RUST_LOG", "error")]);
     }
+    cmd.envs(env.iter().copied());
     spawn("cmdb", &mut cmd)
 }
 
 /// The median of interleaved rounds' figures (the upper one of an even count; NaN for none).
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
@@ -256,7 +262,7 @@ enum Op {
     Repeat(&'static str, serde_json::Value, usize),
 }
 
-fn arguments(v: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+pub(crate) fn arguments(v: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
     v.as_object().cloned().unwrap_or_default()
 }
 
@@ -632,6 +638,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let h = hot_path::measure(&args).await?;
         return replace_section(&args.out, hot_path::HEADING, &h);
     }
+    if args.abuse_only {
+        return replace_section(&args.out, abuse::HEADING, &abuse::measure().await?);
+    }
     if args.console_only {
         return replace_section(&args.out, console::HEADING, &console::measure().await?);
     }
@@ -649,7 +658,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .env("MCP_SERVER_PORT", fixture_port.to_string())
             .envs(quiet),
     )?;
-    let _cmdb = spawn_cmdb(work.path(), cmdb_port, true)?;
+    let _cmdb = spawn_cmdb(work.path(), cmdb_port, true, &[])?;
     wait_ready(&format!("http://127.0.0.1:{fixture_port}/ready"), "fixture").await?;
     wait_ready(&format!("http://127.0.0.1:{cmdb_port}/ready"), "cmdb").await?;
     let cfg = work.path().join("master.toml");
