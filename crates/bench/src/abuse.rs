@@ -60,8 +60,9 @@ async fn probe(url: &str) -> anyhow::Result<f64> {
     for _ in 0..100 {
         let t = Instant::now();
         c.call_tool(
-            CallToolRequestParams::new("getHost")
-                .with_arguments(super::arguments(&serde_json::json!({"hostname": "aicrusher"}))),
+            CallToolRequestParams::new("getHost").with_arguments(super::arguments(
+                &serde_json::json!({"hostname": "aicrusher"}),
+            )),
         )
         .await?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -91,7 +92,10 @@ pub(crate) async fn measure() -> anyhow::Result<String> {
     let mut rows: Vec<String> = Vec::new();
     let rss = || rss_mb(pid).unwrap_or(f64::NAN);
     let before = (rss(), probe(&mcp).await?);
-    rows.push(format!("| start | {:.1} MB | – | {:.2} ms | |", before.0, before.1));
+    rows.push(format!(
+        "| start | {:.1} MB | – | {:.2} ms | |",
+        before.0, before.1
+    ));
 
     // 10 000 sessions: initialize, then nothing.
     let t = Instant::now();
@@ -181,8 +185,13 @@ pub(crate) async fn measure() -> anyhow::Result<String> {
     let mut streams = Vec::with_capacity(SSE_STREAMS);
     for _ in 0..SSE_STREAMS {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        s.write_all(format!("GET /sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
-            .await?;
+        s.write_all(
+            format!(
+                "GET /sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
         streams.push(s);
     }
     let t = Instant::now();
@@ -207,8 +216,11 @@ pub(crate) async fn measure() -> anyhow::Result<String> {
 
     // One SSE client that never reads its stream, while 5 000 answers go onto it.
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET /sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(
+        format!("GET /sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
     let mut head = vec![0u8; 4096];
     let mut got = 0;
     let endpoint = loop {
@@ -232,7 +244,10 @@ pub(crate) async fn measure() -> anyhow::Result<String> {
         serde_json::json!({"jsonrpc":"2.0","id":id,"method":method,"params":{
             "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"unread","version":"1"}}})
     };
-    http.post(&post_url).json(&init(1, "initialize")).send().await?;
+    http.post(&post_url)
+        .json(&init(1, "initialize"))
+        .send()
+        .await?;
     http.post(&post_url)
         .json(&serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
         .send()
