@@ -414,7 +414,7 @@ async fn approvers_decide_follow_runs_and_export_audit_in_a_real_browser() {
             .path()
             .ends_with(&format!("/ui/runs/{run_id}"))
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         // The page reloads itself while the run is in progress.
         if let Ok(el) = b.find(Locator::Css("#run-status")).await
@@ -832,6 +832,10 @@ async fn the_compliance_report_counts_known_activity() {
         "{csv_text}"
     );
     assert_eq!(get("calls", "alice", "ledger_record", "errors"), "0");
+    assert_eq!(
+        get("calls", "alice", "ledger_record", "pending_approval"),
+        "2"
+    );
     assert_eq!(get("calls", "alice", "ledger_fail", "calls"), "3");
     assert_eq!(get("calls", "alice", "ledger_fail", "errors"), "2");
     assert_eq!(get("calls", "alice", "ledger_fail", "refused"), "1");

@@ -47,10 +47,12 @@ pub struct CallCount {
     pub identity: String,
     pub tool: String,
     pub calls: u64,
-    /// Ran and failed (`status = error`).
+    /// Ran and failed (`status = error`, not counting calls sent to approval).
     pub errors: u64,
-    /// Refused before running (`status = refused`: denied, rate limited, unknown, pending…).
+    /// Refused before running (`status = refused`: denied, rate limited, unknown…).
     pub refused: u64,
+    /// Sent to a human approval (`decision = approval_pending`).
+    pub pending_approval: u64,
 }
 
 /// Refusals of one kind (`deny`, `rate_limited`, …) for one identity in a period.
@@ -182,7 +184,8 @@ impl AuditReader {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT identity, tool, COUNT(*), SUM(status = 'error'), SUM(status = 'refused')
+                "SELECT identity, tool, COUNT(*), SUM(status = 'error' AND decision <> 'approval_pending'),
+                        SUM(status = 'refused'), SUM(decision = 'approval_pending')
                  FROM audit WHERE ts >= ?1 AND ts < ?2
                  GROUP BY identity, tool ORDER BY COUNT(*) DESC, identity, tool",
             )
@@ -195,6 +198,7 @@ impl AuditReader {
                 calls: n(2)?,
                 errors: n(3)?,
                 refused: n(4)?,
+                pending_approval: n(5)?,
             })
         })
         .and_then(|rows| rows.collect())

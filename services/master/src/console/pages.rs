@@ -323,7 +323,13 @@ async fn run(Seen { c, v }: Seen<false>, Path(run_id): Path<String>) -> Response
         .as_deref()
         .map(|id| c.pending_views(&v, Some(id)))
         .unwrap_or_default();
-    let active = matches!(doc["status"].as_str(), Some("running" | "pending"));
+    // The page reloads itself while the run moves: running, or waiting on an approval that is no
+    // longer pending (decided a moment before the engine went on).
+    let active = match doc["status"].as_str() {
+        Some("running" | "pending") => true,
+        Some("waiting_approval") => pending.is_empty(),
+        _ => false,
+    };
     let duration =
         span(u64::try_from(doc["duration_ms"].as_i64().unwrap_or(0) / 1000).unwrap_or(0));
     c.render(

@@ -390,6 +390,7 @@ fn report_csv_bytes(r: &Report) -> Result<Vec<u8>, csv::Error> {
             ("calls", c.calls),
             ("errors", c.errors),
             ("refused", c.refused),
+            ("pending_approval", c.pending_approval),
         ] {
             w.write_record([
                 "calls",
