@@ -40,8 +40,9 @@ pub struct AuditRecord {
     pub findings: Option<String>,
     /// What the row is about, for `mcp_audit_rows_total{source}`: `call` (a client's `tools/call`),
     /// `step` (a workflow step's call), `approval` (a decision made through the HTTP API),
-    /// `route` (a route change master made itself: a rollback, a config reload) or `pin` (a
-    /// definition pinned, changed, held, accepted or rejected).
+    /// `route` (a route change master made itself: a rollback, a config reload), `pin` (a
+    /// definition pinned, changed, held, accepted or rejected) or `console` (a run resumed or
+    /// cancelled in the console).
     #[serde(skip)]
     pub source: &'static str,
 }

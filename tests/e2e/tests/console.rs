@@ -176,40 +176,6 @@ async fn audit_settles(db: &Path, sql_where: &str, n: usize) {
     }
 }
 
-struct Linux {
-    svc: TestService,
-    root: PathBuf,
-}
-
-async fn start_linux(key: &Path) -> Linux {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("work");
-    std::fs::create_dir_all(&root).unwrap();
-    let text = format!(
-        "[linux]\nallowed_roots = [{:?}]\nbackup_dir = {:?}\n",
-        root.display().to_string(),
-        dir.path().join("backups").display().to_string(),
-    );
-    let doc = mcp_runtime::ConfigDoc::from_str(&text, "console linux").unwrap();
-    let shutdown = mcp_runtime::ShutdownToken::new();
-    let server = ServerConfig {
-        identity_key_file: Some(key.to_path_buf()),
-        ..ServerConfig::default()
-    };
-    let running = mcp_runtime::start::<mcp_linux_cli::LinuxCli>(&doc, server, shutdown.clone())
-        .await
-        .expect("linux-cli");
-    let root = std::fs::canonicalize(&root).unwrap();
-    Linux {
-        svc: TestService {
-            running: Some(running),
-            shutdown,
-            dir,
-        },
-        root,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn approvers_decide_follow_runs_and_export_audit_in_a_real_browser() {
     let Some(driver) = start_driver().await else {
@@ -218,7 +184,14 @@ async fn approvers_decide_follow_runs_and_export_audit_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("shared.key");
     std::fs::write(&key, "console-approval-and-identity-key-0123456789").unwrap();
-    let linux = start_linux(&key).await;
+    let linux = start_linux(
+        "",
+        ServerConfig {
+            identity_key_file: Some(key.clone()),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
     let master = start_master_trusting(
         &key,
         &[
@@ -665,13 +638,17 @@ impl Session {
         self.follow(r).await
     }
 
+    async fn post_text(&self, path: &str, form: &[(&str, &str)]) -> String {
+        self.post(path, form).await.text().await.unwrap()
+    }
+
     async fn text(&self, path: &str) -> String {
         self.get(path).await.text().await.unwrap()
     }
 
-    /// The CSRF token of the session's forms.
+    /// The CSRF token of the session's forms (every page's log-out form has it).
     async fn csrf(&self) -> String {
-        let page = self.text("/ui/approvals").await;
+        let page = self.text("/ui/status").await;
         page.split("name=\"csrf\" value=\"")
             .nth(1)
             .and_then(|s| s.split('"').next())
@@ -932,24 +909,21 @@ async fn with_auth_off_the_local_operator_needs_no_login() {
         .unwrap();
     assert_eq!(r.status(), 401, "no session, no action");
     // A good token reaches the engine, whose answer comes back as the page's notice.
-    let csrf = {
-        let page = operator.text("/ui/status").await;
-        page.split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap()
-            .to_owned()
-    };
+    let csrf = operator.csrf().await;
     let page = operator
-        .post(
+        .post_text(
             "/ui/runs/r-1/cancel",
             &[("csrf", csrf.as_str()), ("reason", "x")],
         )
-        .await
-        .text()
-        .await
-        .unwrap();
+        .await;
     assert!(page.contains("id=\"problem\""), "{page}");
+    // The console's action is audited like the tool that does the same.
+    audit_settles(
+        &master.path("audit.sqlite"),
+        "identity = 'anonymous' AND tool = 'orchestrator_cancelWorkflow' AND status = 'error' AND error LIKE '%r-1%'",
+        1,
+    )
+    .await;
     // Another site's page cannot post to it (the edge's Origin check).
     let r = reqwest::Client::new()
         .post(format!("{base}/ui/runs/r-1/cancel"))
@@ -1023,14 +997,11 @@ async fn the_console_keeps_the_tools_rules_and_shows_no_secret() {
     );
     let csrf = bob.csrf().await;
     let page = bob
-        .post(
+        .post_text(
             &format!("/ui/approvals/{id}/approve"),
             &[("csrf", csrf.as_str())],
         )
-        .await
-        .text()
-        .await
-        .unwrap();
+        .await;
     assert!(
         page.contains("requested this call and may not decide it"),
         "{page}"
@@ -1057,14 +1028,11 @@ async fn the_console_keeps_the_tools_rules_and_shows_no_secret() {
     let dana = Session::login(&base, "dana-tok").await;
     let csrf = dana.csrf().await;
     let page = dana
-        .post(
+        .post_text(
             &format!("/ui/approvals/{id}/approve"),
             &[("csrf", csrf.as_str())],
         )
-        .await
-        .text()
-        .await
-        .unwrap();
+        .await;
     assert!(page.contains(&format!("Approval {id} executed.")), "{page}");
     wait_workflow(&bob_mcp, &run_id, "completed").await;
     assert_eq!(counts.records("mine"), 1);

@@ -375,18 +375,33 @@ async fn run_action(
             Notice::Problem("This master runs no workflows.".to_owned()),
         );
     };
-    let outcome = if resume {
-        engine
+    let mut arguments = serde_json::Map::new();
+    arguments.insert("run_id".to_owned(), Value::String(run_id.clone()));
+    let (tool, outcome) = if resume {
+        if let Some(a) = nonempty(&f.step_action) {
+            arguments.insert("step_action".to_owned(), Value::String(a.to_owned()));
+        }
+        let done = engine
             .resume(&run_id, v.identity(), nonempty(&f.step_action))
             .await
-            .map(|()| format!("Run {run_id} resumed."))
+            .map(|()| format!("Run {run_id} resumed."));
+        ("resumeWorkflow", done)
     } else {
         let reason = nonempty(&f.reason).unwrap_or("cancelled from the console");
-        engine
+        arguments.insert("reason".to_owned(), Value::String(reason.to_owned()));
+        let done = engine
             .cancel(&run_id, v.identity(), reason)
             .await
-            .map(|()| format!("Run {run_id} cancelled."))
+            .map(|()| format!("Run {run_id} cancelled."));
+        ("cancelWorkflow", done)
     };
+    let error = outcome.as_ref().err().map(ToString::to_string);
+    c.gateway.audit_console_action(
+        &v.identity().name,
+        ("orchestrator", tool),
+        &arguments,
+        error.as_deref().map_or(Ok(()), Err),
+    );
     let notice = match outcome {
         Ok(text) => Notice::Done(text),
         Err(e) => Notice::Problem(e.to_string()),

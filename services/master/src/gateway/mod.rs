@@ -310,6 +310,28 @@ impl Gateway {
         });
     }
 
+    /// The audit row of an action taken in the console without a tool call (a run resumed or
+    /// cancelled), under the name of the tool that does the same: arguments masked like a call's.
+    pub fn audit_console_action(
+        &self,
+        by: &str,
+        tool: (&str, &str),
+        arguments: &serde_json::Map<String, serde_json::Value>,
+        outcome: Result<(), &str>,
+    ) {
+        self.audit.record(crate::audit::AuditRecord {
+            error: outcome.err().map(str::to_owned),
+            ..crate::audit::AuditRecord::event(
+                by,
+                crate::namespace::wire_name(tool.0, &self.cfg.separator, tool.1),
+                crate::audit::redacted_args(Some(arguments)),
+                "allow",
+                if outcome.is_ok() { "success" } else { "error" },
+                "console",
+            )
+        });
+    }
+
     /// Remembers a client so it hears about list changes.
     pub fn add_peer(&self, peer: Peer<RoleServer>, view: Arc<View>) {
         if let Ok(mut peers) = self.peers.lock() {
