@@ -7,40 +7,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TestService, call, downstream, free_port, mcp_client, skip, start_master, text_of};
+use common::{call, downstream, free_port, mcp_client, skip, start_linux, start_master, text_of};
+use mcp_runtime::ServerConfig;
 use mcp_runtime::assertion::AssertionKey;
-use mcp_runtime::{ConfigDoc, ServerConfig, ShutdownToken};
 use rmcp::model::{CallToolResult, MetaObject, RequestMetaObject};
 use serde_json::{Value, json};
-
-struct Linux {
-    svc: TestService,
-    root: std::path::PathBuf,
-}
-
-async fn start_linux(extra: &str, server: ServerConfig) -> Linux {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("work");
-    let text = format!(
-        "[linux]\nallowed_roots = [{:?}]\nbackup_dir = {:?}\ndefault_timeout_secs = 10\n{extra}",
-        root.display().to_string(),
-        dir.path().join("backups").display().to_string(),
-    );
-    let doc = ConfigDoc::from_str(&text, "test linux config").expect("config");
-    let shutdown = ShutdownToken::new();
-    let running = mcp_runtime::start::<mcp_linux_cli::LinuxCli>(&doc, server, shutdown.clone())
-        .await
-        .expect("start linux-cli");
-    let root = std::fs::canonicalize(&root).expect("root");
-    Linux {
-        svc: TestService {
-            running: Some(running),
-            shutdown,
-            dir,
-        },
-        root,
-    }
-}
 
 fn structured(r: &CallToolResult) -> Value {
     r.structured_content.clone().unwrap_or(Value::Null)

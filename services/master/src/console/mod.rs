@@ -178,12 +178,6 @@ struct CsrfOnly {
 }
 
 impl Console {
-    /// Who may use the console: the approver role or the admin role.
-    fn admitted(&self, who: &Identity) -> bool {
-        who.has_role(&self.gateway.cfg.approvals.approver_role)
-            || who.has_role(&self.gateway.cfg.admin_role)
-    }
-
     fn cookie(id: &str, tls: bool) -> HeaderValue {
         let secure = if tls { "; Secure" } else { "" };
         HeaderValue::from_str(&format!(
@@ -224,20 +218,26 @@ impl Console {
                 _ => return Err(Box::new(Redirect::to("/ui/login").into_response())),
             },
         };
-        if !self.admitted(visitor.identity()) {
-            return Err(Box::new(self.error(
-                StatusCode::FORBIDDEN,
-                None,
-                "Not for this identity",
-                &format!(
-                    "`{}` holds neither the `{}` nor the `{}` role, which the console needs.",
-                    visitor.identity().name,
-                    self.gateway.cfg.approvals.approver_role,
-                    self.gateway.cfg.admin_role
-                ),
-            )));
-        }
+        self.admit(visitor.identity())?;
         Ok(visitor)
+    }
+
+    /// Whether `who` may use the console (the approver or admin role), or the refusal page.
+    fn admit(&self, who: &Identity) -> Result<(), Early> {
+        if who.has_role(&self.gateway.cfg.approvals.approver_role)
+            || who.has_role(&self.gateway.cfg.admin_role)
+        {
+            return Ok(());
+        }
+        Err(Box::new(self.error(
+            StatusCode::FORBIDDEN,
+            None,
+            "Not for this identity",
+            &format!(
+                "`{}` holds neither the `{}` nor the `{}` role, which the console needs.",
+                who.name, self.gateway.cfg.approvals.approver_role, self.gateway.cfg.admin_role
+            ),
+        )))
     }
 
     /// Whether a state-changing request's form carried the session's CSRF token.
@@ -474,16 +474,8 @@ async fn login_submit(
             minijinja::context! { problem => "That token is not recognised." },
         );
     };
-    if !c.admitted(&identity) {
-        return c.error(
-            StatusCode::FORBIDDEN,
-            None,
-            "Not for this identity",
-            &format!(
-                "`{}` holds neither the `{}` nor the `{}` role, which the console needs.",
-                identity.name, c.gateway.cfg.approvals.approver_role, c.gateway.cfg.admin_role
-            ),
-        );
+    if let Err(refused) = c.admit(&identity) {
+        return *refused;
     }
     tracing::info!(target: "audit", message = "Console login.", identity = %identity.name);
     let (id, _) = c.sessions.create(identity, true);

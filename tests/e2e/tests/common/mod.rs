@@ -477,3 +477,34 @@ pub fn make_certs(cwd: &Path, dir: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// linux-cli started in-process with its root (`work/`, canonical) and backups in a temp dir.
+pub struct Linux {
+    pub svc: TestService,
+    pub root: std::path::PathBuf,
+}
+
+/// Starts linux-cli with `extra` `[linux]` TOML and `server` settings.
+pub async fn start_linux(extra: &str, server: ServerConfig) -> Linux {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("work");
+    let text = format!(
+        "[linux]\nallowed_roots = [{:?}]\nbackup_dir = {:?}\ndefault_timeout_secs = 10\n{extra}",
+        root.display().to_string(),
+        dir.path().join("backups").display().to_string(),
+    );
+    let doc = ConfigDoc::from_str(&text, "test linux config").expect("config");
+    let shutdown = ShutdownToken::new();
+    let running = mcp_runtime::start::<mcp_linux_cli::LinuxCli>(&doc, server, shutdown.clone())
+        .await
+        .expect("start linux-cli");
+    let root = std::fs::canonicalize(&root).expect("root");
+    Linux {
+        svc: TestService {
+            running: Some(running),
+            shutdown,
+            dir,
+        },
+        root,
+    }
+}
