@@ -84,8 +84,12 @@ pub struct ServerConfig {
     pub port: u16,
     /// Serve `/mcp` without sessions (every request stands alone), for multi-replica deployments.
     pub stateless: bool,
-    /// TOML file with bearer tokens (hashed), identities and roles. No file: auth is off.
+    /// TOML file with bearer tokens (hashed), identities and roles. No file (and no `oauth`):
+    /// auth is off.
     pub auth_tokens_file: Option<PathBuf>,
+    /// `[server.oauth]`: accept access tokens from an OAuth 2.1 / OpenID Connect issuer (MCP
+    /// authorization). Static tokens keep working beside it.
+    pub oauth: Option<crate::oauth::OAuthConfig>,
     /// Roles of the `anonymous` caller while auth is off (no `auth_tokens_file`). `mcp-stack` on
     /// loopback grants `approver`, so the local operator can approve their own risky calls.
     pub anonymous_roles: Vec<String>,
@@ -157,6 +161,7 @@ impl Default for ServerConfig {
             port: 0,
             stateless: false,
             auth_tokens_file: None,
+            oauth: None,
             anonymous_roles: Vec::new(),
             identity_key_file: None,
             approval_key_file: None,
@@ -242,6 +247,11 @@ pub enum ClientAuth {
 }
 
 impl ServerConfig {
+    /// Whether callers must authenticate (a tokens file or OAuth).
+    pub fn auth_enabled(&self) -> bool {
+        self.auth_tokens_file.is_some() || self.oauth.is_some()
+    }
+
     /// Whether this listener serves HTTPS.
     pub fn tls_enabled(&self) -> bool {
         self.tls_cert_file.is_some()
@@ -327,6 +337,9 @@ impl ServerConfig {
                 "tls_client_cert_file",
                 "tls_client_cert_file and tls_client_key_file go together: set both or neither",
             ));
+        }
+        if let Some(oauth) = &self.oauth {
+            oauth.validate(origin)?;
         }
         for o in &self.allowed_origins {
             if !(o.starts_with("http://") || o.starts_with("https://")) {

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use crate::auth::{Identity, TokenStore};
 use crate::instrument::TraceParent;
 use crate::metrics::Metrics;
+use crate::oauth::{OAuth, Refusal, Resource};
 use crate::telemetry::{CORRELATION_HEADER, CorrelationId, trace_id_from_traceparent};
 use crate::tls::TlsPeer;
 
@@ -29,6 +30,10 @@ pub(crate) struct Edge {
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) tokens: Option<TokenStore>,
+    /// Access tokens from an OAuth issuer (`server.oauth`).
+    pub(crate) oauth: Option<Arc<OAuth>>,
+    /// `https` when the listener serves TLS: the scheme of this server's canonical URL.
+    pub(crate) scheme: &'static str,
     /// Who calls while auth is off: `anonymous`, with `server.anonymous_roles`.
     pub(crate) anonymous: Identity,
     pub(crate) max_body_bytes: usize,
@@ -207,32 +212,134 @@ pub(crate) async fn delete_compat(req: Request, next: Next) -> Response {
 }
 
 impl Edge {
-    /// Who a request is: a recognised bearer token names the caller; without one, a verified TLS
-    /// client certificate does (its first DNS name, with no roles, or with
-    /// `server.anonymous_roles` while tokens are off). With no tokens configured every other
-    /// caller is `anonymous` (with `server.anonymous_roles`). `Err` says why a caller is refused.
-    fn identify(
+    /// Whether callers must authenticate (a tokens file or OAuth).
+    fn auth_on(&self) -> bool {
+        self.tokens.is_some() || self.oauth.is_some()
+    }
+
+    /// Who a request is: a recognised static bearer token names the caller, else a valid OAuth
+    /// access token does; without a token, a verified TLS client certificate does (its first DNS
+    /// name, with no roles, or with `server.anonymous_roles` while auth is off). With auth off
+    /// every other caller is `anonymous` (with `server.anonymous_roles`). `Err` says why a
+    /// caller is refused.
+    async fn identify(
         &self,
         token: Option<&str>,
         certificate: Option<String>,
-    ) -> Result<Identity, &'static str> {
-        match (&self.tokens, token, certificate) {
-            (None, _, Some(name)) => Ok(Identity {
-                name,
-                roles: self.anonymous.roles.clone(),
-            }),
-            (None, _, None) => Ok(self.anonymous.clone()),
-            (Some(_), None, Some(name)) => Ok(Identity {
+        resource: &Resource,
+    ) -> Result<Identity, Refusal> {
+        if !self.auth_on() {
+            return Ok(self.unauthenticated(certificate));
+        }
+        match (token, certificate) {
+            (Some(token), _) => {
+                if let Some(id) = self.tokens.as_ref().and_then(|s| s.authenticate(token)) {
+                    return Ok(id.clone());
+                }
+                match &self.oauth {
+                    Some(oauth) => oauth.authenticate(token, resource).await,
+                    None => Err(Refusal::unauthorized(
+                        "unknown_token",
+                        "bearer token not recognised",
+                    )),
+                }
+            }
+            (None, Some(name)) => Ok(Identity {
                 name,
                 roles: Vec::new(),
             }),
-            (Some(store), token, _) => match token.and_then(|t| store.authenticate(t)) {
-                Some(id) => Ok(id.clone()),
-                None if token.is_some() => Err("unauthorized: bearer token not recognised"),
-                None => Err("unauthorized: send Authorization: Bearer <token>"),
-            },
+            (None, None) => Err(Refusal::missing("send Authorization: Bearer <token>")),
         }
     }
+
+    /// Who calls while auth is off: a verified client certificate's name, else `anonymous`, both
+    /// with `server.anonymous_roles`.
+    fn unauthenticated(&self, certificate: Option<String>) -> Identity {
+        match certificate {
+            Some(name) => Identity {
+                name,
+                roles: self.anonymous.roles.clone(),
+            },
+            None => self.anonymous.clone(),
+        }
+    }
+
+    /// The protected resource a request is for (the canonical URL clients ask tokens for).
+    fn resource_of(&self, req: &Request) -> Resource {
+        let path = req
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| req.uri().path(), |u| u.0.path());
+        let mut parts = path.trim_start_matches('/').split('/');
+        let endpoint = match (parts.next(), parts.next()) {
+            (Some("mcp" | "sse"), Some(name)) if !name.is_empty() => Some(name.to_owned()),
+            (Some("message" | "messages"), _) => None,
+            _ => Some(String::new()),
+        };
+        Resource {
+            base: self.base_url(req.headers()),
+            endpoint,
+        }
+    }
+
+    /// This server's public base URL: `server.oauth.resource`, else the request's scheme and Host
+    /// (already checked against `server.allowed_hosts`).
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(r) = self
+            .oauth
+            .as_ref()
+            .and_then(|o| o.config().resource.clone())
+        {
+            return r.trim_end_matches('/').to_owned();
+        }
+        let host = header_str(headers, header::HOST).unwrap_or("localhost");
+        format!("{}://{}", self.scheme, host.trim().to_ascii_lowercase())
+    }
+
+    /// The 401/403 answer for `refusal`, with the `WWW-Authenticate` challenge MCP clients follow
+    /// (RFC 9728 `resource_metadata`, RFC 6750 `error` and `scope`), counted by reason.
+    fn refuse(&self, refusal: &Refusal, resource: &Resource) -> Response {
+        self.metrics.record_auth_failure(refusal.reason);
+        let mut resp = plain_error(refusal.status, &refusal.message);
+        if refusal.status == StatusCode::SERVICE_UNAVAILABLE {
+            return resp;
+        }
+        let mut challenge = match &self.oauth {
+            Some(oauth) => {
+                let mut c = format!("Bearer resource_metadata=\"{}\"", resource.metadata_url());
+                let needed = refusal.scope.clone().or_else(|| {
+                    let s = oauth.config().required_scopes.join(" ");
+                    (!s.is_empty()).then_some(s)
+                });
+                if let Some(scope) = needed {
+                    c.push_str(&format!(", scope=\"{}\"", quoted(&scope)));
+                }
+                c
+            }
+            None => "Bearer realm=\"mcp\"".to_owned(),
+        };
+        if let Some(error) = refusal.error {
+            challenge.push_str(&format!(
+                ", error=\"{error}\", error_description=\"{}\"",
+                quoted(&refusal.message)
+            ));
+        }
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+}
+
+/// Text safe inside a quoted-string of a `WWW-Authenticate` parameter.
+fn quoted(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 fn certificate_of(req: &Request) -> Option<String> {
@@ -241,32 +348,70 @@ fn certificate_of(req: &Request) -> Option<String> {
         .and_then(|c| c.0.certificate_name.clone())
 }
 
-/// Bearer authentication, then client certificates ([`Edge::identify`]): the caller's
-/// [`Identity`] goes into the request's extensions, or the request is refused with 401.
+/// The bearer token of `Authorization: Bearer <token>`, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    header_str(headers, header::AUTHORIZATION).and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+    })
+}
+
+/// Bearer authentication (static tokens, then OAuth), then client certificates
+/// ([`Edge::identify`]): the caller's [`Identity`] goes into the request's extensions, or the
+/// request is refused with 401 (403 for a token without the scope the endpoint needs).
 pub(crate) async fn authenticate(
     State(edge): State<Arc<Edge>>,
     mut req: Request,
     next: Next,
 ) -> Response {
     let certificate = certificate_of(&req);
-    let token = header_str(req.headers(), header::AUTHORIZATION).and_then(|v| {
-        let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-    });
-    let identity = match edge.identify(token, certificate) {
+    let resource = edge.resource_of(&req);
+    // Owned: a request body is not `Sync`, so nothing borrowed from it may be held across await.
+    let token = bearer(req.headers()).map(str::to_owned);
+    let identity = match edge
+        .identify(token.as_deref(), certificate, &resource)
+        .await
+    {
         Ok(identity) => identity,
-        Err(msg) => {
-            let mut resp = plain_error(StatusCode::UNAUTHORIZED, msg);
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"mcp\""),
-            );
-            return resp;
-        }
+        Err(refusal) => return edge.refuse(&refusal, &resource),
     };
     tracing::Span::current().record("identity", identity.name.as_str());
     req.extensions_mut().insert(identity);
     next.run(req).await
+}
+
+/// RFC 9728 protected resource metadata: `/.well-known/oauth-protected-resource` (the server as
+/// a whole), `/…/mcp` and `/…/mcp/<toolset>` (each endpoint); 404 for other paths.
+pub(crate) async fn resource_metadata(
+    State((edge, endpoints)): State<(Arc<Edge>, Arc<Vec<String>>)>,
+    req: Request,
+) -> Response {
+    let Some(oauth) = &edge.oauth else {
+        return plain_error(StatusCode::NOT_FOUND, "OAuth is not configured");
+    };
+    let base = edge.base_url(req.headers());
+    let path = req.uri().path();
+    let suffix = path
+        .strip_prefix("/.well-known/oauth-protected-resource")
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let (resource, endpoint) = match suffix {
+        "" => (base.clone(), ""),
+        "/mcp" => (format!("{base}/mcp"), ""),
+        other => match other.strip_prefix("/mcp/") {
+            Some(name) if endpoints.iter().any(|e| e == name) => {
+                (format!("{base}/mcp/{name}"), name)
+            }
+            _ => {
+                return plain_error(
+                    StatusCode::NOT_FOUND,
+                    "no such protected resource on this server",
+                );
+            }
+        },
+    };
+    let doc = crate::oauth::metadata(oauth.config(), &resource, &edge.service, endpoint);
+    ([(header::CACHE_CONTROL, "max-age=300")], axum::Json(doc)).into_response()
 }
 
 /// How pages that log their users in themselves (master's console: a login form, then a session
@@ -277,30 +422,36 @@ pub struct Login {
     edge: Arc<Edge>,
     certificate: Option<String>,
     tls: bool,
+    resource: Resource,
 }
 
 impl Login {
-    /// The visitor's identity without a token: while bearer tokens are off, `anonymous` (with
+    /// The visitor's identity without a token: while auth is off, `anonymous` (with
     /// `server.anonymous_roles`) or a verified client certificate's name; `None` when a token is
     /// needed.
     pub fn without_token(&self) -> Option<Identity> {
-        match self.edge.tokens {
-            None => self.edge.identify(None, self.certificate.clone()).ok(),
-            Some(_) => None,
-        }
+        (!self.edge.auth_on()).then(|| self.edge.unauthenticated(self.certificate.clone()))
     }
 
-    /// Whether a login needs a token (bearer tokens are on).
+    /// Whether a login needs a token (static tokens or OAuth are on).
     pub fn needs_token(&self) -> bool {
-        self.edge.tokens.is_some()
+        self.edge.auth_on()
     }
 
-    /// The identity a bearer token names, exactly as `Authorization: Bearer` would.
-    pub fn with_token(&self, token: &str) -> Option<Identity> {
+    /// The identity a bearer token names, exactly as `Authorization: Bearer` on `/mcp` would
+    /// (a static token, or an OAuth access token for this server).
+    pub async fn with_token(&self, token: &str) -> Option<Identity> {
         let token = token.trim();
-        (self.edge.tokens.is_some() && !token.is_empty())
-            .then(|| self.edge.identify(Some(token), None).ok())
-            .flatten()
+        if !self.edge.auth_on() || token.is_empty() {
+            return None;
+        }
+        match self.edge.identify(Some(token), None, &self.resource).await {
+            Ok(id) => Some(id),
+            Err(refusal) => {
+                self.edge.metrics.record_auth_failure(refusal.reason);
+                None
+            }
+        }
     }
 
     /// Whether the request came over TLS (a cookie set on it must be `Secure`).
@@ -316,10 +467,15 @@ pub(crate) async fn offer_login(
     next: Next,
 ) -> Response {
     let tls = req.extensions().get::<ConnectInfo<TlsPeer>>().is_some();
+    let resource = Resource {
+        base: edge.base_url(req.headers()),
+        endpoint: Some(String::new()),
+    };
     let login = Login {
         edge,
         certificate: certificate_of(&req),
         tls,
+        resource,
     };
     req.extensions_mut().insert(login);
     next.run(req).await
@@ -376,6 +532,8 @@ mod tests {
             allowed_hosts: hosts.iter().map(|s| (*s).to_owned()).collect(),
             allowed_origins: origins.iter().map(|s| (*s).to_owned()).collect(),
             tokens: None,
+            oauth: None,
+            scheme: "http",
             anonymous: Identity::anonymous(),
             max_body_bytes: 1024,
             metrics: Metrics::new("t", &prometheus::Registry::new()).unwrap(),

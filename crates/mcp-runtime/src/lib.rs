@@ -16,6 +16,7 @@ pub mod guard;
 pub mod health;
 mod instrument;
 pub mod metrics;
+pub mod oauth;
 pub mod output;
 pub mod redact;
 mod serve;
@@ -69,8 +70,10 @@ pub enum RuntimeError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    OAuth(#[from] oauth::OAuthError),
     #[error(
-        "refusing to serve {service} on non-loopback address {addr} without auth: set server.auth_tokens_file, or server.allow_insecure = true (MCP_SERVER_ALLOW_INSECURE=true) on a trusted network"
+        "refusing to serve {service} on non-loopback address {addr} without auth: set server.auth_tokens_file or [server.oauth], or server.allow_insecure = true (MCP_SERVER_ALLOW_INSECURE=true) on a trusted network"
     )]
     InsecureBind { service: String, addr: SocketAddr },
     #[error("cannot bind {addr} for {service}: {source}")]
@@ -190,8 +193,30 @@ where
             Some(path) => Some(TokenStore::load(path)?),
             None => None,
         };
+        let oauth = match &self.server.oauth {
+            Some(cfg) => {
+                let http = tls::ClientTls::from_server(&self.server)
+                    .builder()
+                    .and_then(|b| {
+                        b.build()
+                            .map_err(|e| tls::TlsError::Setup(format!("HTTP client: {e}")))
+                    })
+                    .map_err(|source| RuntimeError::Tls {
+                        service: self.name.clone(),
+                        source,
+                    })?;
+                Some(Arc::new(oauth::OAuth::new(cfg.clone(), http)?))
+            }
+            None => None,
+        };
         let edge = Arc::new(Edge {
             service: self.name.clone(),
+            oauth,
+            scheme: if self.server.tls_enabled() {
+                "https"
+            } else {
+                "http"
+            },
             allowed_hosts: self
                 .server
                 .allowed_hosts
@@ -310,6 +335,25 @@ where
             .route("/ready", get(ready_handler))
             .route("/metrics", get(metrics_handler))
             .with_state(Arc::new(ops));
+        // RFC 9728 metadata, where MCP clients learn which authorization server to ask.
+        let ops = if edge.oauth.is_some() {
+            let state = (edge.clone(), Arc::new(self.endpoints.clone()));
+            ops.merge(
+                Router::new()
+                    .route(
+                        "/.well-known/oauth-protected-resource",
+                        get(edge::resource_metadata),
+                    )
+                    .route(
+                        "/.well-known/oauth-protected-resource/{*rest}",
+                        get(edge::resource_metadata),
+                    )
+                    .with_state(state)
+                    .layer(from_fn_with_state(edge.clone(), edge::check_host_origin)),
+            )
+        } else {
+            ops
+        };
 
         let mut all = ops.merge(mcp);
         if let Some(pages) = pages {
@@ -326,10 +370,7 @@ where
     /// Binds the configured address and serves until the shutdown token is cancelled.
     pub async fn bind(self) -> Result<Running, RuntimeError> {
         let addr = self.server.bind_addr();
-        if !addr.ip().is_loopback()
-            && self.server.auth_tokens_file.is_none()
-            && !self.server.allow_insecure
-        {
+        if !addr.ip().is_loopback() && !self.server.auth_enabled() && !self.server.allow_insecure {
             return Err(RuntimeError::InsecureBind {
                 service: self.name.clone(),
                 addr,
@@ -361,6 +402,7 @@ where
             scheme,
             client_certificates = ?self.server.tls_client_auth,
             auth = self.server.auth_tokens_file.is_some(),
+            oauth_issuer = self.server.oauth.as_ref().map_or("", |o| o.issuer.as_str()),
             stateless = self.server.stateless,
         );
         let shutdown = self.shutdown.clone();

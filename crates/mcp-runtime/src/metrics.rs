@@ -18,6 +18,7 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     sessions: IntGaugeVec,
     access: IntCounterVec,
+    auth_failures: IntCounterVec,
 }
 
 /// Outcome label of a tool call.
@@ -80,6 +81,14 @@ impl Metrics {
         )?;
         registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(access.clone()))?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "mcp_auth_failures_total",
+                "Requests refused at the edge for authentication, by reason (missing, unknown_token, expired, audience, issuer, signature, unknown_key, algorithm, insufficient_scope, ...).",
+            ),
+            &["service", "reason"],
+        )?;
+        registry.register(Box::new(auth_failures.clone()))?;
         #[cfg(target_os = "linux")]
         {
             // A second registration of the process collector in the same registry is harmless to skip.
@@ -95,6 +104,7 @@ impl Metrics {
             http_requests,
             sessions,
             access,
+            auth_failures,
         })
     }
 
@@ -123,6 +133,13 @@ impl Metrics {
     pub fn record_access(&self, tool: &str, decision: &str) {
         self.access
             .with_label_values(&[self.service.as_str(), tool, decision])
+            .inc();
+    }
+
+    /// Counts one refused authentication; `reason` comes from a fixed set.
+    pub fn record_auth_failure(&self, reason: &str) {
+        self.auth_failures
+            .with_label_values(&[self.service.as_str(), reason])
             .inc();
     }
 

@@ -463,7 +463,7 @@ async fn login_submit(
     Extension(login): Extension<Login>,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let Some(identity) = login.with_token(&f.token) else {
+    let Some(identity) = login.with_token(&f.token).await else {
         tracing::info!(target: "audit", message = "Console login refused.", reason = "token not recognised");
         return c.render(
             StatusCode::UNAUTHORIZED,
