@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::auth::{Identity, TokenStore};
 use crate::instrument::TraceParent;
 use crate::metrics::Metrics;
-use crate::oauth::{OAuth, Refusal, Resource};
+use crate::oauth::{OAuth, Refusal, Resource, SubjectToken};
 use crate::telemetry::{CORRELATION_HEADER, CorrelationId, trace_id_from_traceparent};
 use crate::tls::TlsPeer;
 
@@ -221,33 +221,39 @@ impl Edge {
     /// access token does; without a token, a verified TLS client certificate does (its first DNS
     /// name, with no roles, or with `server.anonymous_roles` while auth is off). With auth off
     /// every other caller is `anonymous` (with `server.anonymous_roles`). `Err` says why a
-    /// caller is refused.
+    /// caller is refused. An accepted OAuth access token comes back too (for token exchange).
     async fn identify(
         &self,
         token: Option<&str>,
         certificate: Option<String>,
         resource: &Resource,
-    ) -> Result<Identity, Refusal> {
+    ) -> Result<(Identity, Option<SubjectToken>), Refusal> {
         if !self.auth_on() {
-            return Ok(self.unauthenticated(certificate));
+            return Ok((self.unauthenticated(certificate), None));
         }
         match (token, certificate) {
             (Some(token), _) => {
                 if let Some(id) = self.tokens.as_ref().and_then(|s| s.authenticate(token)) {
-                    return Ok(id.clone());
+                    return Ok((id.clone(), None));
                 }
                 match &self.oauth {
-                    Some(oauth) => oauth.authenticate(token, resource).await,
+                    Some(oauth) => oauth
+                        .authenticate(token, resource)
+                        .await
+                        .map(|id| (id, Some(SubjectToken::new(token)))),
                     None => Err(Refusal::unauthorized(
                         "unknown_token",
                         "bearer token not recognised",
                     )),
                 }
             }
-            (None, Some(name)) => Ok(Identity {
-                name,
-                roles: Vec::new(),
-            }),
+            (None, Some(name)) => Ok((
+                Identity {
+                    name,
+                    roles: Vec::new(),
+                },
+                None,
+            )),
             (None, None) => Err(Refusal::missing("send Authorization: Bearer <token>")),
         }
     }
@@ -368,15 +374,18 @@ pub(crate) async fn authenticate(
     let resource = edge.resource_of(&req);
     // Owned: a request body is not `Sync`, so nothing borrowed from it may be held across await.
     let token = bearer(req.headers()).map(str::to_owned);
-    let identity = match edge
+    let (identity, subject) = match edge
         .identify(token.as_deref(), certificate, &resource)
         .await
     {
-        Ok(identity) => identity,
+        Ok(found) => found,
         Err(refusal) => return edge.refuse(&refusal, &resource),
     };
     tracing::Span::current().record("identity", identity.name.as_str());
     req.extensions_mut().insert(identity);
+    if let Some(subject) = subject {
+        req.extensions_mut().insert(subject);
+    }
     next.run(req).await
 }
 
@@ -446,7 +455,7 @@ impl Login {
             return None;
         }
         match self.edge.identify(Some(token), None, &self.resource).await {
-            Ok(id) => Some(id),
+            Ok((id, _)) => Some(id),
             Err(refusal) => {
                 self.edge.metrics.record_auth_failure(refusal.reason);
                 None

@@ -484,6 +484,7 @@ mod tests {
             traceparent: None,
             approval: None,
             approval_error: Some("approval a1 expired 3 s ago".into()),
+            subject_token: None,
         };
         let audit = AccessAudited::new("Test audited.", "write", Decision::Allowed);
         let refused = require_approval(

@@ -44,6 +44,9 @@ pub struct CallerContext {
     pub approval: Option<Approval>,
     /// Why an approval token that came with the call was refused.
     pub approval_error: Option<String>,
+    /// The OAuth access token the caller presented (none for static tokens, certificates and
+    /// auth off): what master exchanges for a downstream's token.
+    pub subject_token: Option<crate::oauth::SubjectToken>,
 }
 
 impl CallerContext {
@@ -94,6 +97,9 @@ impl CallerContext {
             Some(ApprovalState::Refused(e)) => (None, Some(e.clone())),
             None => (None, None),
         };
+        let subject_token = parts
+            .and_then(|p| p.extensions.get::<crate::oauth::SubjectToken>())
+            .cloned();
         Self {
             correlation_id,
             identity,
@@ -101,6 +107,7 @@ impl CallerContext {
             traceparent,
             approval,
             approval_error,
+            subject_token,
         }
     }
 }

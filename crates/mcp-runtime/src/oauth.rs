@@ -128,8 +128,8 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
     })
 }
 
-/// Whether `url` may be used to reach the authorization server: `https`, or `http` to loopback.
-fn secure_url(url: &str) -> Result<(), String> {
+/// Whether `url` may be used to reach an authorization server: `https`, or `http` to loopback.
+pub fn secure_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL ({e})"))?;
     match parsed.scheme() {
         "https" => Ok(()),
@@ -253,6 +253,28 @@ impl OAuthConfig {
             .chain(self.endpoint_scopes.get(endpoint).into_iter().flatten())
             .map(String::as_str)
             .collect()
+    }
+}
+
+/// The OAuth access token a caller presented, once the edge accepted it: what master exchanges
+/// for a downstream's own token (RFC 8693). Kept in memory only; `Debug` never shows it.
+#[derive(Clone)]
+pub struct SubjectToken(Arc<str>);
+
+impl SubjectToken {
+    pub(crate) fn new(token: &str) -> Self {
+        Self(Arc::from(token))
+    }
+
+    /// The token itself, to send to the authorization server (never to log).
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SubjectToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubjectToken(..)")
     }
 }
 

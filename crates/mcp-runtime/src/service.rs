@@ -31,6 +31,9 @@ pub struct BuildContext {
     /// The config file the service was started from, to read again when it changes (`None`
     /// when started from text or defaults).
     pub config_source: Option<crate::config::ConfigSource>,
+    /// The issuer of `[server.oauth]`, when set: where master gets tokens for its downstreams
+    /// (client credentials, token exchange) unless a downstream names its own.
+    pub oauth_issuer: Option<String>,
 }
 
 /// An MCP service: its config section, how to build it, and the handler each session gets.
@@ -95,6 +98,7 @@ pub async fn start<S: McpService>(
         shutdown: shutdown.clone(),
         client_tls: crate::tls::ClientTls::from_server(&server),
         config_source: doc.source().cloned(),
+        oauth_issuer: server.oauth.as_ref().map(|o| o.issuer.clone()),
     };
     let svc = Arc::new(
         S::build(config, ctx)

@@ -57,6 +57,17 @@ pub struct DownstreamConfig {
     pub timeout_secs: u64,
     /// File of `Header-Name: value` lines sent with every HTTP request (for tokens; a Docker secret).
     pub headers_from_file: Option<PathBuf>,
+    /// How master authenticates to this downstream: `none`, `static` (`headers_from_file`; the
+    /// default when it is set), `client_credentials` (master's own OAuth token) or
+    /// `token_exchange` (each caller's token exchanged for one meant for this downstream).
+    #[serde(default)]
+    pub auth: Option<crate::downstream::credentials::AuthMode>,
+    /// Master's OAuth client for `client_credentials` and `token_exchange`.
+    #[serde(default)]
+    pub oauth: Option<crate::downstream::credentials::DownstreamOAuth>,
+    /// `[server.oauth]`'s issuer, filled in at start-up (the default issuer of `oauth`).
+    #[serde(skip)]
+    pub default_issuer: Option<String>,
     /// PEM CA bundle trusted for this downstream's `https://` URL besides the system roots
     /// (default: `server.tls_ca_file`).
     #[serde(default)]
@@ -115,6 +126,9 @@ impl DownstreamConfig {
             env_from_files: BTreeMap::new(),
             timeout_secs: default_call_timeout(),
             headers_from_file: None,
+            auth: None,
+            oauth: None,
+            default_issuer: None,
             ca_file: None,
             client_cert_file: None,
             client_key_file: None,
@@ -126,6 +140,17 @@ impl DownstreamConfig {
             scan: crate::guard::ScanConfig::default(),
             secret_tools: None,
         }
+    }
+
+    /// How master authenticates to this downstream (`auth`, else `static` when
+    /// `headers_from_file` is set, else `none`).
+    pub fn auth_mode(&self) -> crate::downstream::credentials::AuthMode {
+        use crate::downstream::credentials::AuthMode;
+        self.auth.unwrap_or(if self.headers_from_file.is_some() {
+            AuthMode::Static
+        } else {
+            AuthMode::None
+        })
     }
 
     /// The namespace at master.
@@ -414,6 +439,31 @@ impl MasterConfig {
                     "{what}: namespace `{ns}` is already used by `{}`; give every downstream of a namespace a `version` to route between them",
                     other.name
                 )));
+            }
+            {
+                use crate::downstream::credentials::AuthMode;
+                let mode = d.auth_mode();
+                let oauth = matches!(mode, AuthMode::ClientCredentials | AuthMode::TokenExchange);
+                if oauth && d.transport != TransportKind::Http {
+                    return Err(ConfigInvalid(format!(
+                        "{what}: auth = {mode:?} needs transport \"http\" (streamable HTTP)"
+                    )));
+                }
+                if oauth && d.oauth.is_none() {
+                    return Err(ConfigInvalid(format!(
+                        "{what}: auth = {mode:?} needs oauth = {{ client_id = \"…\", client_secret_file = \"…\" }}"
+                    )));
+                }
+                if !oauth && d.oauth.is_some() {
+                    return Err(ConfigInvalid(format!(
+                        "{what}: oauth is set but auth is {mode:?}; set auth = \"client_credentials\" or \"token_exchange\""
+                    )));
+                }
+                if mode == AuthMode::Static && d.headers_from_file.is_none() {
+                    return Err(ConfigInvalid(format!(
+                        "{what}: auth = \"static\" needs headers_from_file"
+                    )));
+                }
             }
             match d.transport {
                 TransportKind::Http | TransportKind::Sse => match &d.url {

@@ -6,6 +6,7 @@
 //! request — shares the connection's state; transports are in `downstream/`.
 
 pub mod asserting_client;
+pub mod credentials;
 pub mod sse_client;
 
 use std::collections::BTreeMap;
@@ -83,6 +84,8 @@ pub enum CallError {
     Cancelled,
     /// The downstream answered with a JSON-RPC error.
     Remote(ErrorData),
+    /// Not sent: master could not get a token for the downstream (its `auth`).
+    Credentials(String),
 }
 
 /// A live connection to a downstream.
@@ -113,6 +116,8 @@ pub struct Downstream {
     check_requested: AtomicBool,
     refresh_requested: AtomicBool,
     headers: HeaderMap,
+    /// OAuth credentials (`auth = "client_credentials"` or `"token_exchange"`).
+    credentials: Option<Arc<credentials::Credentials>>,
 }
 
 /// What a downstream connection needs from the gateway above it. The seam keeps this module free
@@ -286,6 +291,34 @@ pub fn plain_text(text: &str) -> String {
     }
 }
 
+/// The OAuth credentials of a downstream whose `auth` needs them (reads the secret file now).
+pub fn credentials_of(
+    cfg: &DownstreamConfig,
+) -> Result<Option<Arc<credentials::Credentials>>, ConfigInvalid> {
+    use credentials::AuthMode;
+    let mode = cfg.auth_mode();
+    let (AuthMode::ClientCredentials | AuthMode::TokenExchange, Some(oauth)) = (mode, &cfg.oauth)
+    else {
+        return Ok(None);
+    };
+    let http = cfg
+        .client_tls()
+        .builder()
+        .map_err(|e| format!("downstream `{}`: {e}", cfg.name))?
+        .build()
+        .map_err(|e| format!("downstream `{}`: {}", cfg.name, plain_error(&e)))?;
+    credentials::Credentials::new(
+        &cfg.name,
+        cfg.url.as_deref().unwrap_or_default(),
+        mode,
+        oauth,
+        cfg.default_issuer.as_deref(),
+        http,
+    )
+    .map(|c| Some(Arc::new(c)))
+    .map_err(ConfigInvalid)
+}
+
 fn load_headers(cfg: &DownstreamConfig) -> Result<HeaderMap, ConfigInvalid> {
     let mut map = HeaderMap::new();
     let Some(path) = &cfg.headers_from_file else {
@@ -342,7 +375,9 @@ impl Downstream {
                 .map(drop)
                 .map_err(|e| format!("downstream `{}`: {e}", cfg.name))?;
         }
+        let credentials = credentials_of(&cfg)?;
         Ok(Self {
+            credentials,
             cfg,
             index,
             client: RwLock::new(None),
@@ -366,6 +401,11 @@ impl Downstream {
             refresh_requested: AtomicBool::new(false),
             headers,
         })
+    }
+
+    /// Its OAuth credentials, when `auth` is `client_credentials` or `token_exchange`.
+    pub fn credentials(&self) -> Option<&Arc<credentials::Credentials>> {
+        self.credentials.as_ref()
     }
 
     pub fn name(&self) -> &str {
@@ -536,7 +576,14 @@ impl Downstream {
         self: &Arc<Self>,
         gateway: Weak<dyn Upstream>,
     ) -> Result<Client, ConnectError> {
-        connect_client(&self.cfg, &self.headers, gateway, self.index).await
+        connect_client(
+            &self.cfg,
+            &self.headers,
+            self.credentials.clone(),
+            gateway,
+            self.index,
+        )
+        .await
     }
 
     async fn fetch_catalog(&self, client: &Client) -> Result<Catalog, ConnectError> {
@@ -736,6 +783,7 @@ impl Downstream {
 pub async fn connect_client(
     cfg: &DownstreamConfig,
     headers: &HeaderMap,
+    credentials: Option<Arc<credentials::Credentials>>,
     gateway: Weak<dyn Upstream>,
     index: usize,
 ) -> Result<Client, ConnectError> {
@@ -754,7 +802,7 @@ pub async fn connect_client(
                     .build()
                     .map_err(|e| plain_error(&e))?;
                 let transport = StreamableHttpClientTransport::with_client(
-                    asserting_client::AssertingClient(http),
+                    asserting_client::AssertingClient { http, credentials },
                     StreamableHttpClientTransportConfig::with_uri(url),
                 );
                 handler.serve(transport).await.map_err(|e| plain_error(&e))

@@ -59,6 +59,7 @@ impl McpService for Master {
         cfg.add_seed_env(&|k| std::env::var(k).ok());
         for d in &mut cfg.downstream {
             d.inherit_client_tls(&ctx.client_tls);
+            d.default_issuer.clone_from(&ctx.oauth_issuer);
         }
         cfg.validate()?;
         let policy = policy::Policy::new(&cfg.policy)?;

@@ -20,7 +20,16 @@ fn downstream_client_passes_the_client_scenarios_that_apply() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    for scenario in ["initialize", "tools_call", "sse-retry"] {
+    // auth/client-credentials-basic: the issuer found from the server's RFC 9728 metadata, a
+    // client-credentials token with client_secret_basic, then every request with it. The other
+    // auth scenarios need a person at a browser (authorization code), which master's downstream
+    // hop never has.
+    for scenario in [
+        "initialize",
+        "tools_call",
+        "sse-retry",
+        "auth/client-credentials-basic",
+    ] {
         let out = Command::new("npx")
             .args([
                 "-y",

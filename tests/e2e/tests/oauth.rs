@@ -182,10 +182,12 @@ async fn probe(url: &str, token: Option<&str>) -> (u16, String, String) {
     let mut req = reqwest::Client::new()
         .post(url)
         .header("accept", "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {},
-            "clientInfo": {"name": "probe", "version": "1"}
-        }}));
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "probe", "version": "1"}
+            }}),
+        );
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -744,4 +746,118 @@ async fn the_python_sdk_logs_users_in_and_their_subjects_run_through_approvals()
         "{who:?}"
     );
     assert!(!who.iter().any(|(i, _)| i == "anonymous"), "{who:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn downstreams_get_tokens_of_their_own_never_the_clients() {
+    let Some(idp) = Idp::start("k1").await else {
+        return;
+    };
+    // The downstream is itself an OAuth resource server: it accepts only tokens whose audience
+    // is its own URL, so the client's token (audience: master) would be refused there.
+    let cmdb = start_cmdb(mcp_runtime::ServerConfig {
+        oauth: Some(OAuthConfig {
+            issuer: idp.issuer.clone(),
+            ..OAuthConfig::default()
+        }),
+        ..server_config()
+    })
+    .await;
+    let cmdb_url = cmdb.url("/mcp");
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("master-client.secret");
+    std::fs::write(&secret, "master-secret\n").unwrap();
+    let oauth = format!(
+        "oauth = {{ client_id = \"mcp-master\", client_secret_file = {:?} }}",
+        secret.display().to_string()
+    );
+    let master = start_master_in(
+        dir,
+        &format!(
+            "[[master.downstream]]\nname = \"exchanged\"\nurl = {cmdb_url:?}\nauth = \"token_exchange\"\n{oauth}\n\
+             [[master.downstream]]\nname = \"own\"\nurl = {cmdb_url:?}\nauth = \"client_credentials\"\n{oauth}\n"
+        ),
+        mcp_runtime::ServerConfig {
+            oauth: Some(oauth_config(&idp)),
+            ..server_config()
+        },
+    )
+    .await;
+    let url = master.url("/mcp");
+    let machine = idp
+        .client_credentials("machine", "machine-secret", &url, "mcp:read mcp:admin")
+        .await;
+    let c = mcp_test_support::client(&url, Some(&machine)).await;
+    // Master lists both (its own requests go with its client-credentials token).
+    let tools: Vec<String> = c
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(
+        tools.contains(&"exchanged_getHost".to_owned())
+            && tools.contains(&"own_getHost".to_owned()),
+        "{tools:?}"
+    );
+    for tool in ["exchanged_getHost", "own_getHost", "exchanged_getHost"] {
+        let r = mcp_test_support::tool(&c, tool, json!({"name": "aicrusher"})).await;
+        assert_ne!(r.is_error, Some(true), "{tool}: {}", text_of(&r));
+    }
+    let _ = c.cancel().await;
+
+    // One exchange (the second call reused it): the machine's subject, master as the actor, the
+    // downstream as the resource; the subject token was the one meant for master.
+    let exchanges: Value = reqwest::get(format!("{}/test/exchanges", idp.issuer))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        exchanges,
+        json!([{ "sub": "machine", "subject_aud": url, "actor": "mcp-master", "resource": cmdb_url }])
+    );
+    // The downstream refused nothing: it never saw a token meant for someone else.
+    let m = mcp_test_support::metrics(&cmdb.url("/metrics")).await;
+    assert!(
+        !m.contains("mcp_auth_failures_total{"),
+        "the downstream refused a token:\n{}",
+        m.lines()
+            .filter(|l| l.starts_with("mcp_auth_failures_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        m.contains("mcp_tool_calls_total{service=\"cmdb\",status=\"success\",tool=\"getHost\"} 3"),
+        "{m}"
+    );
+    // And the client's own token does not work there.
+    let (status, _, _) = probe(&cmdb_url, Some(&machine)).await;
+    assert_eq!(status, 401);
+
+    // When no token can be had (the provider is gone), the call is a tool error saying why,
+    // and nothing is sent to the downstream.
+    let reader = idp
+        .client_credentials("reader", "reader-secret", &url, "mcp:read")
+        .await;
+    let mut idp = idp;
+    idp.child.kill().await.unwrap();
+    let c = mcp_test_support::client(&url, Some(&reader)).await;
+    let r = mcp_test_support::tool(&c, "exchanged_getHost", json!({"name": "aicrusher"})).await;
+    assert_eq!(r.is_error, Some(true));
+    let says = text_of(&r);
+    assert!(
+        says.contains("cannot get a token for downstream `exchanged`")
+            && says.contains("not sent")
+            && !says.contains(&reader),
+        "{says}"
+    );
+    let _ = c.cancel().await;
+    let m = mcp_test_support::metrics(&cmdb.url("/metrics")).await;
+    assert!(
+        m.contains("mcp_tool_calls_total{service=\"cmdb\",status=\"success\",tool=\"getHost\"} 3"),
+        "{m}"
+    );
 }

@@ -7,9 +7,64 @@ use std::process::ExitCode;
 use std::sync::Weak;
 
 use mcp_master::config::DownstreamConfig;
+use mcp_master::downstream::credentials::{AuthMode, DownstreamOAuth};
 use mcp_master::downstream::{NoUpstream, connect_client};
 use rmcp::model::CallToolRequestParams;
 use serde_json::json;
+
+/// Sets `auth = "client_credentials"` when the scenario's context (`MCP_CONFORMANCE_CONTEXT`)
+/// holds `client_id` and `client_secret`; the directory holding the secret file lives as long as
+/// the returned guard.
+fn client_credentials(cfg: &mut DownstreamConfig) -> Result<Option<std::path::PathBuf>, String> {
+    let Ok(raw) = std::env::var("MCP_CONFORMANCE_CONTEXT") else {
+        return Ok(None);
+    };
+    let context: serde_json::Value =
+        serde_json::from_str(&raw).map_err(|e| format!("MCP_CONFORMANCE_CONTEXT: {e}"))?;
+    let (Some(id), Some(secret)) = (
+        context["client_id"].as_str(),
+        context["client_secret"].as_str(),
+    ) else {
+        return Ok(None);
+    };
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = std::env::temp_dir().join(format!(
+        "mcp-conformance-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let file = dir.join("client_secret");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .and_then(|mut f| f.write_all(secret.as_bytes()))
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    cfg.auth = Some(AuthMode::ClientCredentials);
+    cfg.oauth = Some(DownstreamOAuth {
+        client_id: id.to_owned(),
+        client_secret_file: file,
+        issuer: None,
+        resource: None,
+        scope: None,
+        token_endpoint_auth: Default::default(),
+    });
+    Ok(Some(dir))
+}
+
+/// Removes the secret's directory when the client ends.
+struct RemoveOnDrop(Option<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let Some(url) = std::env::args().nth(1) else {
@@ -29,18 +84,42 @@ fn main() -> ExitCode {
         } else {
             format!("{}/mcp", url.trim_end_matches('/'))
         };
-        let cfg = DownstreamConfig {
+        let mut cfg = DownstreamConfig {
             timeout_secs: 30,
             ..DownstreamConfig::http("conformance", &url)
         };
-        let client =
-            match connect_client(&cfg, &Default::default(), Weak::<NoUpstream>::new(), 0).await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("connect failed: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+        // The auth scenarios hand over client credentials: master then uses them as it would
+        // with `auth = "client_credentials"`, the issuer found from the server's RFC 9728
+        // metadata. The secret goes to an owner-only file, as master reads secrets.
+        let _secret_dir = match client_credentials(&mut cfg) {
+            Ok(dir) => RemoveOnDrop(dir),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let credentials = match mcp_master::downstream::credentials_of(&cfg) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{}", e.0);
+                return ExitCode::FAILURE;
+            }
+        };
+        let client = match connect_client(
+            &cfg,
+            &Default::default(),
+            credentials,
+            Weak::<NoUpstream>::new(),
+            0,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("connect failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         // Some scenarios (initialize) serve no tools/list; then there is nothing to call.
         let tools = match client.peer().list_all_tools().await {
             Ok(t) => t,

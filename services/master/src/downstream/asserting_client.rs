@@ -1,6 +1,8 @@
 //! The HTTP client master uses for streamable-HTTP downstreams: reqwest, plus the caller's signed
 //! identity assertion copied from a request's `_meta` into the `x-mcp-identity-assertion` header, so
-//! services (and proxies in between) can read it from headers as well.
+//! services (and proxies in between) can read it from headers as well, and, for OAuth
+//! downstreams, the bearer token of each request: the call's exchanged token when it holds one
+//! (named by reference in `_meta`, a key stripped before sending), else master's own.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,9 +18,65 @@ use rmcp::transport::streamable_http_client::{
 };
 use sse_stream::Sse;
 
-/// reqwest with identity-assertion headers.
+use super::credentials::{CREDENTIAL_META_KEY, Credentials};
+
+/// reqwest with identity-assertion headers and OAuth bearer tokens.
 #[derive(Clone)]
-pub struct AssertingClient(pub reqwest::Client);
+pub struct AssertingClient {
+    pub http: reqwest::Client,
+    pub credentials: Option<Arc<Credentials>>,
+}
+
+impl AssertingClient {
+    /// The bearer token for `message` (and the message without its credential reference):
+    /// the call's own token when it holds one, else master's; `auth_header` without credentials.
+    async fn bearer(
+        &self,
+        mut message: ClientJsonRpcMessage,
+        auth_header: Option<String>,
+    ) -> Result<(ClientJsonRpcMessage, Option<String>), StreamableHttpError<reqwest::Error>> {
+        let Some(credentials) = &self.credentials else {
+            return Ok((message, auth_header));
+        };
+        let reference = match &mut message {
+            JsonRpcMessage::Request(r) => match &mut r.request {
+                ClientRequest::CallToolRequest(c) => c
+                    .params
+                    .meta
+                    .as_mut()
+                    .and_then(|m| m.remove(CREDENTIAL_META_KEY)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(token) = reference
+            .as_ref()
+            .and_then(|r| r.as_str())
+            .and_then(|r| credentials.held(r))
+        {
+            return Ok((message, Some(token)));
+        }
+        let own = credentials.own_token().await.map_err(|e| {
+            tracing::warn!(message = "No downstream token.", error = %e);
+            StreamableHttpError::UnexpectedServerResponse(e.to_string().into())
+        })?;
+        Ok((message, Some(own)))
+    }
+
+    async fn own_bearer(
+        &self,
+        auth_header: Option<String>,
+    ) -> Result<Option<String>, StreamableHttpError<reqwest::Error>> {
+        match &self.credentials {
+            None => Ok(auth_header),
+            Some(c) => {
+                c.own_token().await.map(Some).map_err(|e| {
+                    StreamableHttpError::UnexpectedServerResponse(e.to_string().into())
+                })
+            }
+        }
+    }
+}
 
 type Headers = HashMap<HeaderName, HeaderValue>;
 
@@ -73,8 +131,12 @@ impl StreamableHttpClient for AssertingClient {
     + Send
     + '_ {
         let headers = with_assertion(&message, custom_headers);
-        self.0
-            .post_message(uri, message, session_id, auth_header, headers)
+        async move {
+            let (message, auth) = self.bearer(message, auth_header).await?;
+            self.http
+                .post_message(uri, message, session_id, auth, headers)
+                .await
+        }
     }
 
     fn post_message_with_max_sse_event_size(
@@ -89,14 +151,19 @@ impl StreamableHttpClient for AssertingClient {
     + Send
     + '_ {
         let headers = with_assertion(&message, custom_headers);
-        self.0.post_message_with_max_sse_event_size(
-            uri,
-            message,
-            session_id,
-            auth_header,
-            headers,
-            max_sse_event_size,
-        )
+        async move {
+            let (message, auth) = self.bearer(message, auth_header).await?;
+            self.http
+                .post_message_with_max_sse_event_size(
+                    uri,
+                    message,
+                    session_id,
+                    auth,
+                    headers,
+                    max_sse_event_size,
+                )
+                .await
+        }
     }
 
     fn post_message_with_response_limits(
@@ -111,14 +178,12 @@ impl StreamableHttpClient for AssertingClient {
     + Send
     + '_ {
         let headers = with_assertion(&message, custom_headers);
-        self.0.post_message_with_response_limits(
-            uri,
-            message,
-            session_id,
-            auth_header,
-            headers,
-            limits,
-        )
+        async move {
+            let (message, auth) = self.bearer(message, auth_header).await?;
+            self.http
+                .post_message_with_response_limits(uri, message, session_id, auth, headers, limits)
+                .await
+        }
     }
 
     fn delete_session(
@@ -128,8 +193,12 @@ impl StreamableHttpClient for AssertingClient {
         auth_header: Option<String>,
         custom_headers: Headers,
     ) -> impl Future<Output = Result<(), StreamableHttpError<Self::Error>>> + Send + '_ {
-        self.0
-            .delete_session(uri, session_id, auth_header, custom_headers)
+        async move {
+            let auth = self.own_bearer(auth_header).await?;
+            self.http
+                .delete_session(uri, session_id, auth, custom_headers)
+                .await
+        }
     }
 
     fn get_stream(
@@ -146,7 +215,11 @@ impl StreamableHttpClient for AssertingClient {
         >,
     > + Send
     + '_ {
-        self.0
-            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+        async move {
+            let auth = self.own_bearer(auth_header).await?;
+            self.http
+                .get_stream(uri, session_id, last_event_id, auth, custom_headers)
+                .await
+        }
     }
 }

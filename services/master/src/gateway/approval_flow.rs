@@ -526,6 +526,9 @@ impl Gateway {
                 arguments: call.arguments,
                 meta,
                 identity: &call.requester,
+                // The requester's token is not kept (nor may still be valid when an approver
+                // decides): the approved call goes out with master's own credentials.
+                subject_token: None,
                 correlation_id: &row.correlation_id,
                 trace_id: None,
                 retry,

@@ -58,6 +58,9 @@ pub(crate) struct Outgoing<'a> {
     pub meta: RequestMetaObject,
     /// Whom master signs the call for.
     pub identity: &'a Identity,
+    /// The caller's OAuth access token, exchanged for the downstream's own token when the
+    /// downstream's `auth` is `token_exchange`.
+    pub subject_token: Option<&'a mcp_runtime::oauth::SubjectToken>,
     pub correlation_id: &'a str,
     pub trace_id: Option<&'a str>,
     /// Whether a connection failure may be retried (read-only or idempotent tool).
@@ -99,6 +102,28 @@ impl Gateway {
             let assertion = key.sign(out.identity, out.correlation_id);
             if let Ok(v) = serde_json::to_value(assertion) {
                 meta.insert(IDENTITY_META_KEY.to_owned(), v);
+            }
+        }
+        // token_exchange: the caller's token becomes one meant for this downstream, held for the
+        // call and named by reference in `_meta` (the HTTP client sends it; the token itself is
+        // never in the message). Without a caller's token master's own is sent.
+        let mut _held = None;
+        if let (Some(credentials), Some(subject)) = (d.credentials(), out.subject_token)
+            && credentials.exchanges()
+        {
+            match credentials.exchange(subject).await {
+                Ok(token) => {
+                    let held = credentials.hold(token);
+                    meta.insert(
+                        crate::downstream::credentials::CREDENTIAL_META_KEY.to_owned(),
+                        Value::String(held.reference.clone()),
+                    );
+                    _held = Some(held);
+                }
+                Err(e) => {
+                    tracing::warn!(message = "Token exchange failed.", downstream = %d.name(), error = %e);
+                    return Err(CallError::Credentials(e.to_string()));
+                }
             }
         }
         // Calls without a client (workflow steps) have nobody to relay progress or requests to.
@@ -279,6 +304,7 @@ pub(crate) fn call_error_text(d: &Downstream, tool: &str, e: &CallError) -> Stri
         ),
         CallError::Cancelled => "cancelled by the client".to_owned(),
         CallError::Remote(e) => e.message.to_string(),
+        CallError::Credentials(e) => format!("{e}; the call was not sent"),
     }
 }
 

@@ -233,6 +233,7 @@ impl Gateway {
                         // token is taken above).
                         meta: std::mem::take(&mut call.meta),
                         identity: &call.caller.identity,
+                        subject_token: call.caller.subject_token.as_ref(),
                         correlation_id: &call.caller.correlation_id,
                         trace_id: call.caller.trace_id.as_deref(),
                         retry,
@@ -435,6 +436,7 @@ impl Gateway {
                         arguments,
                         meta: RequestMetaObject::default(),
                         identity: &identity,
+                        subject_token: None,
                         correlation_id: &correlation_id,
                         trace_id: trace_id.as_deref(),
                         retry: false,

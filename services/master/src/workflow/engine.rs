@@ -799,6 +799,9 @@ impl Engine {
             traceparent: None,
             approval: None,
             approval_error: None,
+            // A durable run may resume long after the owner's token expired: steps go out with
+            // master's own credentials and the owner's signed identity.
+            subject_token: None,
         }
     }
 

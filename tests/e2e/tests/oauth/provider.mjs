@@ -9,9 +9,9 @@
 //   KEYS       comma-separated key ids published in the JWKS; the first signs (rotation = restart
 //              with another list)
 //   TOKEN_TTL  access token lifetime in seconds (default 3600)
-// Test-only route: POST /test/sign {kid?, alg?, claims} signs claims with a published key (or, for
+// Test-only routes: POST /test/sign {kid?, alg?, claims} signs claims with a published key (or, for
 // kid "stranger", with a key the JWKS never published) so tests can make expired, not-yet-valid and
-// wrong-issuer tokens without waiting.
+// wrong-issuer tokens without waiting; GET /test/exchanges lists the token exchanges made.
 import fs from 'node:fs';
 import path from 'node:path';
 import Provider from 'oidc-provider';
@@ -35,7 +35,14 @@ const keys = [];
 for (const kid of kids) keys.push(await privateKey(kid));
 
 // The `roles` claim of access tokens, by account (users) or client (machines).
-const ROLES = { alice: ['approver'], bob: [], machine: ['admin'], reader: [], 'opaque-machine': ['admin'] };
+const ROLES = {
+  alice: ['approver'], bob: [], machine: ['admin'], reader: [], 'opaque-machine': ['admin'], 'mcp-master': [],
+};
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token';
+// Every token exchange made, for the tests to read (GET /test/exchanges): who for whom and where.
+const exchanges = [];
 
 const provider = new Provider(issuer, {
   clients: [
@@ -60,6 +67,15 @@ const provider = new Provider(issuer, {
       client_id: 'opaque-machine',
       client_secret: 'opaque-secret',
       grant_types: ['client_credentials'],
+      redirect_uris: [],
+      response_types: [],
+      scope: 'mcp:read',
+    },
+    {
+      // Master as a client: its own tokens for its downstreams, and token exchange (RFC 8693).
+      client_id: 'mcp-master',
+      client_secret: 'master-secret',
+      grant_types: ['client_credentials', TOKEN_EXCHANGE],
       redirect_uris: [],
       response_types: [],
       scope: 'mcp:read',
@@ -105,7 +121,59 @@ const provider = new Provider(issuer, {
 
 const stranger = (await jose.generateKeyPair('RS256')).privateKey;
 
+// RFC 8693 token exchange: an access token this provider issued (a JWT, verified against its own
+// keys) becomes one for the requested resource, with the same subject and the exchanging client
+// as the actor. oidc-provider has the grant's plumbing (client authentication at /token); this is
+// the grant itself.
+const publicKeys = jose.createLocalJWKSet({
+  keys: keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub),
+});
+provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+  const params = ctx.oidc.params;
+  const fail = (error, description) => {
+    ctx.status = 400;
+    ctx.body = { error, error_description: description };
+  };
+  if (params.subject_token_type !== ACCESS_TOKEN) {
+    return fail('invalid_request', 'subject_token_type must be an access token');
+  }
+  let subject;
+  try {
+    ({ payload: subject } = await jose.jwtVerify(params.subject_token, publicKeys, { issuer }));
+  } catch (e) {
+    return fail('invalid_grant', `subject_token is not valid: ${e.code || e.message}`);
+  }
+  const resource = params.resource;
+  if (!resource) return fail('invalid_target', 'resource is required');
+  const now = Math.floor(Date.now() / 1000);
+  const exp = Math.min(subject.exp, now + 300);
+  const claims = {
+    sub: subject.sub,
+    aud: resource,
+    scope: subject.scope,
+    roles: subject.roles ?? [],
+    client_id: ctx.oidc.client.clientId,
+    act: { sub: ctx.oidc.client.clientId },
+    jti: crypto.randomUUID(),
+  };
+  const token = await new jose.SignJWT(claims)
+    .setProtectedHeader({ alg: 'RS256', kid: keys[0].kid, typ: 'at+jwt' })
+    .setIssuer(issuer).setIssuedAt(now).setExpirationTime(exp)
+    .sign(await jose.importJWK(keys[0], 'RS256'));
+  exchanges.push({ sub: subject.sub, subject_aud: subject.aud, actor: ctx.oidc.client.clientId, resource });
+  ctx.body = {
+    access_token: token,
+    issued_token_type: ACCESS_TOKEN,
+    token_type: 'Bearer',
+    expires_in: exp - now,
+  };
+}, ['subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'audience', 'scope']);
+
 provider.use(async (ctx, next) => {
+  if (ctx.path === '/test/exchanges' && ctx.method === 'GET') {
+    ctx.body = exchanges;
+    return;
+  }
   if (ctx.path === '/test/sign' && ctx.method === 'POST') {
     let body = '';
     for await (const chunk of ctx.req) body += chunk;
