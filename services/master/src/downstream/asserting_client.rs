@@ -186,40 +186,30 @@ impl StreamableHttpClient for AssertingClient {
         }
     }
 
-    fn delete_session(
+    async fn delete_session(
         &self,
         uri: Arc<str>,
         session_id: Arc<str>,
         auth_header: Option<String>,
         custom_headers: Headers,
-    ) -> impl Future<Output = Result<(), StreamableHttpError<Self::Error>>> + Send + '_ {
-        async move {
-            let auth = self.own_bearer(auth_header).await?;
-            self.http
-                .delete_session(uri, session_id, auth, custom_headers)
-                .await
-        }
+    ) -> Result<(), StreamableHttpError<Self::Error>> {
+        let auth = self.own_bearer(auth_header).await?;
+        self.http
+            .delete_session(uri, session_id, auth, custom_headers)
+            .await
     }
 
-    fn get_stream(
+    async fn get_stream(
         &self,
         uri: Arc<str>,
         session_id: Option<Arc<str>>,
         last_event_id: Option<String>,
         auth_header: Option<String>,
         custom_headers: Headers,
-    ) -> impl Future<
-        Output = Result<
-            BoxStream<'static, Result<Sse, SseError>>,
-            StreamableHttpError<Self::Error>,
-        >,
-    > + Send
-    + '_ {
-        async move {
-            let auth = self.own_bearer(auth_header).await?;
-            self.http
-                .get_stream(uri, session_id, last_event_id, auth, custom_headers)
-                .await
-        }
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
+        let auth = self.own_bearer(auth_header).await?;
+        self.http
+            .get_stream(uri, session_id, last_event_id, auth, custom_headers)
+            .await
     }
 }
