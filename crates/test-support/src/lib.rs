@@ -2,6 +2,7 @@
 //! tool results, a service binary run as a child process with a config file and captured logs, and
 //! the `MCP_E2E_REQUIRED` skip rule. Test-only: no service depends on it.
 
+pub mod oidc;
 pub mod pki;
 
 use std::path::Path;

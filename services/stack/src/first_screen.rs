@@ -84,7 +84,7 @@ pub(crate) fn render(loaded: &Loaded, key_created: bool, running: &[Running]) ->
         })
         .unwrap_or_default();
     let _ = writeln!(out, "  Approvals:  on; identity and approval key {key}");
-    if loaded.server.auth_tokens_file.is_none() {
+    if !loaded.server.auth_enabled() {
         let _ = writeln!(
             out,
             "              auth is off, so you are the only user and approve your own risky calls:\n              your client asks you (MCP elicitation), the console's Approve button, or approvals_approve"
@@ -102,6 +102,18 @@ pub(crate) fn render(loaded: &Loaded, key_created: bool, running: &[Running]) ->
         );
     }
     let server = &loaded.server;
+    if let Some(oauth) = &server.oauth {
+        let _ = writeln!(
+            out,
+            "  OAuth:      master takes access tokens from {} (clients discover it at /.well-known/oauth-protected-resource/mcp){}",
+            oauth.issuer,
+            if server.auth_tokens_file.is_some() {
+                "; static tokens work too"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(cert) = &server.tls_cert_file {
         let ca = server.tls_ca_file.as_ref().map_or_else(
             || "the CA that signed it".to_owned(),

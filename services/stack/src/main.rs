@@ -43,11 +43,13 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 }
 
 /// The server settings of the services behind master: with auth on, they accept the user's
-/// tokens plus master's own (generated per start), which master sends as its downstream header.
+/// static tokens plus master's own (generated per start), which master sends as its downstream
+/// header. `[server.oauth]` is for master's clients: the services behind it take master's
+/// internal token, so the stack works with that one setting.
 fn service_server(server: &ServerConfig) -> anyhow::Result<ServerConfig> {
-    let Some(user) = &server.auth_tokens_file else {
+    if !server.auth_enabled() {
         return Ok(server.clone());
-    };
+    }
     let fresh = || {
         format!(
             "{}{}",
@@ -56,8 +58,12 @@ fn service_server(server: &ServerConfig) -> anyhow::Result<ServerConfig> {
         )
     };
     let (token, linux) = (fresh(), fresh());
-    let users =
-        std::fs::read_to_string(user).with_context(|| format!("reading {}", user.display()))?;
+    let users = match &server.auth_tokens_file {
+        Some(user) => {
+            std::fs::read_to_string(user).with_context(|| format!("reading {}", user.display()))?
+        }
+        None => String::new(),
+    };
     let tokens = format!(
         "{users}\n# Added by mcp-stack: tokens of master and linux-cli for the services behind master.\n[[token]]\nidentity = \"mcp-master\"\nroles = []\nsha256 = \"{}\"\n\n[[token]]\nidentity = \"mcp-linux-cli\"\nroles = []\nsha256 = \"{}\"\n",
         mcp_runtime::auth::hash_token(&token),
@@ -74,6 +80,7 @@ fn service_server(server: &ServerConfig) -> anyhow::Result<ServerConfig> {
     .with_context(|| format!("writing {INTERNAL_HEADERS}"))?;
     Ok(ServerConfig {
         auth_tokens_file: Some(INTERNAL_TOKENS.into()),
+        oauth: None,
         ..server.clone()
     })
 }
@@ -170,7 +177,7 @@ fn load(cli: &Cli) -> anyhow::Result<Loaded> {
             key.display().to_string().into(),
         );
     }
-    if configured.auth_tokens_file.is_none() {
+    if !configured.auth_enabled() {
         // Auth off on loopback: the local operator is the only user. They hold the approver role
         // and decide their own calls, asked in the client when it supports elicitation.
         doc.set_default(
@@ -198,7 +205,7 @@ fn load(cli: &Cli) -> anyhow::Result<Loaded> {
         "cmdb_url".to_owned(),
         toml::Value::from(format!("{scheme}://127.0.0.1:{}/mcp", ports.cmdb)),
     )]);
-    if server.auth_tokens_file.is_some() {
+    if server.auth_enabled() {
         ssh.insert("cmdb_token_file".to_owned(), INTERNAL_LINUX_TOKEN.into());
     }
     doc.set_default("linux", "ssh", toml::Value::Table(ssh));
@@ -216,7 +223,7 @@ fn load(cli: &Cli) -> anyhow::Result<Loaded> {
             "url".into(),
             format!("{scheme}://127.0.0.1:{port}/mcp").into(),
         );
-        if server.auth_tokens_file.is_some() {
+        if server.auth_enabled() {
             t.insert("headers_from_file".into(), INTERNAL_HEADERS.into());
         }
         downstreams.push(toml::Value::Table(t));

@@ -8,167 +8,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::*;
 use mcp_runtime::oauth::OAuthConfig;
+use mcp_test_support::oidc::{Idp, python_sdk};
 use serde_json::{Value, json};
-
-/// The provider, pinned; `.ci/run` fetches it into the npx cache.
-const OIDC_PROVIDER: &str = "oidc-provider@9.13.3";
-
-/// The npx directory holding Node 22 and the provider (`…/node_modules`), resolved once.
-async fn provider_modules() -> PathBuf {
-    let out = tokio::process::Command::new("npx")
-        .args(["-y", "-p", "node@22", "-p", OIDC_PROVIDER, "sh", "-c"])
-        .arg(r#"dirname "$(dirname "$(command -v node)")""#)
-        .output()
-        .await
-        .expect("run npx");
-    assert!(
-        out.status.success(),
-        "npx could not fetch {OIDC_PROVIDER}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-/// A running `oidc-provider` on loopback (see `oauth/provider.mjs`).
-struct Idp {
-    child: tokio::process::Child,
-    modules: PathBuf,
-    dir: tempfile::TempDir,
-    port: u16,
-    issuer: String,
-    http: reqwest::Client,
-}
-
-impl Idp {
-    /// Starts the provider publishing `keys` (comma-separated ids, the first signs); `None` (and a
-    /// skip) when npx is missing.
-    async fn start(keys: &str) -> Option<Self> {
-        if !npx_available() {
-            skip("npx is not installed; the OpenID provider (oidc-provider) cannot run");
-            return None;
-        }
-        let modules = provider_modules().await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::copy(
-            crate_dir().join("tests/oauth/provider.mjs"),
-            dir.path().join("provider.mjs"),
-        )
-        .expect("copy provider script");
-        std::os::unix::fs::symlink(&modules, dir.path().join("node_modules"))
-            .expect("link node_modules");
-        std::fs::create_dir(dir.path().join("keys")).expect("keys dir");
-        let port = free_port();
-        let child = Self::spawn(&modules, dir.path(), port, keys);
-        let idp = Self {
-            child,
-            modules,
-            dir,
-            port,
-            issuer: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        };
-        idp.ready().await;
-        Some(idp)
-    }
-
-    fn spawn(modules: &Path, dir: &Path, port: u16, keys: &str) -> tokio::process::Child {
-        let log = std::fs::File::create(dir.join(format!("provider-{keys}.log"))).expect("log");
-        tokio::process::Command::new(modules.join(".bin/node"))
-            .arg("provider.mjs")
-            .current_dir(dir)
-            .env("PORT", port.to_string())
-            .env("KEY_DIR", dir.join("keys"))
-            .env("KEYS", keys)
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start oidc-provider")
-    }
-
-    /// Waits until the provider serves its metadata.
-    async fn ready(&self) {
-        let url = format!("{}/.well-known/openid-configuration", self.issuer);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = self.http.get(&url).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "oidc-provider did not come up: {}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_dir(self.dir.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect()
-    }
-
-    /// Stops the provider and starts it again on the same port publishing `keys` (a rotation).
-    async fn restart(&mut self, keys: &str) {
-        self.child.kill().await.expect("stop provider");
-        self.child = Self::spawn(&self.modules, self.dir.path(), self.port, keys);
-        self.ready().await;
-    }
-
-    /// A client-credentials access token for `resource`.
-    async fn client_credentials(
-        &self,
-        client: &str,
-        secret: &str,
-        resource: &str,
-        scope: &str,
-    ) -> String {
-        let r = self
-            .http
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(client, Some(secret))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("scope", scope),
-                ("resource", resource),
-            ])
-            .send()
-            .await
-            .expect("token request");
-        let body: Value = r.json().await.expect("token answer");
-        body["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no access token: {body}"))
-            .to_owned()
-    }
-
-    /// A JWT with `claims` signed by key `kid` (`stranger`: a key the JWKS never published).
-    async fn sign(&self, kid: &str, claims: Value) -> String {
-        self.http
-            .post(format!("{}/test/sign", self.issuer))
-            .json(&json!({ "kid": kid, "claims": claims }))
-            .send()
-            .await
-            .expect("sign")
-            .text()
-            .await
-            .expect("signed token")
-    }
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -617,24 +464,6 @@ async fn opaque_tokens_are_introspected_with_the_servers_own_credentials() {
     assert!(body.contains("another resource"), "{body}");
 }
 
-/// Runs `python/sdk_oauth.py` with `args`; its JSON report.
-async fn sdk(args: &[&str]) -> Value {
-    let out = tokio::process::Command::new("python3")
-        .arg(crate_dir().join("python/sdk_oauth.py"))
-        .args(args)
-        .output()
-        .await
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "sdk_oauth.py {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("report")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_python_sdk_logs_users_in_and_their_subjects_run_through_approvals() {
     if !python_mcp_available() {
@@ -668,7 +497,7 @@ async fn the_python_sdk_logs_users_in_and_their_subjects_run_through_approvals()
     // bob (no roles) logs in through the SDK's authorization-code flow and asks for a write that
     // needs an approval.
     let set = json!([["secrets_setSecret", {"name": "keepass/Infra/postgres", "value": "rotated-by-oauth"}]]);
-    let bob = sdk(&[&url, "user", "bob", &set.to_string()]).await;
+    let bob = python_sdk(&[&url, "user", "bob", &set.to_string()]).await;
     let pending = &bob["results"][0];
     assert_eq!(pending["is_error"], true, "{bob}");
     assert_eq!(pending["structured"]["status"], "pending_approval", "{bob}");
@@ -678,7 +507,7 @@ async fn the_python_sdk_logs_users_in_and_their_subjects_run_through_approvals()
         .to_owned();
     // bob may not decide it (self-approval, and no role); alice (approver, from her token's roles
     // claim) sees it with bob as the requester and approves it.
-    let bob_again = sdk(&[
+    let bob_again = python_sdk(&[
         &url,
         "user",
         "bob",
@@ -686,7 +515,7 @@ async fn the_python_sdk_logs_users_in_and_their_subjects_run_through_approvals()
     ])
     .await;
     assert_eq!(bob_again["results"][0]["is_error"], true, "{bob_again}");
-    let alice = sdk(&[
+    let alice = python_sdk(&[
         &url,
         "user",
         "alice",
@@ -721,7 +550,7 @@ async fn the_python_sdk_logs_users_in_and_their_subjects_run_through_approvals()
     // A machine with client credentials, through the SDK's own provider.
     let secret = master.path("machine.secret");
     std::fs::write(&secret, "machine-secret").unwrap();
-    let machine = sdk(&[
+    let machine = python_sdk(&[
         &url,
         "machine",
         "machine",
