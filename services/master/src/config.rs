@@ -571,10 +571,39 @@ mod tests {
                 "reserved",
             ),
             ("separator='.'\n", "separator"),
+            (
+                "[[downstream]]\nname='a'\nurl='http://x'\nauth='client_credentials'\n",
+                "needs oauth = {",
+            ),
+            (
+                "[[downstream]]\nname='a'\ntransport='sse'\nurl='http://x/sse'\nauth='token_exchange'\noauth={client_id='m', client_secret_file='s'}\n",
+                "needs transport \"http\"",
+            ),
+            (
+                "[[downstream]]\nname='a'\nurl='http://x'\noauth={client_id='m', client_secret_file='s'}\n",
+                "oauth is set but auth is None",
+            ),
+            (
+                "[[downstream]]\nname='a'\nurl='http://x'\nauth='static'\n",
+                "needs headers_from_file",
+            ),
         ] {
             let err = ds(text).validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn downstream_auth_defaults_to_static_headers_or_none() {
+        use crate::downstream::credentials::AuthMode;
+        let c = ds(
+            "[[downstream]]\nname='a'\nurl='http://x'\nheaders_from_file='h'\n[[downstream]]\nname='b'\nurl='http://y'\n",
+        );
+        assert_eq!(c.downstream[0].auth_mode(), AuthMode::Static);
+        assert_eq!(c.downstream[1].auth_mode(), AuthMode::None);
+        let bad: Result<MasterConfig, _> =
+            toml::from_str("[[downstream]]\nname='a'\nurl='http://x'\nauth='password'\n");
+        assert!(bad.unwrap_err().to_string().contains("client_credentials"));
     }
 
     #[test]

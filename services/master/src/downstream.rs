@@ -316,7 +316,6 @@ pub fn credentials_of(
         http,
     )
     .map(|c| Some(Arc::new(c)))
-    .map_err(ConfigInvalid)
 }
 
 fn load_headers(cfg: &DownstreamConfig) -> Result<HeaderMap, ConfigInvalid> {

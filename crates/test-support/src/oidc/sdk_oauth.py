@@ -18,7 +18,10 @@ import sys
 from html import unescape
 from urllib.parse import parse_qs, urljoin, urlparse
 
-import httpx2
+try:
+    import httpx2
+except ImportError:  # SDK 1.x uses httpx
+    import httpx as httpx2
 from mcp import ClientSession
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider

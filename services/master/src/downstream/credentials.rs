@@ -20,6 +20,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mcp_runtime::oauth::{SubjectToken, discover, secure_url};
+
+use crate::config::ConfigInvalid;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -139,8 +141,8 @@ impl Credentials {
         cfg: &DownstreamOAuth,
         default_issuer: Option<&str>,
         http: reqwest::Client,
-    ) -> Result<Self, String> {
-        let invalid = |m: String| format!("downstream `{name}`: {m}");
+    ) -> Result<Self, ConfigInvalid> {
+        let invalid = |m: String| ConfigInvalid(format!("downstream `{name}`: {m}"));
         let text = std::fs::read_to_string(&cfg.client_secret_file).map_err(|e| {
             invalid(format!(
                 "cannot read oauth.client_secret_file {}: {e}",
@@ -216,7 +218,7 @@ impl Credentials {
                 secure_url(&issuer).map_err(|m| self.error(format!("issuer {m}")))?;
                 let meta = discover(&self.http, &issuer)
                     .await
-                    .map_err(|e| self.error(e))?;
+                    .map_err(|e| self.error(e.to_string()))?;
                 let token_endpoint = meta
                     .token_endpoint
                     .ok_or_else(|| self.error(format!("{issuer} publishes no token_endpoint")))?;
@@ -432,5 +434,67 @@ fn kind(e: &reqwest::Error) -> &'static str {
         "connection failed"
     } else {
         "request failed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oauth(secret: &std::path::Path) -> DownstreamOAuth {
+        DownstreamOAuth {
+            client_id: "mcp-master".into(),
+            client_secret_file: secret.to_owned(),
+            issuer: None,
+            resource: None,
+            scope: None,
+            token_endpoint_auth: TokenEndpointAuth::default(),
+        }
+    }
+
+    fn make(cfg: &DownstreamOAuth, issuer: Option<&str>) -> Result<Credentials, String> {
+        Credentials::new(
+            "inv",
+            "https://inv.example.com/mcp",
+            AuthMode::ClientCredentials,
+            cfg,
+            issuer,
+            reqwest::Client::new(),
+        )
+        .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn secrets_and_issuers_are_checked_at_start_without_showing_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        let e = make(&oauth(&secret), None).unwrap_err();
+        assert!(
+            e.contains("downstream `inv`") && e.contains("cannot read"),
+            "{e}"
+        );
+        std::fs::write(&secret, "\n").unwrap();
+        let e = make(&oauth(&secret), None).unwrap_err();
+        assert!(e.contains("is empty"), "{e}");
+        std::fs::write(&secret, "s3cret-value\n").unwrap();
+        let e = make(&oauth(&secret), Some("http://idp.example.com")).unwrap_err();
+        assert!(e.contains("must use https") && !e.contains("s3cret"), "{e}");
+        let c = make(&oauth(&secret), Some("https://idp.example.com")).unwrap();
+        assert!(!c.exchanges());
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_held_token_lives_as_long_as_its_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "x").unwrap();
+        let c = make(&oauth(&secret), Some("https://idp.example.com")).unwrap();
+        let reference = {
+            let held = c.hold("exchanged-token".into());
+            assert_eq!(c.held(&held.reference).as_deref(), Some("exchanged-token"));
+            held.reference.clone()
+        };
+        assert_eq!(c.held(&reference), None);
     }
 }
