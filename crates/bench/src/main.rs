@@ -23,6 +23,7 @@ mod abuse;
 mod console;
 mod guard;
 mod hot_path;
+mod oauth;
 mod tls;
 mod workflows;
 
@@ -84,6 +85,10 @@ struct Args {
     /// release `mcp-cmdb` and replace that section of the report.
     #[arg(long)]
     abuse_only: bool,
+    /// Only measure what checking the caller costs (auth off, a static token, an OAuth JWT from a
+    /// real OpenID provider, which needs npx) and replace that section of the report.
+    #[arg(long)]
+    oauth_only: bool,
     /// Only measure the console pages with 10 000 audit rows and 500 pending approvals (release
     /// `mcp-master` and `mcp-cmdb`) and replace that section of the report.
     #[arg(long)]
@@ -646,6 +651,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.guard_only {
         return replace_section(&args.out, guard::HEADING, &guard::measure()?);
+    }
+    if args.oauth_only {
+        return replace_section(&args.out, oauth::HEADING, &oauth::measure(&args).await?);
     }
     let work = tempfile::tempdir()?;
     let fixture_port = free_port()?;

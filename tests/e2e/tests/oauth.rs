@@ -68,6 +68,7 @@ fn oauth_config(idp: &Idp) -> OAuthConfig {
         required_scopes: vec!["mcp:read".into()],
         endpoint_scopes: [("ops".to_owned(), vec!["mcp:admin".to_owned()])].into(),
         jwks_min_refresh_secs: 1,
+        leeway_secs: 1,
         ..OAuthConfig::default()
     }
 }
@@ -360,6 +361,26 @@ async fn a_real_providers_tokens_name_the_caller_and_every_bad_token_is_refused(
             before + 1,
             "{what}: mcp_auth_failures_total{{reason={reason}}}"
         );
+    }
+
+    // An accepted token is remembered, but never past its `exp` (+ leeway, 1 s here).
+    let short = idp
+        .sign("k1", valid(json!({"sub": "brief", "exp": now() + 2})))
+        .await;
+    let (status, _, body) = probe(&url, Some(&short)).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = probe(&url, Some(&short)).await;
+        if status == 401 {
+            assert!(body.contains("token expired"), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "an expired token was still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     // Rotation: the provider now publishes only k2. A token signed by k2 is accepted without a

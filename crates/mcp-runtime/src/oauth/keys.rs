@@ -233,6 +233,11 @@ impl OAuth {
         cache.by_kid = by_kid;
         cache.anonymous = anonymous;
         cache.fetched = Some(started);
+        // Tokens accepted under the previous key set are checked again under this one.
+        self.verified
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         Ok(())
     }
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use base64::Engine as _;
+use sha2::{Digest, Sha256};
 
 use crate::auth::Identity;
 
@@ -171,7 +172,25 @@ pub(crate) struct OAuth {
     keys: RwLock<KeyCache>,
     refresh: tokio::sync::Mutex<()>,
     introspected: Mutex<HashMap<[u8; 32], (Instant, Claims)>>,
+    /// Tokens already accepted for a resource, by the SHA-256 of token and resource: a client
+    /// sends the same token with every request, and its signature need not be checked each time.
+    /// Emptied whenever the key set is read again, so a rotated-out key stops working then, as
+    /// it would without this cache.
+    pub(super) verified: RwLock<HashMap<[u8; 32], Verified>>,
 }
+
+/// An accepted token's caller, until its `exp` (plus leeway) or [`VERIFIED_FOR`], whichever
+/// comes first.
+#[derive(Clone)]
+pub(super) struct Verified {
+    identity: Identity,
+    until: u64,
+}
+
+/// Longest an accepted token is reused without checking its signature again (seconds).
+const VERIFIED_FOR: u64 = 300;
+/// Accepted tokens remembered at most; beyond it the cache starts again.
+const VERIFIED_ENTRIES: usize = 10_000;
 
 impl std::fmt::Debug for OAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -247,6 +266,7 @@ impl OAuth {
             keys: RwLock::new(KeyCache::default()),
             refresh: tokio::sync::Mutex::new(()),
             introspected: Mutex::new(HashMap::new()),
+            verified: RwLock::new(HashMap::new()),
         })
     }
 
@@ -260,8 +280,34 @@ impl OAuth {
         token: &str,
         resource: &Resource,
     ) -> Result<Identity, Refusal> {
+        let key: [u8; 32] = {
+            let mut h = Sha256::new();
+            h.update(token.as_bytes());
+            h.update([0]);
+            h.update(resource.base.as_bytes());
+            h.update([0]);
+            h.update(
+                resource
+                    .endpoint
+                    .as_deref()
+                    .unwrap_or("\u{0}any")
+                    .as_bytes(),
+            );
+            h.finalize().into()
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(v) = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .filter(|v| v.until > now)
+        {
+            return Ok(v.identity.clone());
+        }
         let audiences = self.audiences(resource);
-        let claims = match header_of(token) {
+        let jwt = header_of(token);
+        let claims = match jwt.clone() {
             Some((Some(alg), kid)) => {
                 self.verify_jwt(token, &alg, kid.as_deref(), &audiences)
                     .await?
@@ -293,6 +339,31 @@ impl OAuth {
                 scope: Some(needed.join(" ")),
             });
         }
+        let lifetime = if jwt.is_some() {
+            VERIFIED_FOR
+        } else {
+            INTROSPECTION_CACHE.as_secs()
+        };
+        let until = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(now + lifetime, |exp| {
+                (exp + self.cfg.leeway_secs).min(now + lifetime)
+            });
+        let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_ENTRIES {
+            verified.retain(|_, v| v.until > now);
+            if verified.len() >= VERIFIED_ENTRIES {
+                verified.clear();
+            }
+        }
+        verified.insert(
+            key,
+            Verified {
+                identity: identity.clone(),
+                until,
+            },
+        );
         Ok(identity)
     }
 
