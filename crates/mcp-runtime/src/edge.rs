@@ -14,7 +14,7 @@ use tracing::Instrument;
 use crate::auth::{Identity, TokenStore};
 use crate::instrument::TraceParent;
 use crate::metrics::Metrics;
-use crate::oauth::{OAuth, Refusal, Resource, SubjectToken};
+use crate::oauth::{GrantedScopes, OAuth, Refusal, Resource, SubjectToken};
 use crate::telemetry::{CORRELATION_HEADER, CorrelationId, trace_id_from_traceparent};
 use crate::tls::TlsPeer;
 
@@ -227,7 +227,7 @@ impl Edge {
         token: Option<&str>,
         certificate: Option<String>,
         resource: &Resource,
-    ) -> Result<(Identity, Option<SubjectToken>), Refusal> {
+    ) -> Result<(Identity, Option<(SubjectToken, GrantedScopes)>), Refusal> {
         if !self.auth_on() {
             return Ok((self.unauthenticated(certificate), None));
         }
@@ -240,7 +240,7 @@ impl Edge {
                     Some(oauth) => oauth
                         .authenticate(token, resource)
                         .await
-                        .map(|id| (id, Some(SubjectToken::new(token)))),
+                        .map(|a| (a.identity, Some((SubjectToken::new(token), a.scopes)))),
                     None => Err(Refusal::unauthorized(
                         "unknown_token",
                         "bearer token not recognised",
@@ -272,10 +272,22 @@ impl Edge {
 
     /// The protected resource a request is for (the canonical URL clients ask tokens for).
     fn resource_of(&self, req: &Request) -> Resource {
-        let path = req
-            .extensions()
+        self.resource_at(req.extensions(), req.uri(), req.headers())
+    }
+
+    fn resource_of_parts(&self, parts: &http::request::Parts) -> Resource {
+        self.resource_at(&parts.extensions, &parts.uri, &parts.headers)
+    }
+
+    fn resource_at(
+        &self,
+        extensions: &http::Extensions,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> Resource {
+        let path = extensions
             .get::<axum::extract::OriginalUri>()
-            .map_or_else(|| req.uri().path(), |u| u.0.path());
+            .map_or_else(|| uri.path(), |u| u.0.path());
         let mut parts = path.trim_start_matches('/').split('/');
         let endpoint = match (parts.next(), parts.next()) {
             (Some("mcp" | "sse"), Some(name)) if !name.is_empty() => Some(name.to_owned()),
@@ -283,7 +295,7 @@ impl Edge {
             _ => Some(String::new()),
         };
         Resource {
-            base: self.base_url(req.headers()),
+            base: self.base_url(headers),
             endpoint,
         }
     }
@@ -383,8 +395,9 @@ pub(crate) async fn authenticate(
     };
     tracing::Span::current().record("identity", identity.name.as_str());
     req.extensions_mut().insert(identity);
-    if let Some(subject) = subject {
+    if let Some((subject, scopes)) = subject {
         req.extensions_mut().insert(subject);
+        req.extensions_mut().insert(scopes);
     }
     next.run(req).await
 }
@@ -490,6 +503,23 @@ pub(crate) async fn offer_login(
     next.run(req).await
 }
 
+/// The tool a JSON-RPC `tools/call` body names (`None` for anything else, batches included).
+fn called_tool(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        name: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Message {
+        method: Option<String>,
+        params: Option<Params>,
+    }
+    let m: Message = serde_json::from_slice(body).ok()?;
+    (m.method.as_deref() == Some("tools/call"))
+        .then_some(m.params?.name)
+        .flatten()
+}
+
 /// Bounds request bodies (413) and answers a JSON-RPC parse error (-32700) for a POST that is not JSON,
 /// so neither reaches a session and the service keeps serving.
 pub(crate) async fn limit_body(
@@ -526,6 +556,15 @@ pub(crate) async fn limit_body(
             -32700,
             &format!("Parse error: request body is not valid JSON ({e})"),
         );
+    }
+    // Per-tool scopes (`server.oauth.tool_scopes`): only OAuth callers have scopes, and only a
+    // `tools/call` names a tool.
+    if let (Some(oauth), Some(granted)) = (&edge.oauth, parts.extensions.get::<GrantedScopes>())
+        && oauth.has_tool_scopes()
+        && let Some(tool) = called_tool(&bytes)
+        && let Err(refusal) = oauth.check_tool(&tool, granted, &edge.resource_of_parts(&parts))
+    {
+        return edge.refuse(&refusal, &edge.resource_of_parts(&parts));
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

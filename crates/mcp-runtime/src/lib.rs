@@ -205,7 +205,11 @@ where
                         service: self.name.clone(),
                         source,
                     })?;
-                Some(Arc::new(oauth::OAuth::new(cfg.clone(), http)?))
+                Some(Arc::new(oauth::OAuth::new(
+                    cfg.clone(),
+                    http,
+                    self.endpoints.clone(),
+                )?))
             }
             None => None,
         };

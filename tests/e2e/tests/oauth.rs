@@ -67,6 +67,7 @@ fn oauth_config(idp: &Idp) -> OAuthConfig {
         issuer: idp.issuer.clone(),
         required_scopes: vec!["mcp:read".into()],
         endpoint_scopes: [("ops".to_owned(), vec!["mcp:admin".to_owned()])].into(),
+        tool_scopes: [("cmdb_list*".to_owned(), vec!["mcp:admin".to_owned()])].into(),
         jwks_min_refresh_secs: 1,
         leeway_secs: 1,
         ..OAuthConfig::default()
@@ -194,6 +195,32 @@ async fn a_real_providers_tokens_name_the_caller_and_every_bad_token_is_refused(
         identities,
         ["machine", "reader", "script"],
         "audit rows carry each caller's subject"
+    );
+
+    // Step-up per tool: cmdb_list* needs mcp:admin. The reader's call is refused at HTTP level
+    // with every scope the call needs, before any session or policy sees it.
+    let r = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&reader)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "cmdb_listHosts", "arguments": {}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\"")
+            && challenge.contains("scope=\"mcp:read mcp:admin\""),
+        "{challenge}"
+    );
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("tool `cmdb_listHosts` needs scope mcp:admin"),
+        "the body names the tool and the scope"
     );
 
     // Step-up: the ops toolset needs mcp:admin; the reader's token for it gets 403 naming it.
@@ -543,6 +570,9 @@ async fn the_python_sdk_logs_users_in_and_their_subjects_run_through_approvals()
         &json!([
             ["approvals_list", {"status": "pending"}],
             ["approvals_approve", {"id": id, "comment": "ok"}],
+            ["orchestrator_executeWorkflow", {"wait": true, "definition": {"name": "mine", "steps": [
+                {"id": "a", "service": "secrets", "tool": "listBackends"}
+            ]}}],
         ])
         .to_string(),
     ])
@@ -556,6 +586,10 @@ async fn the_python_sdk_logs_users_in_and_their_subjects_run_through_approvals()
     assert_eq!(decided["requester"], "bob", "{alice}");
     assert_eq!(decided["decided_by"], "alice", "{alice}");
     assert_eq!(decided["status"], "executed", "{alice}");
+    // A workflow alice starts is hers.
+    let run = &alice["results"][2]["structured"];
+    assert_eq!(run["owner"], "alice", "{alice}");
+    assert_eq!(run["status"], "completed", "{alice}");
     // Different roles, different tools: approvals_list is denied to bob by policy.
     let bob_tools: Vec<String> = serde_json::from_value(bob["tools"].clone()).unwrap();
     let alice_tools: Vec<String> = serde_json::from_value(alice["tools"].clone()).unwrap();

@@ -45,6 +45,10 @@ pub struct OAuthConfig {
     pub required_scopes: Vec<String>,
     /// Extra scopes a toolset endpoint (`/mcp/<name>`) requires, e.g. `{ ops = ["mcp:admin"] }`.
     pub endpoint_scopes: BTreeMap<String, Vec<String>>,
+    /// Extra scopes a `tools/call` of a matching tool requires (glob → scopes), e.g.
+    /// `{ "linux_*" = ["mcp:admin"] }`: without them the call gets 403 `insufficient_scope`, and
+    /// the client can ask for more (step-up).
+    pub tool_scopes: BTreeMap<String, Vec<String>>,
     /// Scopes listed in the protected resource metadata. Default: the required, endpoint and
     /// `scope_roles` scopes.
     pub scopes_supported: Vec<String>,
@@ -77,6 +81,7 @@ impl Default for OAuthConfig {
             identity_claim: "sub".to_owned(),
             required_scopes: Vec::new(),
             endpoint_scopes: BTreeMap::new(),
+            tool_scopes: BTreeMap::new(),
             scopes_supported: Vec::new(),
             introspection_endpoint: None,
             client_id: None,
@@ -200,6 +205,10 @@ impl OAuthConfig {
                     .to_owned(),
             ));
         }
+        for pattern in self.tool_scopes.keys() {
+            globset::Glob::new(pattern)
+                .map_err(|e| invalid("tool_scopes", format!("`{pattern}` is not a glob ({e})")))?;
+        }
         if self.jwks_cache_secs == 0 {
             return Err(invalid("jwks_cache_secs", "must be at least 1".to_owned()));
         }
@@ -215,6 +224,7 @@ impl OAuthConfig {
             .required_scopes
             .iter()
             .chain(self.endpoint_scopes.values().flatten())
+            .chain(self.tool_scopes.values().flatten())
             .chain(self.scope_roles.keys())
             .cloned()
             .collect();

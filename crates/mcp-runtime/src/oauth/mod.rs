@@ -177,13 +177,29 @@ pub(crate) struct OAuth {
     /// Emptied whenever the key set is read again, so a rotated-out key stops working then, as
     /// it would without this cache.
     pub(super) verified: RwLock<HashMap<[u8; 32], Verified>>,
+    /// `tool_scopes`, compiled.
+    tool_scopes: Vec<(globset::GlobMatcher, Vec<String>)>,
+    /// The server's toolset endpoints (`/mcp/<name>`): `/message`, which carries only a session
+    /// id, takes a token for any of them.
+    endpoint_names: Vec<String>,
 }
+
+/// An accepted OAuth caller: who, and the scopes the token grants (for per-tool scopes).
+#[derive(Debug, Clone)]
+pub(crate) struct Authenticated {
+    pub(crate) identity: Identity,
+    pub(crate) scopes: GrantedScopes,
+}
+
+/// The scopes an accepted OAuth token grants, in the request's extensions.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GrantedScopes(pub(crate) Arc<[String]>);
 
 /// An accepted token's caller, until its `exp` (plus leeway) or [`VERIFIED_FOR`], whichever
 /// comes first.
 #[derive(Clone)]
 pub(super) struct Verified {
-    identity: Identity,
+    caller: Authenticated,
     until: u64,
 }
 
@@ -236,7 +252,21 @@ fn header_of(token: &str) -> Option<(Option<String>, Option<String>)> {
 }
 
 impl OAuth {
-    pub(crate) fn new(cfg: OAuthConfig, http: reqwest::Client) -> Result<Self, OAuthError> {
+    pub(crate) fn new(
+        cfg: OAuthConfig,
+        http: reqwest::Client,
+        endpoint_names: Vec<String>,
+    ) -> Result<Self, OAuthError> {
+        // Checked by `OAuthConfig::validate`; a pattern that still fails matches nothing.
+        let tool_scopes = cfg
+            .tool_scopes
+            .iter()
+            .filter_map(|(p, s)| {
+                globset::Glob::new(p)
+                    .ok()
+                    .map(|g| (g.compile_matcher(), s.clone()))
+            })
+            .collect();
         let algorithms = cfg
             .algorithms
             .iter()
@@ -267,6 +297,8 @@ impl OAuth {
             refresh: tokio::sync::Mutex::new(()),
             introspected: Mutex::new(HashMap::new()),
             verified: RwLock::new(HashMap::new()),
+            tool_scopes,
+            endpoint_names,
         })
     }
 
@@ -279,7 +311,7 @@ impl OAuth {
         &self,
         token: &str,
         resource: &Resource,
-    ) -> Result<Identity, Refusal> {
+    ) -> Result<Authenticated, Refusal> {
         let key: [u8; 32] = {
             let mut h = Sha256::new();
             h.update(token.as_bytes());
@@ -303,7 +335,7 @@ impl OAuth {
             .get(&key)
             .filter(|v| v.until > now)
         {
-            return Ok(v.identity.clone());
+            return Ok(v.caller.clone());
         }
         let audiences = self.audiences(resource);
         let jwt = header_of(token);
@@ -321,6 +353,10 @@ impl OAuth {
             None => self.introspect(token, &audiences).await?,
         };
         let identity = self.identity_of(&claims)?;
+        let caller = Authenticated {
+            identity,
+            scopes: GrantedScopes(scopes_of(&claims).into_iter().map(str::to_owned).collect()),
+        };
         let needed = self
             .cfg
             .scopes_for(resource.endpoint.as_deref().unwrap_or(""));
@@ -360,11 +396,11 @@ impl OAuth {
         verified.insert(
             key,
             Verified {
-                identity: identity.clone(),
+                caller: caller.clone(),
                 until,
             },
         );
-        Ok(identity)
+        Ok(caller)
     }
 
     /// Accepted `aud` values for a request to `resource`.
@@ -379,12 +415,54 @@ impl OAuth {
             // `/message` serves every endpoint's legacy sessions.
             None => {
                 out.push(format!("{base}/mcp"));
-                for name in self.cfg.endpoint_scopes.keys() {
+                for name in &self.endpoint_names {
                     out.push(format!("{base}/mcp/{name}"));
                 }
             }
         }
         out
+    }
+
+    /// For a `tools/call` of `tool` by a caller granted `granted`: the refusal when a
+    /// `tool_scopes` pattern matching the tool asks for a scope the token lacks (403, with every
+    /// scope the call needs, so the client can ask for them all at once).
+    pub(crate) fn check_tool(
+        &self,
+        tool: &str,
+        granted: &GrantedScopes,
+        resource: &Resource,
+    ) -> Result<(), Refusal> {
+        let mut needed: Vec<&str> = Vec::new();
+        for (glob, scopes) in &self.tool_scopes {
+            if glob.is_match(tool) {
+                needed.extend(scopes.iter().map(String::as_str));
+            }
+        }
+        let has = |s: &str| granted.0.iter().any(|g| g == s);
+        let missing: Vec<&str> = needed.iter().copied().filter(|s| !has(s)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut all = self
+            .cfg
+            .scopes_for(resource.endpoint.as_deref().unwrap_or(""));
+        for s in needed {
+            if !all.contains(&s) {
+                all.push(s);
+            }
+        }
+        Err(Refusal {
+            status: StatusCode::FORBIDDEN,
+            reason: "insufficient_scope",
+            message: format!("forbidden: tool `{tool}` needs scope {}", missing.join(" ")),
+            error: Some("insufficient_scope"),
+            scope: Some(all.join(" ")),
+        })
+    }
+
+    /// Whether any tool needs scopes of its own (then `tools/call` bodies are looked at).
+    pub(crate) fn has_tool_scopes(&self) -> bool {
+        !self.tool_scopes.is_empty()
     }
 
     fn identity_of(&self, claims: &Claims) -> Result<Identity, Refusal> {
@@ -468,7 +546,7 @@ mod tests {
             )]),
             ..OAuthConfig::default()
         };
-        let oauth = OAuth::new(cfg, reqwest::Client::new()).unwrap();
+        let oauth = OAuth::new(cfg, reqwest::Client::new(), Vec::new()).unwrap();
         let claims: Claims = serde_json::from_value(serde_json::json!({
             "sub": "u-1",
             "realm_access": { "roles": ["ops", "approver"] },
