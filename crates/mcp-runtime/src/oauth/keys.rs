@@ -64,7 +64,7 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<ServerMeta
                 return Ok(meta);
             }
             Ok(r) => tried.push(format!("{url}: HTTP {}", r.status().as_u16())),
-            Err(e) => tried.push(format!("{url}: {}", without_url(&e))),
+            Err(e) => tried.push(format!("{url}: {}", http_failure(&e))),
         }
     }
     Err(OAuthError::Metadata(format!(
@@ -73,16 +73,16 @@ pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<ServerMeta
     )))
 }
 
-/// A reqwest error's text without the URL (already given by the caller).
-pub(super) fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
+/// What went wrong with a request to an authorization server, in words, without the URL (the
+/// caller names it) or anything else from the error.
+pub fn http_failure(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
         "connection failed"
     } else {
         "request failed"
-    };
-    kind.to_owned()
+    }
 }
 
 /// One verification key of the JWKS.
@@ -167,7 +167,7 @@ impl OAuth {
                 .timeout(AS_TIMEOUT)
                 .send()
                 .await
-                .map_err(|e| format!("JWKS at {jwks_uri}: {}", without_url(&e)))?;
+                .map_err(|e| format!("JWKS at {jwks_uri}: {}", http_failure(&e)))?;
             if !r.status().is_success() {
                 return Err(format!("JWKS at {jwks_uri}: HTTP {}", r.status().as_u16()));
             }

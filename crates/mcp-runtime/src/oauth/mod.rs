@@ -33,7 +33,7 @@ use jsonwebtoken::Algorithm;
 use keys::{Endpoints, KeyCache};
 
 pub use config::{OAuthConfig, secure_url};
-pub use keys::{ServerMetadata, discover};
+pub use keys::{ServerMetadata, discover, http_failure};
 
 /// How long an introspection answer is reused (never past the token's `exp`).
 const INTROSPECTION_CACHE: Duration = Duration::from_secs(30);

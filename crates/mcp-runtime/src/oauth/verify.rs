@@ -9,7 +9,7 @@ use jsonwebtoken::Validation;
 use sha2::{Digest, Sha256};
 
 use super::config::parse_algorithm;
-use super::keys::without_url;
+use super::keys::http_failure;
 use super::{AS_TIMEOUT, Claims, INTROSPECTION_CACHE, INTROSPECTION_CACHE_ENTRIES, OAuth, Refusal};
 
 impl OAuth {
@@ -159,7 +159,7 @@ impl OAuth {
                     .send()
                     .await
                     .map_err(|e| {
-                        Refusal::unavailable(format!("introspection: {}", without_url(&e)))
+                        Refusal::unavailable(format!("introspection: {}", http_failure(&e)))
                     })?;
                 if !r.status().is_success() {
                     return Err(Refusal::unavailable(format!(

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mcp_runtime::oauth::{SubjectToken, discover, secure_url};
+use mcp_runtime::oauth::{SubjectToken, discover, http_failure, secure_url};
 
 use crate::config::ConfigInvalid;
 use serde::{Deserialize, Serialize};
@@ -295,11 +295,9 @@ impl Credentials {
             req = req.basic_auth(enc(&self.cfg.client_id), Some(enc(&self.secret)));
         }
         let started = Instant::now();
-        let r = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.error(format!("token endpoint unreachable ({})", kind(&e))))?;
+        let r = req.body(body).send().await.map_err(|e| {
+            self.error(format!("token endpoint unreachable ({})", http_failure(&e)))
+        })?;
         let status = r.status();
         let body: serde_json::Value = r.json().await.unwrap_or_default();
         if !status.is_success() {
@@ -425,16 +423,6 @@ struct ResourceMetadata {
     resource: Option<String>,
     #[serde(default)]
     authorization_servers: Vec<String>,
-}
-
-fn kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
-    }
 }
 
 #[cfg(test)]
