@@ -340,6 +340,17 @@ impl ServerConfig {
         }
         if let Some(oauth) = &self.oauth {
             oauth.validate(origin)?;
+            // The default audience is this server's URL as the request's Host names it; a Host
+            // anyone may choose would let a token for another server through.
+            if oauth.audience.is_empty()
+                && oauth.resource.is_none()
+                && self.allowed_hosts.iter().any(|h| h == "*")
+            {
+                return Err(invalid(
+                    "oauth.resource",
+                    "is required (or oauth.audience) when server.allowed_hosts accepts any host (\"*\"): the accepted audience must not come from a Host header a caller chooses",
+                ));
+            }
         }
         for o in &self.allowed_origins {
             if !(o.starts_with("http://") || o.starts_with("https://")) {
@@ -624,6 +635,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("sometimes"), "{e}");
+    }
+
+    #[test]
+    fn oauth_with_any_host_needs_a_fixed_resource() {
+        let server = |extra: &str| {
+            ConfigDoc::from_str(
+                &format!(
+                    "[server]\nallowed_hosts = [\"*\"]\n[server.oauth]\nissuer = \"https://idp.example.com\"\n{extra}"
+                ),
+                "t.toml",
+            )
+            .unwrap()
+            .server()
+        };
+        let e = server("").unwrap_err().to_string();
+        assert!(
+            e.contains("server.oauth.resource") && e.contains("Host"),
+            "{e}"
+        );
+        assert!(server("resource = \"https://mcp.example.com\"").is_ok());
+        assert!(server("audience = \"api://mcp\"").is_ok());
     }
 
     #[test]
