@@ -662,7 +662,10 @@ async fn downstreams_get_tokens_of_their_own_never_the_clients() {
              [[master.downstream]]\nname = \"own\"\nurl = {cmdb_url:?}\nauth = \"client_credentials\"\n{oauth}\n"
         ),
         mcp_runtime::ServerConfig {
-            oauth: Some(oauth_config(&idp)),
+            oauth: Some(OAuthConfig {
+                jwks_cache_secs: 1,
+                ..oauth_config(&idp)
+            }),
             ..server_config()
         },
     )
@@ -728,6 +731,9 @@ async fn downstreams_get_tokens_of_their_own_never_the_clients() {
         .await;
     let mut idp = idp;
     idp.child.kill().await.unwrap();
+    // Let master's key set go stale (jwks_cache_secs = 1): with the issuer gone, the keys it
+    // holds still verify the reader's token (the refusal below is about the downstream's token).
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let c = mcp_test_support::client(&url, Some(&reader)).await;
     let r = mcp_test_support::tool(&c, "exchanged_getHost", json!({"name": "aicrusher"})).await;
     assert_eq!(r.is_error, Some(true));

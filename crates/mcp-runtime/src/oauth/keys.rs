@@ -153,12 +153,23 @@ impl OAuth {
     /// Fetches the JWKS now (single flight: a caller that waited finds it fresh and returns).
     async fn refresh_keys(&self, jwks_uri: &str, min_age: Duration) -> Result<(), Refusal> {
         let _flight = self.refresh.lock().await;
-        {
-            let cache = self.keys.read().unwrap_or_else(|e| e.into_inner());
-            if cache.attempted.is_some_and(|t| t.elapsed() < min_age) {
-                return Ok(());
-            }
+        if self.attempted_within(min_age) {
+            return Ok(());
         }
+        self.fetch_keys(jwks_uri).await
+    }
+
+    /// Whether the key set was asked for less than `age` ago.
+    fn attempted_within(&self, age: Duration) -> bool {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .attempted
+            .is_some_and(|t| t.elapsed() < age)
+    }
+
+    /// Reads the key set now; the caller holds `refresh`.
+    async fn fetch_keys(&self, jwks_uri: &str) -> Result<(), Refusal> {
         let started = Instant::now();
         let fetched = async {
             let r = self
@@ -274,14 +285,27 @@ impl OAuth {
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(self.cfg.jwks_cache_secs));
             (lookup(&cache), stale)
         };
-        if stale {
+        let min_refresh = Duration::from_secs(self.cfg.jwks_min_refresh_secs);
+        let held = self
+            .keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .fetched
+            .is_some();
+        if stale && held {
+            // Keys already held stay good while the issuer is slow or down: one request reads
+            // the set again (at most once per `jwks_min_refresh_secs`), the others do not wait.
+            if let Ok(_flight) = self.refresh.try_lock()
+                && !self.attempted_within(min_refresh)
+                && let Err(e) = self.fetch_keys(jwks_uri).await
+            {
+                tracing::warn!(message = "Keeping the JWKS held; reading it again failed.", error = %e.message);
+            }
+            // Looked up again below: a key the new set dropped is not used once more.
+        } else if stale {
             self.refresh_keys(jwks_uri, Duration::from_secs(1)).await?;
         } else if found.is_empty() {
-            self.refresh_keys(
-                jwks_uri,
-                Duration::from_secs(self.cfg.jwks_min_refresh_secs),
-            )
-            .await?;
+            self.refresh_keys(jwks_uri, min_refresh).await?;
         } else {
             return Ok(found);
         }
