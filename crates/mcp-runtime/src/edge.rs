@@ -279,12 +279,17 @@ impl Edge {
         self.resource_at(&parts.extensions, &parts.uri, &parts.headers)
     }
 
+    /// Only OAuth needs to know the resource: without it this is an empty `Resource` (no
+    /// allocation on the hot path).
     fn resource_at(
         &self,
         extensions: &http::Extensions,
         uri: &http::Uri,
         headers: &HeaderMap,
     ) -> Resource {
+        if self.oauth.is_none() {
+            return Resource::default();
+        }
         let path = extensions
             .get::<axum::extract::OriginalUri>()
             .map_or_else(|| uri.path(), |u| u.0.path());
@@ -489,9 +494,13 @@ pub(crate) async fn offer_login(
     next: Next,
 ) -> Response {
     let tls = req.extensions().get::<ConnectInfo<TlsPeer>>().is_some();
-    let resource = Resource {
-        base: edge.base_url(req.headers()),
-        endpoint: Some(String::new()),
+    // A token pasted into the login form is checked as one sent to `/mcp`.
+    let resource = match edge.oauth {
+        Some(_) => Resource {
+            base: edge.base_url(req.headers()),
+            endpoint: Some(String::new()),
+        },
+        None => Resource::default(),
     };
     let login = Login {
         edge,
@@ -562,9 +571,11 @@ pub(crate) async fn limit_body(
     if let (Some(oauth), Some(granted)) = (&edge.oauth, parts.extensions.get::<GrantedScopes>())
         && oauth.has_tool_scopes()
         && let Some(tool) = called_tool(&bytes)
-        && let Err(refusal) = oauth.check_tool(&tool, granted, &edge.resource_of_parts(&parts))
     {
-        return edge.refuse(&refusal, &edge.resource_of_parts(&parts));
+        let resource = edge.resource_of_parts(&parts);
+        if let Err(refusal) = oauth.check_tool(&tool, granted, &resource) {
+            return edge.refuse(&refusal, &resource);
+        }
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await

@@ -19,8 +19,8 @@ mod keys;
 mod verify;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use base64::Engine as _;
@@ -35,10 +35,8 @@ use keys::{Endpoints, KeyCache};
 pub use config::{OAuthConfig, secure_url};
 pub use keys::{ServerMetadata, discover, http_failure};
 
-/// How long an introspection answer is reused (never past the token's `exp`).
+/// How long a token accepted by introspection is remembered (never past its `exp`).
 const INTROSPECTION_CACHE: Duration = Duration::from_secs(30);
-/// At most this many introspection answers are cached; beyond it the cache starts again.
-const INTROSPECTION_CACHE_ENTRIES: usize = 10_000;
 /// Time limit of one request to the authorization server.
 const AS_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -95,6 +93,18 @@ impl Refusal {
         }
     }
 
+    /// 403: `what` (this endpoint, a tool) needs scopes the token lacks (`missing`); the
+    /// challenge names every scope the request needs (`needed`), so a client asks for all at once.
+    fn insufficient_scope(what: &str, missing: &[&str], needed: &[&str]) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            reason: "insufficient_scope",
+            message: format!("forbidden: {what} needs scope {}", missing.join(" ")),
+            error: Some("insufficient_scope"),
+            scope: Some(needed.join(" ")),
+        }
+    }
+
     fn unavailable(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -106,8 +116,9 @@ impl Refusal {
     }
 }
 
-/// The protected resource a request is for: its canonical URL and the endpoint name.
-#[derive(Debug, Clone)]
+/// The protected resource a request is for: its canonical URL and the endpoint name (empty while
+/// OAuth is off: nothing reads it then).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Resource {
     /// `https://mcp.example.com` (no trailing slash).
     pub(crate) base: String,
@@ -171,7 +182,6 @@ pub(crate) struct OAuth {
     endpoints: tokio::sync::OnceCell<Endpoints>,
     keys: RwLock<KeyCache>,
     refresh: tokio::sync::Mutex<()>,
-    introspected: Mutex<HashMap<[u8; 32], (Instant, Claims)>>,
     /// Tokens already accepted for a resource, by the SHA-256 of token and resource: a client
     /// sends the same token with every request, and its signature need not be checked each time.
     /// Emptied whenever the key set is read again, so a rotated-out key stops working then, as
@@ -194,6 +204,17 @@ pub(crate) struct Authenticated {
 /// The scopes an accepted OAuth token grants, in the request's extensions.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct GrantedScopes(pub(crate) Arc<[String]>);
+
+impl GrantedScopes {
+    /// Those of `needed` this token was not granted.
+    fn missing<'a>(&self, needed: &[&'a str]) -> Vec<&'a str> {
+        needed
+            .iter()
+            .copied()
+            .filter(|s| !self.0.iter().any(|g| g == s))
+            .collect()
+    }
+}
 
 /// An accepted token's caller, until its `exp` (plus leeway) or [`VERIFIED_FOR`], whichever
 /// comes first.
@@ -220,13 +241,8 @@ impl std::fmt::Debug for OAuth {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OAuthError {
-    #[error("cannot read server.oauth.client_secret_file {path}: {source}")]
-    Secret {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("server.oauth.client_secret_file {path} is empty")]
-    EmptySecret { path: String },
+    #[error("server.oauth.client_secret_file: {0}")]
+    Secret(#[from] crate::files::SecretFileError),
     /// An authorization server URL that is neither `https` nor `http` to loopback.
     #[error("{0}")]
     Url(String),
@@ -272,21 +288,11 @@ impl OAuth {
             .iter()
             .filter_map(|a| parse_algorithm(a))
             .collect();
-        let client_secret = match &cfg.client_secret_file {
-            Some(path) => {
-                let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path).map_err(|source| OAuthError::Secret {
-                    path: shown.clone(),
-                    source,
-                })?;
-                let secret = text.trim().to_owned();
-                if secret.is_empty() {
-                    return Err(OAuthError::EmptySecret { path: shown });
-                }
-                Some(secret)
-            }
-            None => None,
-        };
+        let client_secret = cfg
+            .client_secret_file
+            .as_deref()
+            .map(crate::files::read_secret)
+            .transpose()?;
         Ok(Self {
             cfg,
             http,
@@ -295,7 +301,6 @@ impl OAuth {
             endpoints: tokio::sync::OnceCell::new(),
             keys: RwLock::new(KeyCache::default()),
             refresh: tokio::sync::Mutex::new(()),
-            introspected: Mutex::new(HashMap::new()),
             verified: RwLock::new(HashMap::new()),
             tool_scopes,
             endpoint_names,
@@ -339,7 +344,8 @@ impl OAuth {
         }
         let audiences = self.audiences(resource);
         let jwt = header_of(token);
-        let claims = match jwt.clone() {
+        let is_jwt = jwt.is_some();
+        let claims = match jwt {
             Some((Some(alg), kid)) => {
                 self.verify_jwt(token, &alg, kid.as_deref(), &audiences)
                     .await?
@@ -352,30 +358,22 @@ impl OAuth {
             }
             None => self.introspect(token, &audiences).await?,
         };
-        let identity = self.identity_of(&claims)?;
         let caller = Authenticated {
-            identity,
+            identity: self.identity_of(&claims)?,
             scopes: GrantedScopes(scopes_of(&claims).into_iter().map(str::to_owned).collect()),
         };
         let needed = self
             .cfg
             .scopes_for(resource.endpoint.as_deref().unwrap_or(""));
-        let granted = scopes_of(&claims);
-        let missing: Vec<&str> = needed
-            .iter()
-            .copied()
-            .filter(|s| !granted.contains(*s))
-            .collect();
+        let missing = caller.scopes.missing(&needed);
         if !missing.is_empty() {
-            return Err(Refusal {
-                status: StatusCode::FORBIDDEN,
-                reason: "insufficient_scope",
-                message: format!("forbidden: this endpoint needs scope {}", missing.join(" ")),
-                error: Some("insufficient_scope"),
-                scope: Some(needed.join(" ")),
-            });
+            return Err(Refusal::insufficient_scope(
+                "this endpoint",
+                &missing,
+                &needed,
+            ));
         }
-        let lifetime = if jwt.is_some() {
+        let lifetime = if is_jwt {
             VERIFIED_FOR
         } else {
             INTROSPECTION_CACHE.as_secs()
@@ -438,8 +436,7 @@ impl OAuth {
                 needed.extend(scopes.iter().map(String::as_str));
             }
         }
-        let has = |s: &str| granted.0.iter().any(|g| g == s);
-        let missing: Vec<&str> = needed.iter().copied().filter(|s| !has(s)).collect();
+        let missing = granted.missing(&needed);
         if missing.is_empty() {
             return Ok(());
         }
@@ -451,13 +448,11 @@ impl OAuth {
                 all.push(s);
             }
         }
-        Err(Refusal {
-            status: StatusCode::FORBIDDEN,
-            reason: "insufficient_scope",
-            message: format!("forbidden: tool `{tool}` needs scope {}", missing.join(" ")),
-            error: Some("insufficient_scope"),
-            scope: Some(all.join(" ")),
-        })
+        Err(Refusal::insufficient_scope(
+            &format!("tool `{tool}`"),
+            &missing,
+            &all,
+        ))
     }
 
     /// Whether any tool needs scopes of its own (then `tools/call` bodies are looked at).

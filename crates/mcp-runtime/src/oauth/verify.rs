@@ -3,14 +3,12 @@
 //! with its metric reason and a sentence that never echoes the token.
 
 use std::collections::HashSet;
-use std::time::Instant;
 
 use jsonwebtoken::Validation;
-use sha2::{Digest, Sha256};
 
 use super::config::parse_algorithm;
 use super::keys::http_failure;
-use super::{AS_TIMEOUT, Claims, INTROSPECTION_CACHE, INTROSPECTION_CACHE_ENTRIES, OAuth, Refusal};
+use super::{AS_TIMEOUT, Claims, OAuth, Refusal};
 
 impl OAuth {
     pub(super) async fn verify_jwt(
@@ -125,65 +123,40 @@ impl OAuth {
                 "token is not a JWT (opaque tokens need server.oauth.client_id for introspection)",
             ));
         };
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .append_pair("token_type_hint", "access_token")
+            .finish();
+        let r = self
+            .http
+            .post(url)
+            .basic_auth(client_id, Some(secret))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form)
+            .timeout(AS_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| Refusal::unavailable(format!("introspection: {}", http_failure(&e))))?;
+        if !r.status().is_success() {
+            return Err(Refusal::unavailable(format!(
+                "introspection answered HTTP {}",
+                r.status().as_u16()
+            )));
+        }
+        let claims: Claims = r
+            .json()
+            .await
+            .map_err(|_| Refusal::unavailable("introspection answer is not a JSON object"))?;
+        if claims.get("active").and_then(serde_json::Value::as_bool) != Some(true) {
+            return Err(Refusal::unauthorized(
+                "inactive",
+                "token is not active (revoked, expired or unknown to the issuer)",
+            ));
+        }
         let now = jsonwebtoken::get_current_timestamp();
-        let cached = {
-            let cache = self.introspected.lock().unwrap_or_else(|e| e.into_inner());
-            cache
-                .get(&hash)
-                .filter(|(at, c)| {
-                    at.elapsed() < INTROSPECTION_CACHE
-                        && c.get("exp")
-                            .and_then(serde_json::Value::as_u64)
-                            .is_none_or(|e| e > now)
-                })
-                .map(|(_, c)| c.clone())
-        };
-        let claims = match cached {
-            Some(c) => c,
-            None => {
-                let form = form_urlencoded::Serializer::new(String::new())
-                    .append_pair("token", token)
-                    .append_pair("token_type_hint", "access_token")
-                    .finish();
-                let r = self
-                    .http
-                    .post(url)
-                    .basic_auth(client_id, Some(secret))
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .body(form)
-                    .timeout(AS_TIMEOUT)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        Refusal::unavailable(format!("introspection: {}", http_failure(&e)))
-                    })?;
-                if !r.status().is_success() {
-                    return Err(Refusal::unavailable(format!(
-                        "introspection answered HTTP {}",
-                        r.status().as_u16()
-                    )));
-                }
-                let claims: Claims = r.json().await.map_err(|_| {
-                    Refusal::unavailable("introspection answer is not a JSON object")
-                })?;
-                if claims.get("active").and_then(serde_json::Value::as_bool) != Some(true) {
-                    return Err(Refusal::unauthorized(
-                        "inactive",
-                        "token is not active (revoked, expired or unknown to the issuer)",
-                    ));
-                }
-                let mut cache = self.introspected.lock().unwrap_or_else(|e| e.into_inner());
-                if cache.len() >= INTROSPECTION_CACHE_ENTRIES {
-                    cache.clear();
-                }
-                cache.insert(hash, (Instant::now(), claims.clone()));
-                claims
-            }
-        };
         if let Some(iss) = claims.get("iss").and_then(serde_json::Value::as_str)
             && iss.trim_end_matches('/') != self.cfg.issuer.trim_end_matches('/')
         {

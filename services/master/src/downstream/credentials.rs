@@ -143,19 +143,8 @@ impl Credentials {
         http: reqwest::Client,
     ) -> Result<Self, ConfigInvalid> {
         let invalid = |m: String| ConfigInvalid(format!("downstream `{name}`: {m}"));
-        let text = std::fs::read_to_string(&cfg.client_secret_file).map_err(|e| {
-            invalid(format!(
-                "cannot read oauth.client_secret_file {}: {e}",
-                cfg.client_secret_file.display()
-            ))
-        })?;
-        let secret = text.trim().to_owned();
-        if secret.is_empty() {
-            return Err(invalid(format!(
-                "oauth.client_secret_file {} is empty",
-                cfg.client_secret_file.display()
-            )));
-        }
+        let secret = mcp_runtime::files::read_secret(&cfg.client_secret_file)
+            .map_err(|e| invalid(format!("oauth.client_secret_file: {e}")))?;
         if cfg.client_id.trim().is_empty() {
             return Err(invalid("oauth.client_id is empty".to_owned()));
         }
