@@ -36,25 +36,39 @@ pub(crate) fn rss_mb(pid: u32) -> Option<f64> {
 
 /// One phase's figures.
 #[derive(Clone, Copy)]
-struct Phase {
-    p50: f64,
+pub(crate) struct Phase {
+    pub(crate) p50: f64,
     p95: f64,
     throughput: f64,
-    errors: usize,
+    pub(crate) errors: usize,
     /// CPU ms per call of master (proxied phases) and of cmdb.
-    master_cpu: f64,
+    pub(crate) master_cpu: f64,
     cmdb_cpu: f64,
 }
 
-async fn phase(
+/// `getHost aicrusher` through `tool` at `url` by `clients` clients that keep their connections
+/// (and send `Authorization: Bearer <token>` when given), with master's and cmdb's CPU per call.
+pub(crate) async fn phase(
     url: &str,
     tool: &'static str,
     clients: usize,
     args: &Args,
     master: Option<&Proc>,
     cmdb: &Proc,
+    token: Option<&str>,
 ) -> anyhow::Result<Phase> {
-    let pooled = || Ok(reqwest::Client::new());
+    let pooled = || {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))?,
+            );
+        }
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
+    };
     let op = Arc::new(Op::Repeat(
         tool,
         serde_json::json!({"name": "aicrusher"}),
@@ -150,7 +164,7 @@ pub(crate) async fn measure(args: &Args) -> anyhow::Result<String> {
             for i in order {
                 let (name, url, tool, master) = paths[i];
                 eprintln!("[hot path] round {round}, {clients} clients, {name}");
-                let p = phase(url, tool, clients, args, master, &cmdb).await?;
+                let p = phase(url, tool, clients, args, master, &cmdb, None).await?;
                 let _ = writeln!(
                     rows,
                     "| {round} | {clients} | {name} | {:.3} | {:.3} | {:.0} | {} | {} | {:.3} |",

@@ -7,68 +7,17 @@
 
 use std::fmt::Write as _;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
 
 use mcp_test_support::oidc::Idp;
 
-use crate::{
-    Op, Proc, cpu_seconds, free_port, load_over, median, sibling, spawn, wait_ready,
-    write_master_config,
-};
+use crate::hot_path::{Phase, phase};
+use crate::{Proc, free_port, median, sibling, spawn, wait_ready, write_master_config};
 
 /// The report's heading of this phase.
 pub(crate) const HEADING: &str = "## Caller authentication: static token and OAuth JWT";
 
 const CLIENTS: [usize; 2] = [1, 10];
 const STATIC_TOKEN: &str = "bench-static-token-0123456789abcdef";
-
-struct Figures {
-    p50: f64,
-    cpu: f64,
-    errors: usize,
-}
-
-async fn phase(
-    url: &str,
-    token: Option<&str>,
-    clients: usize,
-    calls: usize,
-    duration: Duration,
-    master: &Proc,
-) -> anyhow::Result<Figures> {
-    let token = token.map(str::to_owned);
-    let make = move || {
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(t) = &token {
-            headers.insert(
-                reqwest::header::AUTHORIZATION,
-                reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))?,
-            );
-        }
-        Ok(reqwest::Client::builder()
-            .default_headers(headers)
-            .build()?)
-    };
-    let op = Arc::new(Op::Repeat(
-        "cmdb_getHost",
-        serde_json::json!({"name": "aicrusher"}),
-        1,
-    ));
-    let max = if clients == 1 { calls } else { usize::MAX };
-    let c0 = cpu_seconds(master.pid());
-    let s = load_over(url, Some(&make), op, clients, max, duration).await?;
-    let c1 = cpu_seconds(master.pid());
-    let n = (s.calls + s.errors).max(1) as f64;
-    Ok(Figures {
-        p50: s.p50,
-        cpu: match (c0, c1) {
-            (Some(a), Some(b)) => (b - a) * 1000.0 / n,
-            _ => f64::NAN,
-        },
-        errors: s.errors,
-    })
-}
 
 pub(crate) async fn measure(args: &crate::Args) -> anyhow::Result<String> {
     let Some(idp) = Idp::start("k1").await else {
@@ -123,9 +72,8 @@ pub(crate) async fn measure(args: &crate::Args) -> anyhow::Result<String> {
         masters.push((kind, proc, url, token));
     }
     let rounds = args.baseline_rounds.max(1);
-    let duration = Duration::from_secs_f64(args.duration);
     // per[clients][master] → figures over the rounds.
-    let mut per: Vec<Vec<Vec<Figures>>> = CLIENTS
+    let mut per: Vec<Vec<Vec<Phase>>> = CLIENTS
         .iter()
         .map(|_| masters.iter().map(|_| Vec::new()).collect())
         .collect();
@@ -136,7 +84,16 @@ pub(crate) async fn measure(args: &crate::Args) -> anyhow::Result<String> {
             for i in order {
                 let (kind, proc, url, token) = &masters[i];
                 eprintln!("[oauth] round {round}, {clients} clients, {kind}");
-                let f = phase(url, token.as_deref(), clients, args.calls, duration, proc).await?;
+                let f = phase(
+                    url,
+                    "cmdb_getHost",
+                    clients,
+                    args,
+                    Some(proc),
+                    &cmdb,
+                    token.as_deref(),
+                )
+                .await?;
                 per[ci][i].push(f);
             }
         }
@@ -149,17 +106,17 @@ pub(crate) async fn measure(args: &crate::Args) -> anyhow::Result<String> {
     );
     out.push_str("| clients | caller | p50 (ms) | master CPU per call (ms) | p50 added vs auth off (ms) | CPU added vs auth off (ms) | errors |\n|---:|---|---:|---:|---:|---:|---:|\n");
     for (ci, &clients) in CLIENTS.iter().enumerate() {
-        let m = |i: usize, f: fn(&Figures) -> f64| median(per[ci][i].iter().map(f).collect());
-        let (off_p50, off_cpu) = (m(0, |x| x.p50), m(0, |x| x.cpu));
+        let m = |i: usize, f: fn(&Phase) -> f64| median(per[ci][i].iter().map(f).collect());
+        let (off_p50, off_cpu) = (m(0, |x| x.p50), m(0, |x| x.master_cpu));
         for (i, (kind, ..)) in masters.iter().enumerate() {
             let errors: usize = per[ci][i].iter().map(|x| x.errors).sum();
             let _ = writeln!(
                 out,
                 "| {clients} | {kind} | {:.3} | {:.3} | {:+.3} | {:+.3} | {errors} |",
                 m(i, |x| x.p50),
-                m(i, |x| x.cpu),
+                m(i, |x| x.master_cpu),
                 m(i, |x| x.p50) - off_p50,
-                m(i, |x| x.cpu) - off_cpu,
+                m(i, |x| x.master_cpu) - off_cpu,
             );
         }
     }

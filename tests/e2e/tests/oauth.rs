@@ -750,4 +750,12 @@ async fn downstreams_get_tokens_of_their_own_never_the_clients() {
         m.contains("mcp_tool_calls_total{service=\"cmdb\",status=\"success\",tool=\"getHost\"} 3"),
         "{m}"
     );
+    // Master counts it as a failed call to that downstream, like any other.
+    let m = mcp_test_support::metrics(&master.url("/metrics")).await;
+    assert!(
+        m.contains(
+            "mcp_proxied_calls_total{downstream=\"exchanged\",status=\"error\",tool=\"getHost\"} 1"
+        ),
+        "{m}"
+    );
 }

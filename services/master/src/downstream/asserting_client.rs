@@ -29,51 +29,39 @@ pub struct AssertingClient {
 
 impl AssertingClient {
     /// The bearer token for `message` (and the message without its credential reference):
-    /// the call's own token when it holds one, else master's; `auth_header` without credentials.
+    /// the call's own token when it holds one, else [`Self::own_bearer`].
     async fn bearer(
         &self,
         mut message: ClientJsonRpcMessage,
         auth_header: Option<String>,
     ) -> Result<(ClientJsonRpcMessage, Option<String>), StreamableHttpError<reqwest::Error>> {
-        let Some(credentials) = &self.credentials else {
-            return Ok((message, auth_header));
-        };
-        let reference = match &mut message {
-            JsonRpcMessage::Request(r) => match &mut r.request {
-                ClientRequest::CallToolRequest(c) => c
-                    .params
-                    .meta
-                    .as_mut()
-                    .and_then(|m| m.remove(CREDENTIAL_META_KEY)),
-                _ => None,
-            },
-            _ => None,
-        };
-        if let Some(token) = reference
-            .as_ref()
-            .and_then(|r| r.as_str())
-            .and_then(|r| credentials.held(r))
+        if let Some(credentials) = &self.credentials
+            && let JsonRpcMessage::Request(r) = &mut message
+            && let ClientRequest::CallToolRequest(c) = &mut r.request
+            && let Some(reference) = c
+                .params
+                .meta
+                .as_mut()
+                .and_then(|m| m.remove(CREDENTIAL_META_KEY))
+            && let Some(token) = reference.as_str().and_then(|r| credentials.held(r))
         {
             return Ok((message, Some(token)));
         }
-        let own = credentials.own_token().await.map_err(|e| {
-            tracing::warn!(message = "No downstream token.", error = %e);
-            StreamableHttpError::UnexpectedServerResponse(e.to_string().into())
-        })?;
-        Ok((message, Some(own)))
+        let auth = self.own_bearer(auth_header).await?;
+        Ok((message, auth))
     }
 
+    /// Master's own token when the downstream has OAuth credentials; `auth_header` otherwise.
     async fn own_bearer(
         &self,
         auth_header: Option<String>,
     ) -> Result<Option<String>, StreamableHttpError<reqwest::Error>> {
         match &self.credentials {
             None => Ok(auth_header),
-            Some(c) => {
-                c.own_token().await.map(Some).map_err(|e| {
-                    StreamableHttpError::UnexpectedServerResponse(e.to_string().into())
-                })
-            }
+            Some(c) => c.own_token().await.map(Some).map_err(|e| {
+                tracing::warn!(message = "No downstream token.", error = %e);
+                StreamableHttpError::UnexpectedServerResponse(e.to_string().into())
+            }),
         }
     }
 }

@@ -107,7 +107,7 @@ impl Gateway {
         // token_exchange: the caller's token becomes one meant for this downstream, held for the
         // call and named by reference in `_meta` (the HTTP client sends it; the token itself is
         // never in the message). Without a caller's token master's own is sent.
-        let mut _held = None;
+        let (mut _held, mut refused) = (None, None);
         if let (Some(credentials), Some(subject)) = (d.credentials(), out.subject_token)
             && credentials.exchanges()
         {
@@ -122,7 +122,8 @@ impl Gateway {
                 }
                 Err(e) => {
                     tracing::warn!(message = "Token exchange failed.", downstream = %d.name(), error = %e);
-                    return Err(CallError::Credentials(e.to_string()));
+                    // Not sent, but counted below like any call that failed.
+                    refused = Some(CallError::Credentials(e.to_string()));
                 }
             }
         }
@@ -153,6 +154,9 @@ impl Gateway {
         let ct = out.ct;
         let mut attempt = 1;
         let outcome = async {
+            if let Some(e) = refused {
+                return Err(e);
+            }
             loop {
                 let client = match d.admit() {
                     Ok(c) => c,
