@@ -9,6 +9,7 @@ pub mod approval;
 mod arguments;
 pub mod assertion;
 pub mod auth;
+pub mod backup;
 pub mod config;
 mod edge;
 pub mod files;
@@ -45,7 +46,9 @@ pub use edge::{LOOPBACK_HOSTS, Login};
 pub use health::{Check, HealthProbe, HealthStatus};
 pub use instrument::CallerContext;
 pub use metrics::Metrics;
-pub use service::{BoxError, BuildContext, McpService, main_for, start};
+pub use service::{
+    BoxError, BuildContext, DataCommand, McpService, data_set, main_for, run_data_command, start,
+};
 pub use tokio_util::sync::CancellationToken as ShutdownToken;
 
 use crate::auth::{Identity, TokenStore};

@@ -10,7 +10,8 @@ use rmcp::ServerHandler;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigDoc, ENV_CONFIG, ProcessEnv, ServerConfig};
+use crate::backup::{DataFiles, DataSet};
+use crate::config::{ConfigDoc, ConfigError, ENV_CONFIG, ProcessEnv, ServerConfig};
 use crate::health::HealthProbe;
 use crate::metrics::Metrics;
 use crate::{Running, Runtime, RuntimeError};
@@ -83,6 +84,100 @@ pub trait McpService: Send + Sync + Sized + 'static {
     fn pages(self: &Arc<Self>) -> Option<axum::Router> {
         None
     }
+
+    /// The files this service keeps, for `backup` and `restore`, and the lock a running instance
+    /// holds on them (none by default: a service that keeps nothing).
+    fn data(_config: &Self::Config) -> DataFiles {
+        DataFiles::default()
+    }
+}
+
+/// Service `S`'s data files as configured in `doc`.
+pub fn data_set<S: McpService>(doc: &ConfigDoc) -> Result<DataSet, ConfigError> {
+    let config: S::Config = doc.section(S::SECTION)?;
+    Ok(DataSet {
+        service: S::NAME.to_owned(),
+        files: S::data(&config),
+    })
+}
+
+/// `backup DIR` and `restore DIR`: what the binaries print and the exit code (0 done, 1 failed).
+pub fn run_data_command(program: &str, command: &DataCommand, sets: &[DataSet]) -> ExitCode {
+    match command {
+        DataCommand::Backup { dir } => {
+            match crate::backup::backup(
+                sets,
+                dir,
+                &format!("{program} {}", env!("CARGO_PKG_VERSION")),
+            ) {
+                Ok(m) => {
+                    for item in &m.items {
+                        let bytes: u64 = item.files.iter().map(|f| f.bytes).sum();
+                        println!(
+                            "{}/{}: {} file(s), {bytes} bytes{}",
+                            item.service,
+                            item.name,
+                            item.files.len(),
+                            if item.skipped_in_flight > 0 {
+                                format!(", {} being written left out", item.skipped_in_flight)
+                            } else {
+                                String::new()
+                            }
+                        );
+                    }
+                    for absent in &m.absent {
+                        println!("{absent}: nothing yet");
+                    }
+                    println!(
+                        "backup complete in {} ({})",
+                        dir.display(),
+                        crate::backup::MANIFEST
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{program}: backup failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        DataCommand::Restore { dir, replace } => {
+            match crate::backup::restore(sets, dir, *replace) {
+                Ok(r) => {
+                    for moved in &r.moved_aside {
+                        println!("moved aside: {moved}");
+                    }
+                    for item in &r.items {
+                        println!("{item}: restored");
+                    }
+                    for item in &r.not_ours {
+                        println!("{item}: not restored ({program} does not run it)");
+                    }
+                    println!("restore complete from {}", dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{program}: restore refused: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// The data subcommands every binary has.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum DataCommand {
+    /// Copy this program's stores into DIR (new or empty) while it serves, with a manifest of
+    /// checksums.
+    Backup { dir: PathBuf },
+    /// Restore the backup in DIR into the configured places; refused while the program runs.
+    Restore {
+        dir: PathBuf,
+        /// Move existing data aside (renamed `*.before-restore-<time>`) instead of refusing.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 /// Builds service `S` from the `[S::SECTION]` table of `doc` and serves it with `server` settings.
@@ -137,6 +232,8 @@ struct Cli {
     /// Print the effective configuration (server and service sections) and exit.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    data: Option<DataCommand>,
 }
 
 /// The whole `main` of a service binary: parse the command line, load config, log, serve until SIGTERM.
@@ -166,7 +263,25 @@ pub fn main_for<S: McpService>() -> ExitCode {
         println!("configuration from {} is valid", doc.origin());
         return ExitCode::SUCCESS;
     }
+    let data = match data_set::<S>(&doc) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{}: configuration error: {e}", S::NAME);
+            return ExitCode::from(64);
+        }
+    };
+    if let Some(command) = &cli.data {
+        return run_data_command(S::NAME, command, &[data]);
+    }
     crate::telemetry::init(S::NAME, &server);
+    // Held while serving: a second process on the same files, or a restore, is refused.
+    let _lock = match data.lock() {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("{}: {e}", S::NAME);
+            return ExitCode::FAILURE;
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

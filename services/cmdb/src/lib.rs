@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mcp_runtime::backup::{DataFiles, DataItem, DataKind};
 use mcp_runtime::{BoxError, BuildContext, Check, HealthProbe, McpService};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::{Json, Parameters};
@@ -124,6 +125,14 @@ impl McpService for Cmdb {
 
     fn health(self: &Arc<Self>) -> Arc<dyn HealthProbe> {
         self.clone()
+    }
+
+    /// The inventory file (the service only reads it, so it takes no lock).
+    fn data(config: &CmdbConfig) -> DataFiles {
+        DataFiles {
+            lock: None,
+            items: vec![DataItem::new("inventory", &config.csv_path, DataKind::File)],
+        }
     }
 }
 

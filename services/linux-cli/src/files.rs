@@ -122,6 +122,29 @@ pub struct BackupInfo {
     pub created: u64,
 }
 
+/// Whether one file of the backup directory is complete, for `mcp_runtime::backup`: a backup
+/// is `<id>.bin`, written and synced before its `<id>.json` is created, so a pair is taken when
+/// `<id>.json` parses and `<id>.bin` matches the size and digest it records (both files, or
+/// neither).
+pub fn backup_entry_complete(dir: &Path, name: &str, bytes: &[u8]) -> bool {
+    let meta_of = |json: &[u8]| serde_json::from_slice::<BackupInfo>(json).ok();
+    let matches = |info: BackupInfo, data: &[u8]| {
+        info.size == data.len() as u64 && info.sha256 == sha256_hex(data)
+    };
+    if let Some(id) = name.strip_suffix(".json") {
+        meta_of(bytes).is_some_and(|info| {
+            std::fs::read(dir.join(format!("{id}.bin"))).is_ok_and(|data| matches(info, &data))
+        })
+    } else if let Some(id) = name.strip_suffix(".bin") {
+        std::fs::read(dir.join(format!("{id}.json")))
+            .ok()
+            .and_then(|json| meta_of(&json))
+            .is_some_and(|info| matches(info, bytes))
+    } else {
+        false
+    }
+}
+
 /// Sandboxed file access plus the backup store.
 #[derive(Debug)]
 pub struct Files {
@@ -470,6 +493,57 @@ mod tests {
     fn files(tmp: &Path) -> Files {
         let sb = PathSandbox::new(&[tmp.join("root")], &[]).unwrap();
         Files::new(sb, tmp.join("backups")).unwrap()
+    }
+
+    #[test]
+    fn a_stack_backup_takes_complete_file_backups_and_restores_them_usable() {
+        use mcp_runtime::backup::{DataFiles, DataItem, DataKind, DataSet, backup, restore};
+        let tmp = tempfile::tempdir().unwrap();
+        let f = files(tmp.path());
+        f.write("a.txt", b"one", 100).unwrap();
+        let id = f.write("a.txt", b"two", 100).unwrap().backup_id.unwrap();
+        // A backup caught half way: its data file is there, its metadata not yet.
+        std::fs::write(tmp.path().join("backups/999-x-0.bin"), b"partial").unwrap();
+        // Metadata whose data file does not match it.
+        std::fs::write(tmp.path().join("backups/998-x-0.bin"), b"bytes").unwrap();
+        std::fs::write(
+            tmp.path().join("backups/998-x-0.json"),
+            br#"{"id":"998-x-0","path":"/x","size":5,"sha256":"00","mode":"600","created":1}"#,
+        )
+        .unwrap();
+        let set = [DataSet {
+            service: "linux-cli".into(),
+            files: DataFiles {
+                lock: None,
+                items: vec![DataItem::new(
+                    "backups",
+                    tmp.path().join("backups"),
+                    DataKind::Dir {
+                        complete: Some(backup_entry_complete),
+                    },
+                )],
+            },
+        }];
+        let m = backup(&set, &tmp.path().join("bk"), "test").unwrap();
+        let copied: Vec<&str> = m.items[0].files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            copied,
+            [
+                format!("linux-cli/backups/{id}.bin"),
+                format!("linux-cli/backups/{id}.json")
+            ]
+        );
+        assert_eq!(
+            m.items[0].skipped_in_flight, 3,
+            "the partial .bin, and the pair that does not match"
+        );
+        std::fs::remove_dir_all(tmp.path().join("backups")).unwrap();
+        restore(&set, &tmp.path().join("bk"), false).unwrap();
+        f.restore(&id, 100).unwrap();
+        assert_eq!(
+            std::fs::read(tmp.path().join("root/a.txt")).unwrap(),
+            b"one"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod tools;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use mcp_runtime::backup::{DataFiles, DataItem, DataKind};
 use mcp_runtime::{BoxError, BuildContext, Check, HealthProbe, McpService};
 use mcp_security::{PathSandbox, Validator};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -87,6 +88,21 @@ impl McpService for LinuxCli {
 
     fn health(self: &Arc<Self>) -> Arc<dyn HealthProbe> {
         self.clone()
+    }
+
+    /// The file backups `writeFile` and `restoreBackup` made (those still being written left
+    /// out). The lock sits beside the backup directory.
+    fn data(config: &LinuxConfig) -> DataFiles {
+        DataFiles {
+            lock: Some(config.backup_dir.with_file_name(".lock")),
+            items: vec![DataItem::new(
+                "backups",
+                &config.backup_dir,
+                DataKind::Dir {
+                    complete: Some(files::backup_entry_complete),
+                },
+            )],
+        }
     }
 }
 

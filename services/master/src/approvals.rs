@@ -175,11 +175,9 @@ pub enum ApprovalsError {
 }
 
 impl Approvals {
-    pub fn open(cfg: ApprovalsConfig, default_dir: &Path) -> Result<Self, ApprovalsError> {
-        let path = cfg
-            .db
-            .clone()
-            .unwrap_or_else(|| default_dir.join("approvals.sqlite"));
+    /// Opens the store at `path` (`MasterConfig::store_paths`).
+    pub fn open(cfg: ApprovalsConfig, path: &Path) -> Result<Self, ApprovalsError> {
+        let path = path.to_path_buf();
         let conn = crate::db::open(&path)?;
         let db = |source| ApprovalsError::Db {
             path: path.display().to_string(),

@@ -375,7 +375,45 @@ pub const SEED_ENV: &[(&str, &str)] = &[
     ("MCP_PORT_16", "ai_models"),
 ];
 
+/// Where master keeps its own files: every store beside the audit database unless set.
+#[derive(Debug, Clone)]
+pub struct StorePaths {
+    pub audit: PathBuf,
+    pub approvals: PathBuf,
+    pub workflows: PathBuf,
+    pub pins: PathBuf,
+    /// The lock a running master holds (`mcp_runtime::backup::DataLock`).
+    pub lock: PathBuf,
+}
+
 impl MasterConfig {
+    /// The files of master's stores, with the defaults resolved.
+    pub fn store_paths(&self) -> StorePaths {
+        let dir = self
+            .audit_db
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        StorePaths {
+            audit: self.audit_db.clone(),
+            approvals: self
+                .approvals
+                .db
+                .clone()
+                .unwrap_or_else(|| dir.join("approvals.sqlite")),
+            workflows: self
+                .workflows
+                .db
+                .clone()
+                .unwrap_or_else(|| dir.join("workflows.sqlite")),
+            pins: self
+                .pins_db
+                .clone()
+                .unwrap_or_else(|| dir.join("pins.sqlite")),
+            lock: dir.join(".lock"),
+        }
+    }
+
     /// Checks that need no IO.
     pub fn validate(&self) -> Result<(), ConfigInvalid> {
         if self.separator.is_empty() || !crate::namespace::is_valid_wire_name(&self.separator) {

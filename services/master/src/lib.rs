@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mcp_runtime::backup::{DataFiles, DataItem, DataKind};
 use mcp_runtime::{BoxError, BuildContext, Check, HealthProbe, McpService};
 use serde_json::json;
 
@@ -65,7 +66,8 @@ impl McpService for Master {
         let policy = policy::Policy::new(&cfg.policy)?;
         let limits = policy::RateLimits::new(&cfg.rate_limit)?;
         let metrics = metrics::MasterMetrics::new(ctx.metrics.registry())?;
-        let audit = audit::Audit::open(&cfg.audit_db, metrics.audit_rows.clone(), cfg.audit_log)?;
+        let paths = cfg.store_paths();
+        let audit = audit::Audit::open(&paths.audit, metrics.audit_rows.clone(), cfg.audit_log)?;
         let assertion_key = cfg
             .identity_key_file
             .as_deref()
@@ -89,33 +91,18 @@ impl McpService for Master {
         {
             Some(path) => {
                 let key = mcp_runtime::assertion::AssertionKey::load(path)?;
-                let dir = cfg
-                    .audit_db
-                    .parent()
-                    .map(std::path::Path::to_path_buf)
-                    .unwrap_or_default();
-                let store = approvals::Approvals::open(cfg.approvals.clone(), &dir)?;
+                let store = approvals::Approvals::open(cfg.approvals.clone(), &paths.approvals)?;
                 Some((Arc::new(store), key))
             }
             None => None,
         };
-        let data_dir = cfg
-            .audit_db
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default();
         let engine = workflow::Engine::open(
             cfg.workflows.clone(),
-            &data_dir,
+            &paths.workflows,
             metrics.clone(),
             &cfg.separator,
         )?;
-        let pins = guard::pins::Pins::open(
-            &cfg.pins_db
-                .clone()
-                .unwrap_or_else(|| data_dir.join("pins.sqlite")),
-            cfg.pins_file.as_deref(),
-        )?;
+        let pins = guard::pins::Pins::open(&paths.pins, cfg.pins_file.as_deref())?;
         let gateway = Gateway::new(
             cfg,
             downstreams,
@@ -247,6 +234,22 @@ impl McpService for Master {
 
     fn health(self: &Arc<Self>) -> Arc<dyn HealthProbe> {
         self.clone()
+    }
+
+    fn data(cfg: &MasterConfig) -> DataFiles {
+        let paths = cfg.store_paths();
+        DataFiles {
+            lock: Some(paths.lock),
+            items: [
+                ("audit", paths.audit),
+                ("approvals", paths.approvals),
+                ("workflows", paths.workflows),
+                ("pins", paths.pins),
+            ]
+            .into_iter()
+            .map(|(name, path)| DataItem::new(name, path, DataKind::Sqlite))
+            .collect(),
+        }
     }
 }
 

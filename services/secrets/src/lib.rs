@@ -21,6 +21,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use mcp_runtime::backup::{DataFiles, DataItem, DataKind};
 use mcp_runtime::{BoxError, BuildContext, Check, HealthProbe, McpService};
 use prometheus::{IntCounterVec, Opts};
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -161,6 +162,47 @@ impl McpService for Secrets {
 
     fn health(self: &Arc<Self>) -> Arc<dyn HealthProbe> {
         self.clone()
+    }
+
+    /// The KeePass databases (the demo one when it is what the service would open) and the
+    /// access log. Key and password files are not data: they stay in the secret store.
+    fn data(config: &SecretsConfig) -> DataFiles {
+        let mut items: Vec<DataItem> = config
+            .backend
+            .iter()
+            .filter_map(|b| match &b.store {
+                BackendKind::Keepass(k) => Some(DataItem::new(
+                    format!("keepass-{}", b.name),
+                    &k.path,
+                    DataKind::File,
+                )),
+                _ => None,
+            })
+            .collect();
+        if config.backend.is_empty() && config.demo_if_empty {
+            items.push(DataItem::new(
+                "keepass-demo",
+                &config.demo_path,
+                DataKind::File,
+            ));
+        }
+        let has_log = !config.audit_file.as_os_str().is_empty();
+        if has_log {
+            items.push(DataItem::new(
+                "audit",
+                &config.audit_file,
+                DataKind::AppendLog,
+            ));
+        }
+        let anchor = if has_log {
+            &config.audit_file
+        } else {
+            &config.demo_path
+        };
+        DataFiles {
+            lock: Some(anchor.with_file_name(".lock")),
+            items,
+        }
     }
 }
 

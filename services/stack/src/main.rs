@@ -115,6 +115,8 @@ enum Command {
     HashToken,
     /// Check the configuration and exit.
     CheckConfig,
+    #[command(flatten)]
+    Data(mcp_runtime::DataCommand),
 }
 
 /// `[ports]`: the port of each service (ports.md).
@@ -286,6 +288,22 @@ fn load(cli: &Cli) -> anyhow::Result<Loaded> {
     })
 }
 
+/// The data every service of the stack keeps (backup, restore and the locks held while serving).
+fn data_sets(
+    doc: &ConfigDoc,
+) -> Result<Vec<mcp_runtime::backup::DataSet>, mcp_runtime::ConfigError> {
+    use mcp_runtime::data_set;
+    Ok(vec![
+        data_set::<mcp_master::Master>(doc)?,
+        data_set::<mcp_cmdb::Cmdb>(doc)?,
+        data_set::<mcp_linux_cli::LinuxCli>(doc)?,
+        data_set::<mcp_secrets::Secrets>(doc)?,
+        data_set::<mcp_k8s::K8s>(doc)?,
+        data_set::<mcp_ai_models::AiModels>(doc)?,
+        data_set::<mcp_freqtrade::Freqtrade>(doc)?,
+    ])
+}
+
 /// Creates the generated identity key if it is not there yet (owner-only); true when it was made now.
 fn ensure_key(path: &std::path::Path) -> anyhow::Result<bool> {
     if path.exists() {
@@ -377,7 +395,29 @@ fn main() -> ExitCode {
         println!("configuration from {} is valid", loaded.doc.origin());
         return ExitCode::SUCCESS;
     }
+    let data = match data_sets(&loaded.doc) {
+        Ok(sets) => sets,
+        Err(e) => {
+            eprintln!("mcp-stack: configuration error: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    if let Some(Command::Data(command)) = &cli.command {
+        return mcp_runtime::run_data_command("mcp-stack", command, &data);
+    }
     mcp_runtime::telemetry::init("mcp-stack", &loaded.server);
+    // Held while the stack serves: a second stack on the same data, or a restore, is refused.
+    let _locks = match data
+        .iter()
+        .map(mcp_runtime::backup::DataSet::lock)
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(locks) => locks,
+        Err(e) => {
+            eprintln!("mcp-stack: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let key_created = match loaded.generated_key.as_deref().map(ensure_key) {
         None | Some(Ok(false)) => false,
         Some(Ok(true)) => true,

@@ -207,21 +207,17 @@ impl Engine {
     /// Opens the store and loads the templates (a broken template is a start-up error).
     pub fn open(
         cfg: WorkflowsConfig,
-        default_dir: &std::path::Path,
+        path: &std::path::Path,
         metrics: MasterMetrics,
         sep: &str,
     ) -> Result<Self, WorkflowError> {
         // A broken template is a start-up error; later edits are picked up (and reported) live.
         let stamps_now = stamps(&cfg.dir);
         let templates = definition::load_dir(&cfg.dir)?;
-        let path = cfg
-            .db
-            .clone()
-            .unwrap_or_else(|| default_dir.join("workflows.sqlite"));
         let checkpoint = metrics.workflow_checkpoint.clone();
         let batch = metrics.workflow_checkpoint_batch.clone();
         let store = Store::open(
-            &path,
+            path,
             Box::new(move |s| checkpoint.observe(s)),
             Box::new(move |n| batch.observe(n as f64)),
         )?;
