@@ -8,7 +8,8 @@ mod query;
 pub use query::{AuditFilter, AuditReader, AuditRow, CallCount, Refusal};
 
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -94,11 +95,31 @@ pub enum AuditError {
 /// Handle to the audit writer.
 #[derive(Clone)]
 pub struct Audit {
-    tx: mpsc::Sender<AuditRecord>,
+    /// Each record with the time it was recorded (Unix seconds), which is its row's `ts` however
+    /// late the store takes it.
+    tx: mpsc::Sender<(f64, AuditRecord)>,
     rows: prometheus::IntCounterVec,
     /// Also log every row as an `Audit.` JSON line at info (`master.audit_log`); else at debug.
     log_lines: bool,
+    state: Arc<WriterState>,
 }
+
+/// What the writer reports while the store cannot be written (a full disk, a read-only file):
+/// the error, and how many rows wait in memory to be written when it can be again.
+#[derive(Debug, Default)]
+struct WriterState {
+    /// Read on every call: whether `failing` holds an error (so the lock is taken only then).
+    is_failing: AtomicBool,
+    failing: Mutex<Option<String>>,
+    pending: AtomicUsize,
+}
+
+/// Rows kept in memory while the store cannot be written; past this, the oldest are lost (and
+/// counted `lost`). Calls are refused meanwhile (unless `master.audit_fail_open`), so only the
+/// refusals' own rows pile up.
+const MAX_PENDING: usize = 100_000;
+/// How long the writer waits before it tries a failed store again.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
 
 /// How long the writer lets rows gather before committing them in one transaction.
 const BATCH_WINDOW: Duration = Duration::from_millis(20);
@@ -174,11 +195,13 @@ impl Audit {
             conn.execute_batch("ALTER TABLE audit ADD COLUMN findings TEXT;")
                 .map_err(open_err)?;
         }
-        let (tx, rx) = mpsc::channel::<AuditRecord>();
+        let (tx, rx) = mpsc::channel::<(f64, AuditRecord)>();
         let counted = rows.clone();
+        let state = Arc::new(WriterState::default());
+        let shared = state.clone();
         std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(conn, rx, &counted))
+            .spawn(move || writer(conn, rx, &counted, &shared))
             .map_err(|source| AuditError::Dir {
                 path: shown.clone(),
                 source,
@@ -187,7 +210,25 @@ impl Audit {
             tx,
             rows,
             log_lines,
+            state,
         })
+    }
+
+    /// Why the store cannot be written right now (rows wait in memory), or `None` when it can.
+    pub fn failing(&self) -> Option<String> {
+        if !self.state.is_failing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.state
+            .failing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Rows waiting in memory for the store.
+    pub fn pending(&self) -> usize {
+        self.state.pending.load(Ordering::Relaxed)
     }
 
     /// Records one call: a database row within milliseconds (and an `Audit.` log line, at info
@@ -222,58 +263,102 @@ impl Audit {
             audit_line!(tracing::Level::DEBUG);
         }
         let source = r.source;
-        if self.tx.send(r).is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+        if self.tx.send((now, r)).is_err() {
             self.rows.with_label_values(&[source, "lost"]).inc();
             tracing::error!(message = "Audit writer is gone; record lost.");
         }
     }
 }
 
-fn writer(mut conn: Connection, rx: mpsc::Receiver<AuditRecord>, rows: &prometheus::IntCounterVec) {
-    while let Ok(first) = rx.recv() {
-        // Let a batch gather without being woken for every record (senders only wake a thread
-        // blocked in `recv`), then write it in one transaction.
-        std::thread::sleep(BATCH_WINDOW);
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter().take(4096));
-        let result = (|| -> rusqlite::Result<()> {
-            let tx = conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "INSERT INTO audit (ts, identity, tool, arguments, decision, status, duration_ms, correlation_id, error, findings)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )?;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or_default();
-                for r in &batch {
-                    stmt.execute(rusqlite::params![
-                        now,
-                        r.identity,
-                        r.tool,
-                        r.arguments,
-                        r.decision,
-                        r.status,
-                        r.duration_ms,
-                        r.correlation_id,
-                        r.error,
-                        r.findings
-                    ])?;
+fn writer(
+    mut conn: Connection,
+    rx: mpsc::Receiver<(f64, AuditRecord)>,
+    rows: &prometheus::IntCounterVec,
+    state: &WriterState,
+) {
+    // Rows not yet in the store: a failed batch stays here and is written again, whole, when the
+    // store can be written (one transaction: never a part of a batch).
+    let mut pending: Vec<(f64, AuditRecord)> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            let Ok(first) = rx.recv() else { return };
+            // Let a batch gather without being woken for every record (senders only wake a
+            // thread blocked in `recv`), then write it in one transaction.
+            std::thread::sleep(BATCH_WINDOW);
+            pending.push(first);
+        } else {
+            // The store failed: try again a little later with what came in meanwhile.
+            std::thread::sleep(RETRY_EVERY);
+        }
+        pending.extend(rx.try_iter().take(4096));
+        if pending.len() > MAX_PENDING {
+            for (_, r) in pending.drain(..pending.len() - MAX_PENDING) {
+                rows.with_label_values(&[r.source, "lost"]).inc();
+            }
+        }
+        match write_batch(&mut conn, &pending) {
+            Ok(()) => {
+                let was = state
+                    .failing
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                state.is_failing.store(false, Ordering::Release);
+                if was.is_some() {
+                    tracing::warn!(message = "Audit writes resumed.", written = pending.len());
+                }
+                for (_, r) in pending.drain(..) {
+                    rows.with_label_values(&[r.source, "written"]).inc();
                 }
             }
-            tx.commit()
-        })();
-        let outcome = if let Err(error) = &result {
-            tracing::error!(message = "Audit write failed.", %error, records = batch.len());
-            "failed"
-        } else {
-            "written"
-        };
-        for r in &batch {
-            rows.with_label_values(&[r.source, outcome]).inc();
+            Err(error) => {
+                let mut failing = state
+                    .failing
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if failing.is_none() {
+                    tracing::error!(
+                        message = "Audit write failed; rows are kept in memory and written when the store can be written again.",
+                        %error,
+                        pending = pending.len(),
+                    );
+                }
+                *failing = Some(error.to_string());
+                state.is_failing.store(true, Ordering::Release);
+            }
+        }
+        state.pending.store(pending.len(), Ordering::Relaxed);
+    }
+}
+
+/// Writes `batch` in one transaction: all of it or nothing.
+fn write_batch(conn: &mut Connection, batch: &[(f64, AuditRecord)]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO audit (ts, identity, tool, arguments, decision, status, duration_ms, correlation_id, error, findings)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for (ts, r) in batch {
+            stmt.execute(rusqlite::params![
+                ts,
+                r.identity,
+                r.tool,
+                r.arguments,
+                r.decision,
+                r.status,
+                r.duration_ms,
+                r.correlation_id,
+                r.error,
+                r.findings
+            ])?;
         }
     }
+    tx.commit()
 }
 
 #[cfg(test)]

@@ -299,6 +299,9 @@ pub struct MasterConfig {
     /// Also write every audit row as an `Audit.` JSON log line at info (off: at debug; the row
     /// in `audit_db` is the per-call record either way).
     pub audit_log: bool,
+    /// Run calls even while the audit store cannot be written (a full disk, a read-only file);
+    /// their rows wait in memory meanwhile. Off: such calls are refused until it can be written.
+    pub audit_fail_open: bool,
     /// Named subsets of tools, each served at `/mcp/<name>` and `/sse/<name>`.
     pub toolset: Vec<crate::toolsets::ToolsetConfig>,
     /// Also serve one toolset per namespace (`/mcp/cmdb`, `/mcp/linux`, `/mcp/master`, ...).
@@ -347,6 +350,7 @@ impl Default for MasterConfig {
             rate_limit: RateLimitConfig::default(),
             audit_db: PathBuf::from("data/master/audit.sqlite"),
             audit_log: false,
+            audit_fail_open: false,
             identity_key_file: None,
             approvals: crate::approvals::ApprovalsConfig::default(),
             workflows: crate::workflow::WorkflowsConfig::default(),

@@ -273,6 +273,15 @@ impl HealthProbe for Master {
             };
             checks.insert(format!("downstream:{}", d.name()), check);
         }
+        if let Some(error) = self.gateway.audit_failing() {
+            checks.insert(
+                "audit".to_owned(),
+                Check::degraded(
+                    format!("the audit store cannot be written: {error}"),
+                    json!({ "pending_rows": self.gateway.audit_pending() }),
+                ),
+            );
+        }
         let problems = self.gateway.index().problems.clone();
         if !problems.is_empty() {
             checks.insert(

@@ -287,6 +287,16 @@ impl Gateway {
         &self.routes
     }
 
+    /// Why the audit store cannot be written now (see `Audit::failing`).
+    pub fn audit_failing(&self) -> Option<String> {
+        self.audit.failing()
+    }
+
+    /// Audit rows waiting in memory for the store.
+    pub fn audit_pending(&self) -> usize {
+        self.audit.pending()
+    }
+
     /// Writes the audit row of a route change master made itself (a rollback, a config reload):
     /// the row a `master_setRoute` call with those weights would get, from identity `by`.
     pub fn audit_route_change(

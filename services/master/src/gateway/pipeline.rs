@@ -187,6 +187,18 @@ impl Gateway {
         record.tool.clone_from(&wire);
         // 2. authorize
         let action = self.authorize(&wire, &call, &mut record)?;
+        // No call runs that cannot be written down (unless `audit_fail_open`); its row, like
+        // this refusal's, waits in memory until the store takes it.
+        if !self.cfg.audit_fail_open
+            && let Some(error) = self.audit.failing()
+        {
+            let why = format!(
+                "master cannot write its audit trail ({error}); calls are refused until it can: free space or fix the audit database's permissions ({})",
+                self.cfg.audit_db.display()
+            );
+            record.set("audit_unavailable", "refused", Some(why.clone()));
+            return Ok(tool_error(why));
+        }
         // 3. rate limit
         if let Some(r) = self.rate_limit(&wire, call.caller, &mut record) {
             return Ok(r);
