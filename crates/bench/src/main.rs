@@ -21,6 +21,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 
 mod abuse;
 mod console;
+mod faults;
 mod guard;
 mod hot_path;
 mod oauth;
@@ -93,6 +94,20 @@ struct Args {
     /// `mcp-master` and `mcp-cmdb`) and replace that section of the report.
     #[arg(long)]
     console_only: bool,
+    /// Only run the downstream fault scenarios (killed, hung, slow, flapping, garbage) under
+    /// load and replace their section of `--reliability-out`; exits 1 unless every scenario had
+    /// no unexpected error and the audit trail one row per call.
+    #[arg(long)]
+    faults_only: bool,
+    /// Concurrent clients of the fault scenarios.
+    #[arg(long, default_value_t = 100)]
+    fault_clients: usize,
+    /// Seconds of each phase (before, during, after) of a fault scenario.
+    #[arg(long, default_value_t = 10)]
+    fault_phase_secs: u64,
+    /// Where the fault scenarios' section goes ("-" for none).
+    #[arg(long, default_value = "docs/reliability.md")]
+    reliability_out: String,
     /// Where to write the report ("-" for none).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: String,
@@ -642,6 +657,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.hot_path_only {
         let h = hot_path::measure(&args).await?;
         return replace_section(&args.out, hot_path::HEADING, &h);
+    }
+    if args.faults_only {
+        let (text, held) = faults::measure(
+            args.fault_clients,
+            Duration::from_secs(args.fault_phase_secs),
+        )
+        .await?;
+        replace_section(&args.reliability_out, faults::HEADING, &text)?;
+        if !held {
+            bail!("a fault scenario had unexpected errors or lost audit rows (see above)");
+        }
+        return Ok(());
     }
     if args.abuse_only {
         return replace_section(&args.out, abuse::HEADING, &abuse::measure().await?);

@@ -522,6 +522,18 @@ impl Downstream {
         }
     }
 
+    /// The downstream's call timeout (`timeout_secs`).
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_secs(self.cfg.timeout_secs)
+    }
+
+    /// A request that could not even be handed to the downstream's transport within the call
+    /// timeout (a hung connection ahead of it): counted against the circuit like a timeout.
+    pub fn send_timed_out(&self) -> CallError {
+        self.record(false, None);
+        CallError::Timeout(self.call_timeout())
+    }
+
     /// Sends one request through an admitted client, bounded by the downstream's timeout and the
     /// caller's cancellation. Dropping the request future makes rmcp send `notifications/cancelled`.
     pub async fn request<T>(

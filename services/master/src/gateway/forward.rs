@@ -227,16 +227,21 @@ impl Gateway {
         ct: &CancellationToken,
     ) -> Result<CallToolResponse, CallError> {
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-        let handle = match client
-            .peer()
-            .send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options())
-            .await
-        {
-            Ok(h) => h,
-            Err(e) => {
+        // Handing the request to the transport is bounded too: behind a hung connection it can
+        // wait as long as the downstream does.
+        let sent = tokio::time::timeout(
+            d.call_timeout(),
+            client
+                .peer()
+                .send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options()),
+        );
+        let handle = match sent.await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
                 d.request_check();
                 return Err(CallError::Connection(crate::downstream::plain_error(&e)));
             }
+            Err(_) => return Err(d.send_timed_out()),
         };
         // rmcp gives every outgoing request its own progress token; progress for it is relayed
         // to this client under the client's original token.
@@ -268,12 +273,12 @@ impl Gateway {
             } else {
                 "timed out at the gateway"
             };
-            let _ = downstream_peer
-                .notify_cancelled(CancelledNotificationParam::new(
-                    Some(request_id),
-                    Some(reason.to_owned()),
-                ))
-                .await;
+            // In the background, bounded: a hung downstream must not hold the caller's answer.
+            let notice = CancelledNotificationParam::new(Some(request_id), Some(reason.to_owned()));
+            let wait = d.call_timeout();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(wait, downstream_peer.notify_cancelled(notice)).await;
+            });
         }
         r
     }
