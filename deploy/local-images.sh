@@ -11,7 +11,8 @@
 # a registry.
 #
 # Usage: deploy/local-images.sh [--debug]
-#   --debug   use the debug binaries (what `cargo test` builds) instead of a release build
+#   --debug   use the debug binaries `cargo test --workspace` built (nothing is compiled) instead
+#             of a release build
 # Environment: MCP_IMAGE_CACHE (default /var/cache/mcp-suite) keeps the debootstrap root file
 # system; DEBIAN_MIRROR (default http://deb.debian.org/debian).
 set -euo pipefail
@@ -24,7 +25,7 @@ case "${1:-}" in
   "") ;;
   *) echo "usage: $0 [--debug]" >&2; exit 64 ;;
 esac
-for tool in podman debootstrap cargo; do
+for tool in podman debootstrap; do
   command -v "$tool" >/dev/null || { echo "$0: $tool is not installed (apt-get install podman runc debootstrap)" >&2; exit 69; }
 done
 
@@ -46,11 +47,17 @@ if ! podman image exists "$base"; then
   tar -C "$rootfs" -c . | podman import --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
 fi
 
-echo "== cargo build ($profile) of the services' binaries"
-flags=()
-[ "$profile" = release ] && flags+=(--release)
-cargo build "${flags[@]}" --bins -p mcp-master -p mcp-cmdb -p mcp-linux-cli -p mcp-secrets \
-  -p mcp-k8s -p mcp-ai-models -p mcp-freqtrade -p mcp-stack
+bins=(mcp-master mcp-cmdb mcp-linux-cli mcp-secrets mcp-k8s mcp-ai-models mcp-freqtrade mcp-stack)
+if [ "$profile" = release ]; then
+  echo "== cargo build --release of the services' binaries"
+  cargo build --release --bins $(printf -- '-p %s ' "${bins[@]}")
+else
+  # What `cargo test --workspace` built: a `cargo build` here would resolve other features and
+  # compile the workspace a second time.
+  for b in "${bins[@]}"; do
+    [ -x "target/debug/$b" ] || { echo "$0: target/debug/$b is missing: run cargo test --workspace (or cargo build --workspace --bins) first" >&2; exit 1; }
+  done
+fi
 
 echo "== podman build mcp-suite:latest (prebuilt $profile binaries on $base)"
 podman build --quiet --network none --format docker \

@@ -215,3 +215,112 @@ steps:
     let dir = master.kill9();
     assert_no_canary(dir.path());
 }
+
+/// Kills in the crash loop: `MCP_CRASH_LOOPS` (the long form in docs/reliability.md is 100).
+fn crash_loops() -> usize {
+    std::env::var("MCP_CRASH_LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn master_killed_again_and_again_loses_no_run_and_repeats_no_side_effect() {
+    let bin = workspace_bin("mcp-master");
+    let (ledger, counts) = ledger::start_ledger("crash-loop").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("wf")).unwrap();
+    // Two read-only steps (run again when caught in flight) and a non-idempotent one (never run
+    // twice: caught in flight, the run waits for a person).
+    std::fs::write(
+        dir.path().join("wf/loop.yaml"),
+        r#"name: loop
+inputs:
+  n: {type: string}
+steps:
+  - {id: a, service: ledger, tool: slow, params: {key: "a-{{ inputs.n }}", ms: 300}}
+  - {id: b, service: ledger, tool: slow, needs: [a], params: {key: "b-{{ inputs.n }}", ms: 300}}
+  - {id: c, service: ledger, tool: record, needs: [b], params: {key: "c-{{ inputs.n }}"}}
+"#,
+    )
+    .unwrap();
+    let port = free_port();
+    let cfg = config(dir.path(), port, &ledger.url("/mcp"));
+    let mut master = ServiceProcess::spawn(bin.to_str().unwrap(), dir, port, &cfg).await;
+    let mut ids = Vec::new();
+    let loops = crash_loops();
+    let started = Instant::now();
+    for kill in 0..loops {
+        // New runs each round, then a kill somewhere inside their steps.
+        let c = mcp_test_support::client(&master.url("/mcp"), None).await;
+        for _ in 0..4 {
+            let n = ids.len();
+            let r = c
+                .call_tool(call(
+                    "orchestrator_executeWorkflow",
+                    json!({"workflow": "loop", "inputs": {"n": n.to_string()}, "wait": false}),
+                ))
+                .await
+                .unwrap();
+            ids.push(
+                r.structured_content.unwrap()["run_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(200 + (kill as u64 * 137) % 500)).await;
+        let dir = master.kill9();
+        master = ServiceProcess::spawn(bin.to_str().unwrap(), dir, port, &cfg).await;
+    }
+    let killing = started.elapsed();
+
+    // Every run ends: completed, or waiting for a person because its non-idempotent step was in
+    // flight at a kill. None is lost, none failed.
+    let c = mcp_test_support::client(&master.url("/mcp"), None).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut completed, mut attention) = (0, 0);
+    for (n, id) in ids.iter().enumerate() {
+        loop {
+            let doc = get(&c, id).await;
+            match doc["status"].as_str().unwrap_or("") {
+                "completed" => {
+                    completed += 1;
+                    assert_eq!(counts.records(&format!("c-{n}")), 1, "{id}: {doc}");
+                    break;
+                }
+                "needs_attention" => {
+                    attention += 1;
+                    assert!(counts.records(&format!("c-{n}")) <= 1, "{id}: {doc}");
+                    break;
+                }
+                "running" | "pending" => {}
+                other => panic!("run {id} ended {other}: {doc}\n{}", master.log()),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} did not end: {doc}\n{}",
+                master.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for n in 0..ids.len() {
+        assert!(counts.records(&format!("c-{n}")) <= 1, "c-{n} ran twice");
+    }
+    drop(c);
+    let dir = master.kill9();
+    for store in ["audit.sqlite", "workflows.sqlite"] {
+        let check: String = rusqlite::Connection::open(dir.path().join(store))
+            .unwrap()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "{store}");
+    }
+    eprintln!(
+        "crash loop: {loops} SIGKILLs in {:.1} s, {} runs: {completed} completed, {attention} waiting for a person (their non-idempotent step in flight at a kill), 0 lost, 0 side effects repeated, stores intact",
+        killing.as_secs_f64(),
+        ids.len()
+    );
+}
