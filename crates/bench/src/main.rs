@@ -625,6 +625,21 @@ measured, not yet explained."
     out
 }
 
+/// The `mcp-master` next to mcp-bench with the config file `cfg` on `port`, logging errors only,
+/// once it is ready.
+async fn spawn_master(cfg: &Path, port: u16) -> anyhow::Result<Proc> {
+    let master = spawn(
+        "master",
+        Command::new(sibling("mcp-master")?)
+            .arg("--config")
+            .arg(cfg)
+            .env("MCP_SERVER_PORT", port.to_string())
+            .envs([("MCP_SERVER_LOG_LEVEL", "error"), ("RUST_LOG", "error")]),
+    )?;
+    wait_ready(&format!("http://127.0.0.1:{port}/ready"), "master").await?;
+    Ok(master)
+}
+
 /// Writes master's config for the bench to `path`: the given downstreams (name, URL), its audit
 /// database beside the file.
 fn write_master_config(path: &Path, downstreams: &[(&str, String)]) -> anyhow::Result<()> {
@@ -704,15 +719,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ("cmdb", format!("http://127.0.0.1:{cmdb_port}/mcp")),
         ],
     )?;
-    let master = spawn(
-        "master",
-        Command::new(sibling("mcp-master")?)
-            .arg("--config")
-            .arg(&cfg)
-            .env("MCP_SERVER_PORT", master_port.to_string())
-            .envs(quiet),
-    )?;
-    wait_ready(&format!("http://127.0.0.1:{master_port}/ready"), "master").await?;
+    let master = spawn_master(&cfg, master_port).await?;
 
     let mut results = Results::default();
     let mut notes = Vec::new();

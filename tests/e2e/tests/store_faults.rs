@@ -74,23 +74,32 @@ async fn start(audit: &Path) -> Result<TestService, mcp_runtime::RuntimeError> {
     })
 }
 
-fn can_mount() -> bool {
-    let probe = tempfile::tempdir().unwrap();
-    let ok = Tmpfs::mount(&probe.path().join("m"), "64k").is_some();
-    if !ok {
+/// A 2 MB tmpfs for master's stores and the audit database's path on it; `None` (skipped, or a
+/// failure when required) where mounting is not allowed.
+fn store() -> Option<(tempfile::TempDir, Tmpfs, PathBuf)> {
+    let outer = tempfile::tempdir().unwrap();
+    let Some(disk) = Tmpfs::mount(&outer.path().join("store"), "2m") else {
         skip("mounting a tmpfs needs root");
-    }
-    ok
+        return None;
+    };
+    let db = disk.0.join("audit.sqlite");
+    Some((outer, disk, db))
+}
+
+async fn health_of(master: &TestService) -> Value {
+    reqwest::get(master.url("/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_calls_with_why_and_loses_no_audit_row() {
-    if !can_mount() {
+    let Some((_outer, disk, db)) = store() else {
         return;
-    }
-    let outer = tempfile::tempdir().unwrap();
-    let disk = Tmpfs::mount(&outer.path().join("store"), "2m").unwrap();
-    let db = disk.0.join("audit.sqlite");
+    };
     let master = start(&db).await.unwrap();
     let c = client(&master.url("/mcp"), None).await;
     let mut calls = 0;
@@ -123,12 +132,7 @@ async fn a_full_disk_refuses_calls_with_why_and_loses_no_audit_row() {
             && refusal.contains("free space"),
         "{refusal}"
     );
-    let health: Value = reqwest::get(master.url("/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = health_of(&master).await;
     assert_eq!(health["status"], "degraded", "{health}");
     assert!(
         health["checks"]["audit"]["message"]
@@ -167,12 +171,7 @@ async fn a_full_disk_refuses_calls_with_why_and_loses_no_audit_row() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let health: Value = reqwest::get(master.url("/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = health_of(&master).await;
     assert!(health["checks"].get("audit").is_none(), "{health}");
     drop(c);
     drop(master);
@@ -185,12 +184,9 @@ async fn a_full_disk_refuses_calls_with_why_and_loses_no_audit_row() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_store_stops_master_at_start_with_the_path() {
-    if !can_mount() {
+    let Some((_outer, disk, db)) = store() else {
         return;
-    }
-    let outer = tempfile::tempdir().unwrap();
-    let disk = Tmpfs::mount(&outer.path().join("store"), "2m").unwrap();
-    let db = disk.0.join("audit.sqlite");
+    };
     // A store written before (by an earlier master), then the disk turned read-only.
     rusqlite::Connection::open(&db)
         .unwrap()
