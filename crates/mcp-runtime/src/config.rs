@@ -523,14 +523,22 @@ impl ConfigDoc {
     pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, ConfigError> {
         match self.table.get(name) {
             None => Ok(T::default()),
-            Some(v) => v
-                .clone()
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    key: name.to_owned(),
-                    origin: self.origin.clone(),
-                    message: e.message().to_owned(),
-                }),
+            // The error names the key inside the section (`linux.max_timeout_secs`), not only
+            // the section.
+            Some(v) => serde_path_to_error::deserialize(v.clone()).map_err(
+                |e: serde_path_to_error::Error<toml::de::Error>| {
+                    let path = e.path().to_string();
+                    ConfigError::Invalid {
+                        key: if path.is_empty() || path == "." {
+                            name.to_owned()
+                        } else {
+                            format!("{name}.{path}")
+                        },
+                        origin: self.origin.clone(),
+                        message: e.inner().message().to_owned(),
+                    }
+                },
+            ),
         }
     }
 
@@ -732,8 +740,21 @@ mod tests {
     fn bad_value_names_key_and_origin() {
         let doc = ConfigDoc::from_str("[server]\nport = \"abc\"", "svc.toml").unwrap();
         let err = doc.server().unwrap_err().to_string();
-        assert!(err.contains("server"), "{err}");
+        assert!(err.contains("`server.port`"), "{err}");
         assert!(err.contains("svc.toml"), "{err}");
+        // Inside nested tables and arrays of tables too.
+        #[derive(Debug, Default, serde::Deserialize)]
+        struct Svc {
+            #[allow(dead_code)]
+            downstream: Vec<std::collections::BTreeMap<String, u64>>,
+        }
+        let doc = ConfigDoc::from_str(
+            "[svc]\n[[svc.downstream]]\nok = 1\n[[svc.downstream]]\ntimeout = \"long\"",
+            "svc.toml",
+        )
+        .unwrap();
+        let err = doc.section::<Svc>("svc").unwrap_err().to_string();
+        assert!(err.contains("`svc.downstream[1].timeout`"), "{err}");
         let doc = ConfigDoc::from_str("[server]\nprot = 1", "svc.toml").unwrap();
         let err = doc.server().unwrap_err().to_string();
         assert!(err.contains("prot"), "{err}");

@@ -1,4 +1,4 @@
-//! The `mcp-linux-cli` binary as an operator runs it: a bad config value exits 64 naming the section,
+//! The `mcp-linux-cli` binary as an operator runs it: a bad config value exits 64 naming the key,
 //! and `backup DIR` copies the file backups `writeFile` made, pair by pair, with a manifest.
 
 use std::process::Command;
@@ -6,7 +6,7 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-linux-cli");
 
 #[test]
-fn bad_config_exits_64_naming_the_section() {
+fn bad_config_exits_64_naming_the_key() {
     let out = Command::new(BIN)
         .env("MCP_LINUX_MAX_TIMEOUT_SECS", "\"long\"")
         .output()
@@ -14,7 +14,7 @@ fn bad_config_exits_64_naming_the_section() {
     assert_eq!(out.status.code(), Some(64));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("`linux`") && stderr.contains("expected u64"),
+        stderr.contains("`linux.max_timeout_secs`") && stderr.contains("expected u64"),
         "{stderr}"
     );
 }
