@@ -724,3 +724,19 @@ fn redirections_are_checked_against_the_sandbox() {
     let computed = v.validate("echo hi > $F", Some(&cwd));
     assert_eq!(computed.decision, Decision::Block);
 }
+
+/// Found by `crates/bench/fuzz.sh`: brush-parser 0.4 panics on a redirect whose fd number
+/// overflows (`8544444444447<7`). The validator catches the parser's panic and refuses the
+/// command; nothing unwinds out of it.
+#[test]
+fn a_parser_panic_refuses_the_command() {
+    for cmd in [
+        "8544444444447<7(",
+        "99999999999999999999>out",
+        "echo hi 18446744073709551616<&0",
+    ] {
+        let r = validate_command(cmd);
+        assert_eq!(r.decision, Decision::Block, "{cmd:?}: {r:?}");
+        assert!(!r.is_safe, "{cmd:?}");
+    }
+}
