@@ -10,10 +10,10 @@
 //! - flapping: the victim killed and started again every second;
 //! - garbage: the proxy answers every request with HTTP 200 and a body that is not JSON-RPC.
 //!
-//! Reported per scenario: calls; errors that were expected (a victim call in flight between the
-//! fault's start and the victim's recovery) and unexpected (any other: on `cmdb`, or on the victim
-//! outside that window); `cmdb`'s p50/p95/p99 before, during and after; the victim's p50 failure
-//! time once its circuit is open; the time from the fault's end to the victim's first success; and
+//! Reported per scenario: calls; errors that were expected (a victim call from the fault's start
+//! until the victim's recovery) and unexpected (any other: on `cmdb`, or on the victim before the
+//! fault); `cmdb`'s p50/p95/p99 before, during and after; the victim's p50 failure
+//! time once its circuit is open; the time from the fault's end to the end of the victim's last failure; and
 //! whether master's audit trail has one row per call.
 
 use std::fmt::Write as _;
@@ -327,19 +327,21 @@ async fn scenario(
         samples.extend(w.await?);
     }
     let after_end = Instant::now();
-    // Recovery: the end of the fault to the first victim call that succeeded after it.
+    // Recovery: from the end of the fault to the end of the victim's last failed call (after it,
+    // every victim call succeeded), so a relapse after a first success counts as not recovered.
     let recovered = samples
         .iter()
-        .filter(|s| s.victim && s.ok && s.start >= fault_end)
+        .filter(|s| s.victim && !s.ok && s.end >= fault_end)
         .map(|s| s.end)
-        .min()
-        .unwrap_or(after_end);
+        .max()
+        .unwrap_or(fault_end)
+        .min(after_end);
     let mut expected = 0;
     let mut unexpected = 0;
     for s in samples.iter().filter(|s| !s.ok) {
-        // A victim call overlapping the fault, until the victim answered again, was expected to
-        // fail; anything else was not.
-        if s.victim && s.end >= fault_start && s.start <= recovered {
+        // A victim call overlapping the fault or the victim's recovery was expected to fail;
+        // anything else (the healthy namespace, the victim before the fault) was not.
+        if s.victim && s.end >= fault_start {
             expected += 1;
         } else {
             unexpected += 1;
