@@ -283,6 +283,9 @@ fn writer(
     // Rows not yet in the store: a failed batch stays here and is written again, whole, when the
     // store can be written (one transaction: never a part of a batch).
     let mut pending: Vec<(f64, AuditRecord)> = Vec::new();
+    // How many of `pending` (from the front) are already counted `failed`: each row is counted
+    // `failed` once, at the first write that could not take it, and `written` when one does.
+    let mut counted_failed: usize = 0;
     loop {
         if pending.is_empty() {
             let Ok(first) = rx.recv() else { return };
@@ -296,9 +299,11 @@ fn writer(
         }
         pending.extend(rx.try_iter().take(4096));
         if pending.len() > MAX_PENDING {
-            for (_, r) in pending.drain(..pending.len() - MAX_PENDING) {
+            let dropped = pending.len() - MAX_PENDING;
+            for (_, r) in pending.drain(..dropped) {
                 rows.with_label_values(&[r.source, "lost"]).inc();
             }
+            counted_failed = counted_failed.saturating_sub(dropped);
         }
         match write_batch(&mut conn, &pending) {
             Ok(()) => {
@@ -314,6 +319,7 @@ fn writer(
                 for (_, r) in pending.drain(..) {
                     rows.with_label_values(&[r.source, "written"]).inc();
                 }
+                counted_failed = 0;
             }
             Err(error) => {
                 let mut failing = state
@@ -329,6 +335,10 @@ fn writer(
                 }
                 *failing = Some(error.to_string());
                 state.is_failing.store(true, Ordering::Release);
+                for (_, r) in &pending[counted_failed..] {
+                    rows.with_label_values(&[r.source, "failed"]).inc();
+                }
+                counted_failed = pending.len();
             }
         }
         state.pending.store(pending.len(), Ordering::Relaxed);

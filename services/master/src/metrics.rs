@@ -38,7 +38,9 @@ pub struct MasterMetrics {
 }
 
 /// `mcp_audit_rows_total{source,outcome}`: audit rows by what they record (`call`, `step`,
-/// `approval`) and whether they reached the database (`written`, `failed`, `lost`).
+/// `approval`) and whether they reached the database: `written`; `failed` once when a write could
+/// not take them (they wait in memory and are counted `written` when a later write does); `lost`
+/// when they could never be (the writer gone, or more waiting than it keeps).
 pub fn audit_rows() -> Result<IntCounterVec, prometheus::Error> {
     IntCounterVec::new(
         Opts::new(

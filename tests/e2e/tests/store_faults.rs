@@ -86,6 +86,20 @@ fn store() -> Option<(tempfile::TempDir, Tmpfs, PathBuf)> {
     Some((outer, disk, db))
 }
 
+/// `mcp_audit_rows_total{source="call",outcome=...}` on master's `/metrics`.
+async fn call_rows(master: &TestService, outcome: &str) -> f64 {
+    let text = mcp_test_support::metrics(&master.url("/metrics")).await;
+    let want = format!("outcome=\"{outcome}\"");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("mcp_audit_rows_total{")
+                && l.contains(&want)
+                && l.contains("source=\"call\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn health_of(master: &TestService) -> Value {
     reqwest::get(master.url("/health"))
         .await
@@ -146,6 +160,9 @@ async fn a_full_disk_refuses_calls_with_why_and_loses_no_audit_row() {
         calls += 1;
         assert_eq!(r.is_error, Some(true));
     }
+    // The alert on `failed` rows (monitoring/prometheus/slo.yml) sees the outage; nothing is lost.
+    assert!(call_rows(&master, "failed").await >= 1.0);
+    assert_eq!(call_rows(&master, "lost").await, 0.0);
 
     // Space returns: calls run again, and every call has its row.
     std::fs::remove_file(&filler).unwrap();
@@ -173,6 +190,7 @@ async fn a_full_disk_refuses_calls_with_why_and_loses_no_audit_row() {
     }
     let health = health_of(&master).await;
     assert!(health["checks"].get("audit").is_none(), "{health}");
+    assert_eq!(call_rows(&master, "written").await, calls as f64);
     drop(c);
     drop(master);
     let check: String = rusqlite::Connection::open(&db)
