@@ -187,6 +187,17 @@ impl DataSet {
     }
 }
 
+/// Takes the lock of every set ([`DataSet::lock`]): all of them, or the first refusal.
+pub fn lock_all(sets: &[DataSet]) -> Result<Vec<DataLock>, BackupError> {
+    Ok(sets
+        .iter()
+        .map(DataSet::lock)
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
 /// One copied file in the manifest: its path inside the backup, size and SHA-256.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FileEntry {
@@ -502,10 +513,7 @@ pub struct Restored {
 /// moves what is there aside), and integrity-checks every restored SQLite store.
 pub fn restore(sets: &[DataSet], dir: &Path, replace: bool) -> Result<Restored, BackupError> {
     let manifest = verify(dir)?;
-    let _locks = sets
-        .iter()
-        .map(DataSet::lock)
-        .collect::<Result<Vec<_>, _>>()?;
+    let _locks = lock_all(sets)?;
     let mut plan = Vec::new();
     let mut out = Restored::default();
     for entry in &manifest.items {

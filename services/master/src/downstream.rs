@@ -527,9 +527,9 @@ impl Downstream {
         Duration::from_secs(self.cfg.timeout_secs)
     }
 
-    /// A request that could not even be handed to the downstream's transport within the call
-    /// timeout (a hung connection ahead of it): counted against the circuit like a timeout.
-    pub fn send_timed_out(&self) -> CallError {
+    /// A request that got no answer, or could not even be handed to the downstream's transport
+    /// (a hung connection ahead of it), within the call timeout: counted against the circuit.
+    pub fn timed_out(&self) -> CallError {
         self.record(false, None);
         CallError::Timeout(self.call_timeout())
     }
@@ -541,10 +541,9 @@ impl Downstream {
         fut: impl Future<Output = Result<T, ServiceError>>,
         ct: &CancellationToken,
     ) -> Result<T, CallError> {
-        let timeout = Duration::from_secs(self.cfg.timeout_secs);
         let started = Instant::now();
         let outcome = tokio::select! {
-            r = tokio::time::timeout(timeout, fut) => r,
+            r = tokio::time::timeout(self.call_timeout(), fut) => r,
             () = ct.cancelled() => {
                 // Not the downstream's fault: release a half-open probe without judging.
                 if let Ok(mut b) = self.breaker.lock() { b.probe_in_flight = false; }
@@ -552,10 +551,7 @@ impl Downstream {
             }
         };
         match outcome {
-            Err(_) => {
-                self.record(false, None);
-                Err(CallError::Timeout(timeout))
-            }
+            Err(_) => Err(self.timed_out()),
             Ok(Ok(v)) => {
                 self.record(true, Some(started.elapsed()));
                 Ok(v)

@@ -407,11 +407,7 @@ fn main() -> ExitCode {
     }
     mcp_runtime::telemetry::init("mcp-stack", &loaded.server);
     // Held while the stack serves: a second stack on the same data, or a restore, is refused.
-    let _locks = match data
-        .iter()
-        .map(mcp_runtime::backup::DataSet::lock)
-        .collect::<Result<Vec<_>, _>>()
-    {
+    let _locks = match mcp_runtime::backup::lock_all(&data) {
         Ok(locks) => locks,
         Err(e) => {
             eprintln!("mcp-stack: {e}");

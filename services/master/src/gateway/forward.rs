@@ -241,7 +241,7 @@ impl Gateway {
                 d.request_check();
                 return Err(CallError::Connection(crate::downstream::plain_error(&e)));
             }
-            Err(_) => return Err(d.send_timed_out()),
+            Err(_) => return Err(d.timed_out()),
         };
         // rmcp gives every outgoing request its own progress token; progress for it is relayed
         // to this client under the client's original token.
