@@ -20,17 +20,19 @@ use serde_json::{Value, json};
 
 const PROJECT: &str = "mcpcomposetest";
 const TOKEN: &str = "compose-test-token-0123456789abcdef";
-/// Every service of the default profile, and Prometheus of the monitoring profile.
-const SERVICES: &[&str] = &[
-    "master",
+/// The services master depends on (`depends_on: condition: service_healthy`).
+const DOWNSTREAMS: &[&str] = &[
     "cmdb",
     "linux-cli",
     "secrets",
     "k8s",
     "ai-models",
     "freqtrade-knowledge",
-    "prometheus",
 ];
+/// Every service of the default profile, and Prometheus of the monitoring profile.
+fn services() -> Vec<&'static str> {
+    [&["master"][..], DOWNSTREAMS, &["prometheus"]].concat()
+}
 
 fn root() -> PathBuf {
     crate_dir().join("../..")
@@ -206,19 +208,12 @@ fn compose_up_under_podman_serves_the_suite() {
     let started = Instant::now();
     checked(
         "compose up",
-        compose(&d, &[&["up", "-d"][..], SERVICES].concat()),
+        compose(&d, &[&["up", "-d"][..], &services()].concat()),
     );
     eprintln!("compose up: {:.1} s", started.elapsed().as_secs_f64());
     // depends_on: condition: service_healthy: compose created master only once every service it
     // depends on had passed its health check (run by podman-compose.sh's checker every 2 s).
-    for dep in [
-        "cmdb",
-        "linux-cli",
-        "secrets",
-        "k8s",
-        "ai-models",
-        "freqtrade-knowledge",
-    ] {
+    for dep in DOWNSTREAMS {
         let health = podman(&[
             "inspect",
             &container(dep),
@@ -228,16 +223,14 @@ fn compose_up_under_podman_serves_the_suite() {
         assert_eq!(health, "healthy", "{dep} when master was created");
     }
 
-    // Every service on its host port (ports.md).
-    for (service, port) in [
-        ("master", 8000),
-        ("linux-cli", 8001),
-        ("k8s", 8008),
-        ("cmdb", 8012),
-        ("secrets", 8013),
-        ("freqtrade-knowledge", 8015),
-        ("ai-models", 8016),
-    ] {
+    // Every MCP service on its host port, as ports.md gives it.
+    let ports = ports_md();
+    for service in std::iter::once(&"master").chain(DOWNSTREAMS) {
+        let port = ports
+            .iter()
+            .find(|(name, _)| name == service)
+            .unwrap_or_else(|| panic!("{service} is not in ports.md"))
+            .1;
         wait_until(
             &format!("{service}: /health 200 on {port} and its healthcheck healthy"),
             60,
@@ -375,7 +368,7 @@ fn compose_up_under_podman_serves_the_suite() {
     checked("compose down", compose(&d, &["down"]));
     checked(
         "compose up again",
-        compose(&d, &[&["up", "-d"][..], SERVICES].concat()),
+        compose(&d, &[&["up", "-d"][..], &services()].concat()),
     );
     assert_eq!(audit_rows(&d), before);
     wait_until("master healthy again", 60, || {
